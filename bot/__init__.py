@@ -1,0 +1,1 @@
+"""release-bot: release to Kubernetes from Slack."""

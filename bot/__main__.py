@@ -1,0 +1,51 @@
+"""The `release-bot` command line: serve, sandbox, cluster, slack-sim.
+
+Each subcommand lives with the code it drives; this module only wires argparse to them and turns
+errors meant for the user into a message and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+# subcommand -> module with `add_arguments(parser)` and `run(args) -> int`
+_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("bot.cli_serve", "run the bot against Slack (HTTP mode) and Kubernetes"),
+    "sandbox": ("sandbox.cli", "run everything locally: control plane, Slack simulator and the bot"),
+    "cluster": ("sandbox.controlplane.cli", "start, stop or inspect a local Kubernetes control plane"),
+    "slack-sim": ("sandbox.slack.cli", "run the local Slack simulator and its channel page"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="release-bot", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in _SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        mod = import_module(module)
+        mod.add_arguments(sp)
+        runner: Callable[[argparse.Namespace], int] = mod.run
+        sp.set_defaults(_run=runner)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from bot.errors import UserError
+
+    try:
+        code: int = args._run(args)
+    except UserError as e:
+        print(f"release-bot: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The /release command language: text in, typed intents out. Pure: no I/O imports."""
