@@ -20,20 +20,24 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None) -> argparse.ArgumentParser:
+    """The parser; only the chosen subcommand's module is imported (they pull in heavy libraries)."""
     parser = argparse.ArgumentParser(prog="release-bot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in _SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
-        mod = import_module(module)
-        mod.add_arguments(sp)
-        runner: Callable[[argparse.Namespace], int] = mod.run
-        sp.set_defaults(_run=runner)
+        if name == chosen:
+            mod = import_module(module)
+            mod.add_arguments(sp)
+            runner: Callable[[argparse.Namespace], int] = mod.run
+            sp.set_defaults(_run=runner)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in _SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     from bot.errors import UserError
 

@@ -11,4 +11,5 @@ for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROX
 pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.slack",
+    "tests.fixtures.bot",
 ]

@@ -1,0 +1,191 @@
+"""The app catalog: which apps may be released, how, and by whom.
+
+Loaded once from YAML at start-up and validated by pydantic; any mistake stops the bot with a message
+that names the app and field. Pure: no I/O libraries beyond reading the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError
+from commands.intents import Strategy
+
+_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_DNS1123 = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
+_INT_OR_PERCENT = re.compile(r"^(\d+|\d{1,3}%)$")
+
+
+class Action(StrEnum):
+    """What a permission rule grants. Every command maps to exactly one of these."""
+
+    VIEW = "view"  # status, history
+    RELEASE = "release"  # start a release, pause, resume
+    PROMOTE = "promote"  # promote a canary step, switch blue-green traffic, finish
+    ROLLBACK = "rollback"  # roll back, abort, undo to a revision
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Rule(_Model):
+    """Who may do one action. A person matches by user id or user-group membership; when channels
+    are listed, the command must also come from one of them. An empty rule allows nobody."""
+
+    users: tuple[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,20}$")], ...] = ()
+    usergroups: tuple[Annotated[str, Field(pattern=r"^S[A-Z0-9]{2,20}$")], ...] = ()
+    channels: tuple[Annotated[str, Field(pattern=r"^[CGD][A-Z0-9]{2,20}$")], ...] = ()
+
+
+class Permissions(_Model):
+    view: Rule | None = None  # None: anyone allowed any other action may view
+    release: Rule = Rule()
+    promote: Rule = Rule()
+    rollback: Rule = Rule()
+
+    def rule(self, action: Action) -> Rule:
+        if action is Action.VIEW and self.view is None:
+            return Rule(
+                users=tuple({*self.release.users, *self.promote.users, *self.rollback.users}),
+                usergroups=tuple(
+                    {*self.release.usergroups, *self.promote.usergroups, *self.rollback.usergroups}
+                ),
+            )
+        picked: Rule | None = getattr(self, action.value)
+        return picked or Rule()
+
+
+class Rolling(_Model):
+    max_surge: int | str = 1
+    max_unavailable: int | str = 0
+
+    @field_validator("max_surge", "max_unavailable")
+    @classmethod
+    def _int_or_percent(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if v < 0:
+                raise ValueError("must be 0 or more")
+            return v
+        if not _INT_OR_PERCENT.match(v):
+            raise ValueError("must be a number or a percentage like 25%")
+        return int(v) if v.isdigit() else v
+
+
+class Canary(_Model):
+    # Replicas running the new version at each pause, as a count or a percentage of the Deployment's
+    # replicas. Empty: one canary pod, then everything on Promote (the guide's set-image + pause).
+    steps: tuple[int | str, ...] = ()
+    analysis_minutes: float = Field(default=0, ge=0)  # Promote refused until healthy this long
+    auto_promote: bool = False  # promote by itself after analysis_minutes of health
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        for s in v:
+            if isinstance(s, int):
+                if s < 1:
+                    raise ValueError("a step is 1 or more pods")
+            elif not re.fullmatch(r"\d{1,3}%", s) or not 0 < int(s[:-1]) <= 100:
+                raise ValueError(f"step {s!r} must be a pod count or a percentage 1%..100%")
+        return v
+
+
+class Retire(StrEnum):
+    SCALE_DOWN = "scale-down"
+    DELETE = "delete"
+
+
+class BlueGreen(_Model):
+    grace_seconds: float = Field(default=300, ge=0)  # old colour kept for instant rollback this long
+    retire: Retire = Retire.SCALE_DOWN
+    max_replicas: int | None = Field(default=None, ge=1)  # refuse when both colours exceed this
+    name_template: str = "{deployment}-{version}"
+
+
+class App(_Model):
+    name: str = Field(pattern=_NAME)
+    namespace: str = Field(pattern=_NAME)
+    deployment: str = Field(pattern=_DNS1123)
+    container: str = Field(pattern=_NAME)
+    image: str = Field(min_length=1, description="repository the version tag is appended to")
+    service: str | None = Field(default=None, pattern=_NAME)
+    strategies: tuple[Strategy, ...] = (Strategy.ROLLING,)
+    default_strategy: Strategy = Strategy.ROLLING
+    allow_image_override: bool = False
+    rolling: Rolling = Rolling()
+    canary: Canary = Canary()
+    bluegreen: BlueGreen = BlueGreen()
+    progress_deadline_seconds: int = Field(default=600, ge=1)
+    auto_rollback: bool = True
+    permissions: Permissions = Permissions()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.default_strategy not in self.strategies:
+            raise ValueError(
+                f"default_strategy {self.default_strategy.value!r} is not among strategies "
+                f"{[s.value for s in self.strategies]}"
+            )
+        if Strategy.BLUEGREEN in self.strategies and not self.service:
+            raise ValueError("blue-green needs `service` (the Service whose selector is switched)")
+        if any(c in self.image for c in "@ ") or self.image.endswith(":"):
+            raise ValueError("image is a repository without tag or digest, e.g. registry.example.org/hexo")
+        return self
+
+    def image_for(self, version: str, *, full_reference: bool) -> str:
+        if full_reference:
+            return version
+        sep = "@" if version.startswith("sha256:") else ":"
+        return f"{self.image}{sep}{version}"
+
+
+class Catalog(_Model):
+    apps: Mapping[str, App]
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> Catalog:
+        if not isinstance(data, dict) or not isinstance(data.get("apps"), dict) or not data["apps"]:
+            raise ConfigError("catalog: expected a mapping with `apps:` holding at least one app")
+        extra = set(data) - {"apps"}
+        if extra:
+            raise ConfigError(f"catalog: unknown top-level key(s) {sorted(extra)}; only `apps` is allowed")
+        apps: dict[str, App] = {}
+        for name, body in data["apps"].items():
+            if not isinstance(body, dict):
+                raise ConfigError(f"catalog: app {name!r}: expected a mapping")
+            try:
+                apps[str(name)] = App.model_validate({"name": name, **body})
+            except ValidationError as e:
+                raise ConfigError(f"catalog: app {name!r}: {_describe(e)}") from e
+        return cls(apps=apps)
+
+    @classmethod
+    def load(cls, path: Path) -> Catalog:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"catalog: cannot read {path}: {e.strerror}") from e
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"catalog: {path} is not valid YAML: {e}") from e
+        return cls.from_mapping(data)
+
+    def namespaces(self) -> set[str]:
+        return {a.namespace for a in self.apps.values()}
+
+
+def _describe(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)

@@ -1,0 +1,394 @@
+"""The bot's only door to Kubernetes: one ApiClient (one aiohttp session) and the guide's verbs.
+
+Everything here speaks plain dicts (JSON as the API server sends it) so the rest of the bot never sees
+kubernetes_asyncio types. Errors become bot.errors: NotFound, Conflict (compare-and-set lost) or
+KubeError (anything else, with the API server's message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from bot.errors import Conflict, InfraError
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+T = TypeVar("T")
+
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+REVISION = "deployment.kubernetes.io/revision"
+HASH_LABEL = "pod-template-hash"
+
+
+class KubeError(InfraError):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeError):
+    pass
+
+
+class KubeConflict(Conflict):
+    """A compare-and-set lost (HTTP 409): someone changed the object first."""
+
+
+def _translate(e: ApiException, what: str) -> Exception:
+    message = e.reason or ""
+    try:
+        message = json.loads(e.body or message or "{}").get("message", message)
+    except (ValueError, AttributeError):
+        pass
+    if e.status == 404:
+        return NotFound(f"{what}: not found", 404)
+    if e.status == 409:
+        return KubeConflict(f"{what}: changed by someone else ({message})")
+    return KubeError(f"{what}: {message or e.status}", e.status)
+
+
+class Kube:
+    """The bot's Kubernetes client. Create with `await Kube.connect(...)`, close with `await close()`."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.coordination = client.CoordinationV1Api(api)
+        self.requests = 0  # API requests made, for the benchmarks
+
+    @classmethod
+    async def connect(cls, kubeconfig: Path | None = None) -> Kube:
+        cfg = client.Configuration()
+        if kubeconfig is None and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config(
+                config_file=str(kubeconfig) if kubeconfig else None, client_configuration=cfg
+            )
+        return cls(client.ApiClient(configuration=cfg))
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def call(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """Call one API operation and return the raw JSON body as dicts."""
+        self.requests += 1
+        try:
+            resp = await fn(*args, _preload_content=False, **kwargs)
+            async with resp:
+                body = await resp.read()
+                status = resp.status
+        except ApiException as e:
+            raise _translate(e, what) from e
+        except (OSError, asyncio.TimeoutError) as e:
+            raise KubeError(f"{what}: cannot reach the API server ({e})") from e
+        if not 200 <= status <= 299:
+            raise _translate(ApiException(status=status, reason=body.decode(errors="replace")), what)
+        return json.loads(body) if body else {}
+
+    # --- Deployments -------------------------------------------------------------------------------
+
+    async def deployment(self, ns: str, name: str) -> Obj:
+        r: Obj = await self.call(
+            f"deployment {ns}/{name}", self.apps.read_namespaced_deployment, name, ns
+        )
+        return r
+
+    async def patch_deployment(self, ns: str, name: str, patch: Obj | list[Obj]) -> Obj:
+        r: Obj = await self.call(
+            f"deployment {ns}/{name}", self.apps.patch_namespaced_deployment, name, ns, patch
+        )
+        return r
+
+    async def create_deployment(self, ns: str, body: Obj) -> Obj:
+        r: Obj = await self.call(
+            f"deployment {ns}/{body['metadata']['name']}",
+            self.apps.create_namespaced_deployment,
+            ns,
+            body,
+        )
+        return r
+
+    async def delete_deployment(self, ns: str, name: str) -> None:
+        await self.call(
+            f"deployment {ns}/{name}",
+            self.apps.delete_namespaced_deployment,
+            name,
+            ns,
+            body={"propagationPolicy": "Background"},
+        )
+
+    async def replica_sets(self, deployment: Obj) -> list[Obj]:
+        """The ReplicaSets this Deployment owns (as `kubectl rollout history` finds them)."""
+        ns = deployment["metadata"]["namespace"]
+        selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
+        r = await self.call(
+            f"replicasets in {ns}",
+            self.apps.list_namespaced_replica_set,
+            ns,
+            label_selector=selector,
+        )
+        uid = deployment["metadata"]["uid"]
+        return [
+            rs
+            for rs in r.get("items", [])
+            if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences", []))
+        ]
+
+    async def pods(self, ns: str, selector: dict[str, str]) -> list[Obj]:
+        r = await self.call(
+            f"pods in {ns}",
+            self.core.list_namespaced_pod,
+            ns,
+            label_selector=",".join(f"{k}={v}" for k, v in selector.items()),
+        )
+        items: list[Obj] = r.get("items", [])
+        return items
+
+    async def watch_deployment(
+        self, ns: str, name: str, predicate: Callable[[Obj], T | None], timeout: float
+    ) -> T:
+        """Wait, driven by a watch, until predicate(deployment) returns a value; TimeoutError after
+        `timeout` seconds. Resumes after 410 Gone by listing again."""
+        return await self.watch_until(
+            f"deployment {ns}/{name}",
+            lambda **kw: self.apps.list_namespaced_deployment(ns, **kw),
+            f"metadata.name={name}",
+            predicate,
+            timeout,
+        )
+
+    async def watch_until(
+        self,
+        what: str,
+        lister: Callable[..., Awaitable[Any]],
+        field_selector: str,
+        predicate: Callable[[Obj], T | None],
+        timeout: float,
+    ) -> T:
+        async with asyncio.timeout(timeout):
+            async for kind, obj in self.stream(what, lister, field_selector=field_selector):
+                if kind != "DELETED":
+                    found = predicate(obj)
+                    if found is not None:
+                        return found
+        raise AssertionError("unreachable: stream() only ends by cancellation")
+
+    async def stream(
+        self,
+        what: str,
+        lister: Callable[..., Awaitable[Any]],
+        *,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+    ) -> AsyncIterator[tuple[str, Obj]]:
+        """List, then watch, forever: every listed object comes as ADDED, then the watch's events.
+        After 410 Gone (history compacted) or a closed watch it lists again and goes on."""
+        selectors: dict[str, str] = {}
+        if field_selector:
+            selectors["field_selector"] = field_selector
+        if label_selector:
+            selectors["label_selector"] = label_selector
+        while True:
+            listing = await self.call(what, lister, **selectors)
+            for item in listing.get("items", []):
+                yield "ADDED", item
+            rv = listing["metadata"]["resourceVersion"]
+            while rv:
+                self.requests += 1
+                try:
+                    resp = await lister(
+                        resource_version=rv,
+                        watch=True,
+                        allow_watch_bookmarks=True,
+                        timeout_seconds=290,
+                        _preload_content=False,
+                        **selectors,
+                    )
+                except ApiException as e:
+                    if e.status == 410:
+                        break
+                    raise _translate(e, what) from e
+                async with resp:
+                    if resp.status == 410:
+                        break
+                    if not 200 <= resp.status <= 299:
+                        raise _translate(ApiException(status=resp.status, reason=await resp.text()), what)
+                    async for line in resp.content:
+                        event = json.loads(line)
+                        kind, obj = event["type"], event["object"]
+                        if kind == "ERROR":
+                            if obj.get("code") == 410:
+                                rv = ""
+                                break
+                            raise KubeError(f"{what}: watch failed: {obj.get('message')}", obj.get("code"))
+                        rv = obj["metadata"]["resourceVersion"]
+                        if kind != "BOOKMARK":
+                            yield kind, obj
+
+    def deployment_events(self, ns: str, name: str) -> AsyncIterator[tuple[str, Obj]]:
+        return self.stream(
+            f"deployment {ns}/{name}",
+            lambda **kw: self.apps.list_namespaced_deployment(ns, **kw),
+            field_selector=f"metadata.name={name}",
+        )
+
+    def pod_events(self, ns: str, selector: dict[str, str]) -> AsyncIterator[tuple[str, Obj]]:
+        return self.stream(
+            f"pods in {ns}",
+            lambda **kw: self.core.list_namespaced_pod(ns, **kw),
+            label_selector=",".join(f"{k}={v}" for k, v in selector.items()),
+        )
+
+    def configmap_events(self, ns: str, name: str) -> AsyncIterator[tuple[str, Obj]]:
+        return self.stream(
+            f"configmap {ns}/{name}",
+            lambda **kw: self.core.list_namespaced_config_map(ns, **kw),
+            field_selector=f"metadata.name={name}",
+        )
+
+    # --- Services ----------------------------------------------------------------------------------
+
+    async def service(self, ns: str, name: str) -> Obj:
+        r: Obj = await self.call(f"service {ns}/{name}", self.core.read_namespaced_service, name, ns)
+        return r
+
+    async def patch_service(self, ns: str, name: str, patch: Obj | list[Obj]) -> Obj:
+        r: Obj = await self.call(
+            f"service {ns}/{name}", self.core.patch_namespaced_service, name, ns, patch
+        )
+        return r
+
+    async def watch_endpoints(
+        self, ns: str, name: str, predicate: Callable[[Obj], T | None], timeout: float
+    ) -> T:
+        return await self.watch_until(
+            f"endpoints {ns}/{name}",
+            lambda **kw: self.core.list_namespaced_endpoints(ns, **kw),
+            f"metadata.name={name}",
+            predicate,
+            timeout,
+        )
+
+    # --- ConfigMaps (compare-and-set) and Leases ---------------------------------------------------
+
+    async def configmap(self, ns: str, name: str) -> Obj | None:
+        try:
+            r: Obj = await self.call(
+                f"configmap {ns}/{name}", self.core.read_namespaced_config_map, name, ns
+            )
+        except NotFound:
+            return None
+        return r
+
+    async def create_configmap(self, ns: str, body: Obj) -> Obj:
+        r: Obj = await self.call(
+            f"configmap {ns}/{body['metadata']['name']}",
+            self.core.create_namespaced_config_map,
+            ns,
+            body,
+        )
+        return r
+
+    async def replace_configmap(self, ns: str, body: Obj) -> Obj:
+        """Replace, failing with KubeConflict unless body's resourceVersion is still current."""
+        name = body["metadata"]["name"]
+        r: Obj = await self.call(
+            f"configmap {ns}/{name}", self.core.replace_namespaced_config_map, name, ns, body
+        )
+        return r
+
+    async def configmaps(self, ns: str, label_selector: str) -> list[Obj]:
+        r = await self.call(
+            f"configmaps in {ns}",
+            self.core.list_namespaced_config_map,
+            ns,
+            label_selector=label_selector,
+        )
+        items: list[Obj] = r.get("items", [])
+        return items
+
+    async def watch_configmap(
+        self, ns: str, name: str, predicate: Callable[[Obj], T | None], timeout: float
+    ) -> T:
+        return await self.watch_until(
+            f"configmap {ns}/{name}",
+            lambda **kw: self.core.list_namespaced_config_map(ns, **kw),
+            f"metadata.name={name}",
+            predicate,
+            timeout,
+        )
+
+    async def lease(self, ns: str, name: str) -> Obj | None:
+        try:
+            r: Obj = await self.call(
+                f"lease {ns}/{name}", self.coordination.read_namespaced_lease, name, ns
+            )
+        except NotFound:
+            return None
+        return r
+
+    async def create_lease(self, ns: str, body: Obj) -> Obj:
+        r: Obj = await self.call(
+            f"lease {ns}/{body['metadata']['name']}",
+            self.coordination.create_namespaced_lease,
+            ns,
+            body,
+        )
+        return r
+
+    async def replace_lease(self, ns: str, body: Obj) -> Obj:
+        name = body["metadata"]["name"]
+        r: Obj = await self.call(
+            f"lease {ns}/{name}", self.coordination.replace_namespaced_lease, name, ns, body
+        )
+        return r
+
+    # --- Events ------------------------------------------------------------------------------------
+
+    async def event(self, involved: Obj, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record a core/v1 Event on an object, so `kubectl describe` shows who did what."""
+        from datetime import UTC, datetime
+
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.release-bot.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", "apps/v1"),
+                "kind": involved.get("kind", "Deployment"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "release-bot"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self.call(
+            f"event in {meta['namespace']}", self.core.create_namespaced_event, meta["namespace"], body
+        )
+
+
+@asynccontextmanager
+async def connected(kubeconfig: Path | None = None) -> AsyncIterator[Kube]:
+    kube = await Kube.connect(kubeconfig)
+    try:
+        yield kube
+    finally:
+        await kube.close()

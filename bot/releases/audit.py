@@ -1,0 +1,66 @@
+"""The audit trail that outlives Slack: a Kubernetes Event on the Deployment and a JSON log line.
+
+Together with the change-cause annotation and the release record, someone with only kubectl (or the
+log store) can tell who changed what, when, from which channel, and how it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.kube.client import Kube, KubeError
+from bot.releases.record import Actor
+
+log = logging.getLogger("release_bot.audit")
+
+
+class Auditor:
+    def __init__(self, kube: Kube, file: Path | None = None) -> None:
+        self.kube = kube
+        self.file = file
+
+    async def __call__(
+        self,
+        *,
+        action: str,
+        actor: Actor | None,
+        app: str,
+        namespace: str,
+        deployment: str,
+        result: str,
+        channel_id: str = "",
+        from_version: str = "",
+        to_version: str = "",
+        permalink: str = "",
+        warning: bool = False,
+    ) -> None:
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "actor_id": actor.id if actor else "release-bot",
+            "actor_name": actor.name if actor else "release-bot",
+            "action": action,
+            "app": app,
+            "namespace": namespace,
+            "from": from_version,
+            "to": to_version,
+            "result": result,
+            "channel": channel_id,
+            "card": permalink,
+        }
+        text = json.dumps(line, sort_keys=True)
+        log.info(text)
+        if self.file:
+            with self.file.open("a", encoding="utf-8") as f:
+                f.write(text + "\n")
+        who = f"{line['actor_name']} ({line['actor_id']})"
+        where = f" via Slack channel {channel_id}" if channel_id else ""
+        span = f" {from_version} -> {to_version}" if to_version else ""
+        message = f"{action}{span} by {who}{where}: {result}"
+        try:
+            dep = await self.kube.deployment(namespace, deployment)
+            await self.kube.event(dep, f"Release{action.title().replace(' ', '').replace('-', '')}", message, warning=warning)
+        except KubeError as e:
+            log.warning("could not record event for %s/%s: %s", namespace, deployment, e)

@@ -1,0 +1,232 @@
+"""The engine owns every release task of this process.
+
+`begin` records a release in the cluster and starts driving it; `request` adds a Promote/Rollback/...
+request to a record (compare-and-set: exactly one of racing clicks wins) and makes sure some process
+drives it. A release is driven by whichever process holds the app's Lease: this one, another replica,
+or a restarted bot (which finds unfinished records at start-up and carries them on). Tasks are named,
+tracked, and cancelled on shutdown; leases are handed back so another replica can continue at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.catalog import App, Catalog
+from bot.errors import Conflict, UserError
+from bot.kube.client import Kube, NotFound
+from bot.releases import health, rolling
+from bot.releases.audit import Auditor
+from bot.releases.record import Actor, Phase, Record, Request, new_id, utcnow
+from bot.releases.run import Reporter, Run
+from bot.releases.store import Leases, Store, Stored
+from bot.slack import cards
+from commands.intents import Release, Strategy, VersionKind
+
+log = logging.getLogger(__name__)
+
+Strategy_ = Callable[[Run], Awaitable[None]]
+STRATEGIES: dict[Strategy, Strategy_] = {Strategy.ROLLING: rolling.drive}
+
+
+class Engine:
+    def __init__(
+        self,
+        kube: Kube,
+        catalog: Catalog,
+        reporter: Reporter,
+        *,
+        identity: str,
+        lease_seconds: float,
+        audit: Auditor,
+    ) -> None:
+        self.kube = kube
+        self.catalog = catalog
+        self.reporter = reporter
+        self.store = Store(kube)
+        self.leases = Leases(kube, identity, lease_seconds)
+        self.audit = audit
+        self.lease_seconds = lease_seconds
+        self._drivers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._janitor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.adopt_orphans()
+        self._janitor = asyncio.create_task(self._janitor_loop(), name="engine:janitor")
+
+    async def stop(self, drain: float) -> None:
+        """Stop driving: cancel release tasks (their state is in the cluster) and hand the leases back."""
+        self._stopping = True
+        tasks = [t for t in [self._janitor, *self._drivers.values()] if t]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=drain)
+
+    @property
+    def busy(self) -> int:
+        return len(self._drivers)
+
+    async def adopt_orphans(self) -> None:
+        """Drive every unfinished release whose driver is gone (or is this process, restarted)."""
+        for ns in sorted(self.catalog.namespaces()):
+            try:
+                active = await self.store.active(ns)
+            except Exception as e:  # a namespace we cannot read must not stop the others
+                log.warning("cannot list releases in %s: %s", ns, e)
+                continue
+            for stored in active:
+                if stored.record.app in self.catalog.apps:
+                    self.ensure_driver(stored.record.namespace, stored.record.app)
+
+    async def _janitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds)
+            await self.adopt_orphans()
+
+    # --- commands ----------------------------------------------------------------------------------
+
+    def app(self, name: str) -> App:
+        try:
+            return self.catalog.apps[name]
+        except KeyError:
+            raise UserError(f"Unknown app `{name}`. Type `/release apps`.") from None
+
+    async def begin(self, intent: Release, actor: Actor, channel_id: str, channel_name: str) -> Record:
+        app = self.app(intent.app)
+        strategy = intent.strategy or app.default_strategy
+        if strategy not in app.strategies:
+            allowed = ", ".join(f"`--{s.value}`" for s in app.strategies)
+            raise UserError(f"`{app.name}` cannot be released with `--{strategy.value}`; allowed: {allowed}.")
+        if strategy not in STRATEGIES:
+            raise UserError(f"`--{strategy.value}` releases are not available yet.")
+        full = intent.version_kind is VersionKind.IMAGE
+        if full and not app.allow_image_override:
+            raise UserError(
+                f"`{app.name}` takes a version (an image tag such as `v2.0`), not a full image reference; "
+                f"its image is `{app.image}`."
+            )
+        try:
+            dep = await self.kube.deployment(app.namespace, app.deployment)
+        except NotFound:
+            raise UserError(f"Deployment `{app.namespace}/{app.deployment}` does not exist.") from None
+        from_image = health.container_image(dep, app.container)
+        if from_image is None:
+            raise UserError(f"Deployment `{app.deployment}` has no container `{app.container}`.")
+        to_image = app.image_for(intent.version, full_reference=full)
+        if from_image == to_image and not dep["spec"].get("paused"):
+            raise UserError(f"`{app.name}` already runs `{intent.version}`.")
+        now = utcnow()
+        record = Record(
+            id=new_id(app.name, now),
+            app=app.name,
+            namespace=app.namespace,
+            deployment=app.deployment,
+            strategy=strategy,
+            from_version=health.version_of(from_image),
+            to_version=intent.version,
+            from_image=from_image,
+            to_image=to_image,
+            from_revision=health.revision(dep) or None,
+            requester=actor,
+            channel_id=channel_id,
+            channel_name=channel_name,
+            created_at=now,
+            phase_since=now,
+        ).entry("requested", actor)
+        stored = await self.store.start(record)
+        self.ensure_driver(app.namespace, app.name)
+        return stored.record
+
+    async def status(self, app: App) -> tuple[dict[str, object], Stored | None]:
+        """The app's Deployment as it is now and its current (or last) release record."""
+        try:
+            dep = await self.kube.deployment(app.namespace, app.deployment)
+        except NotFound:
+            raise UserError(f"Deployment `{app.namespace}/{app.deployment}` does not exist.") from None
+        return dep, await self.store.get(app.namespace, app.name)
+
+    async def request(self, app_name: str, request: Request, actor: Actor, release_id: str | None) -> Record:
+        """Add a request to the app's current release. `release_id` (from a card's button) must still
+        name the current release: a click on an old card is refused, not applied to a newer release."""
+        app = self.app(app_name)
+
+        def change(record: Record) -> Record:
+            if release_id is not None and record.id != release_id:
+                raise Conflict(
+                    f"That card is for an earlier release of `{app.name}` ({release_id}); "
+                    f"the current one is {record.id} ({record.phase.value})."
+                )
+            return record.with_request(request, actor)
+
+        stored = await self.store.update(app.namespace, app.name, change)
+        self.ensure_driver(app.namespace, app.name)
+        return stored.record
+
+    # --- driving -----------------------------------------------------------------------------------
+
+    def ensure_driver(self, namespace: str, app: str) -> None:
+        key = (namespace, app)
+        if self._stopping or (key in self._drivers and not self._drivers[key].done()):
+            return
+        task = asyncio.create_task(self._drive(namespace, app), name=f"release:{namespace}/{app}")
+        self._drivers[key] = task
+        task.add_done_callback(lambda t: self._drivers.pop(key, None) if self._drivers.get(key) is t else None)
+
+    async def _drive(self, namespace: str, app_name: str) -> None:
+        if not await self.leases.acquire(namespace, app_name):
+            return  # another live process drives it
+        renew = asyncio.create_task(self._keep_lease(namespace, app_name, asyncio.current_task()))
+        try:
+            await self._drive_held(namespace, app_name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("driving the release of %s/%s failed; will retry", namespace, app_name)
+        finally:
+            renew.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.leases.release(namespace, app_name))
+
+    async def _keep_lease(self, namespace: str, app: str, driver: asyncio.Task[object] | None) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                held = await self.leases.acquire(namespace, app)
+            except Exception as e:
+                log.warning("lease renewal for %s/%s failed: %s", namespace, app, e)
+                continue
+            if not held and driver is not None:
+                log.warning("lost the lease for %s/%s; another process drives it now", namespace, app)
+                driver.cancel()
+                return
+
+    async def _drive_held(self, namespace: str, app_name: str) -> None:
+        app = self.app(app_name)
+        while True:
+            stored = await self.store.get(namespace, app_name)
+            if stored is None:
+                return
+            record = stored.record
+            if record.card_ts is None:
+                ts = await self.reporter.open(record, health.Live(now=utcnow()))
+                record = (await self.store.update(namespace, app_name, lambda r: r.model_copy(update={"card_ts": ts}))).record
+                await self.reporter.note(record, cards.milestone_started(record, app))
+            if not record.active:
+                await self.reporter.final(record, health.Live(now=utcnow()))
+                return
+            async with Run(self.kube, self.store, self.reporter, self.audit, app, record) as run:
+                await STRATEGIES[record.strategy](run)
+                final = run.record
+                live = run.live()
+            await self.reporter.final(final, live)
+            if not final.active:
+                return
+
+
+__all__ = ["Engine", "Phase"]

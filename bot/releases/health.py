@@ -1,0 +1,165 @@
+"""What the cluster says about a rollout, reduced to facts the card and the health gate use. Pure.
+
+Works on the JSON of a Deployment and its pods, following `kubectl rollout status`: a rollout is
+complete when the controller has seen the latest spec and every desired replica is updated and
+available with no old replica left; it has failed when Progressing is False/ProgressDeadlineExceeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+Obj = dict[str, Any]
+
+# Container waiting reasons that mean the new version will not become Ready by itself.
+FATAL_WAITING = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    desired: int
+    updated: int
+    ready: int
+    available: int
+    total: int  # all pods the controller counts, old and new
+    paused: bool
+    observed: bool  # the controller has seen the latest spec
+    deadline_exceeded: str | None  # the Progressing condition's message when the deadline passed
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.observed
+            and self.updated == self.desired
+            and self.total == self.desired
+            and self.available == self.desired
+        )
+
+    @property
+    def old(self) -> int:
+        return max(0, self.total - self.updated)
+
+
+def progress(deployment: Obj) -> Progress:
+    spec, status = deployment.get("spec", {}), deployment.get("status", {})
+    meta = deployment.get("metadata", {})
+    exceeded = None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            exceeded = cond.get("message") or "ProgressDeadlineExceeded"
+    return Progress(
+        desired=spec.get("replicas", 1),
+        updated=status.get("updatedReplicas", 0) or 0,
+        ready=status.get("readyReplicas", 0) or 0,
+        available=status.get("availableReplicas", 0) or 0,
+        total=status.get("replicas", 0) or 0,
+        paused=bool(spec.get("paused")),
+        observed=(status.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
+        deadline_exceeded=exceeded,
+    )
+
+
+@dataclass(frozen=True)
+class PodHealth:
+    """The health of the pods that run one version (one pod template)."""
+
+    pods: int = 0
+    ready: int = 0
+    restarts: int = 0
+    problems: dict[str, int] = field(default_factory=dict)  # waiting reason -> pods
+
+    @property
+    def fatal(self) -> str | None:
+        for reason in sorted(self.problems):
+            if reason in FATAL_WAITING:
+                return reason
+        return None
+
+    def describe(self) -> str:
+        parts = [f"{self.ready}/{self.pods} ready"]
+        if self.restarts:
+            parts.append(f"{self.restarts} restarts")
+        parts += [f"{n}× {reason}" for reason, n in sorted(self.problems.items())]
+        return ", ".join(parts)
+
+
+def pod_health(pods: list[Obj]) -> PodHealth:
+    ready = restarts = 0
+    problems: dict[str, int] = {}
+    live = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
+    for pod in live:
+        status = pod.get("status", {})
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        ):
+            ready += 1
+        reasons = set()
+        for cs in status.get("containerStatuses") or []:
+            restarts += cs.get("restartCount", 0) or 0
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason"):
+                reasons.add(waiting["reason"])
+        if not status.get("containerStatuses") and status.get("phase") == "Pending":
+            reasons.add("Pending")
+        for r in reasons:
+            problems[r] = problems.get(r, 0) + 1
+    return PodHealth(pods=len(live), ready=ready, restarts=restarts, problems=problems)
+
+
+def template_hash(replica_set: Obj) -> str | None:
+    labels: dict[str, str] = replica_set.get("metadata", {}).get("labels", {})
+    return labels.get("pod-template-hash")
+
+
+def revision(obj: Obj) -> int:
+    value = obj.get("metadata", {}).get("annotations", {}).get("deployment.kubernetes.io/revision", "0")
+    return int(value) if str(value).isdigit() else 0
+
+
+def container_image(deployment_or_template: Obj, container: str) -> str | None:
+    spec = deployment_or_template.get("spec", {})
+    template = spec.get("template", deployment_or_template)
+    for c in template.get("spec", {}).get("containers", []):
+        if c.get("name") == container:
+            image: str = c.get("image", "")
+            return image
+    return None
+
+
+def version_of(image: str) -> str:
+    """The part of an image reference a person calls its version (tag or digest)."""
+    if "@" in image:
+        return image.split("@", 1)[1]
+    last = image.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "latest"
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the driver last saw on the cluster, for the card."""
+
+    progress: Progress | None = None
+    new_pods: PodHealth | None = None
+    now: datetime | None = None
+
+
+def pods_running(pods: list[Obj], container: str, image: str) -> list[Obj]:
+    """The pods whose `container` runs `image` (the new version's pods, whatever their ReplicaSet)."""
+    out = []
+    for pod in pods:
+        for c in pod.get("spec", {}).get("containers", []):
+            if c.get("name") == container and c.get("image") == image:
+                out.append(pod)
+    return out

@@ -1,0 +1,167 @@
+"""The release record and its state machine. Pure.
+
+A record is the single source of truth about one release: it lives in the cluster (see store.py), is
+changed only by compare-and-set, and says who asked for what and when. Clicks and commands never touch
+the Deployment themselves: they add a *request* to the record (exactly one wins a race), and the
+process that drives the release carries it out and records the outcome.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.errors import Conflict
+from commands.intents import Strategy
+
+
+class Phase(StrEnum):
+    PENDING = "pending"  # recorded, nothing changed on the cluster yet
+    ROLLING_OUT = "rolling-out"  # new pods replacing old ones (rolling, canary promotion, green start)
+    CANARY = "canary"  # paused with part of the pods on the new version, waiting for a decision
+    AWAITING_SWITCH = "awaiting-switch"  # blue-green: green ready, traffic still on blue
+    SWITCHED = "switched"  # blue-green: traffic on green, blue kept for instant rollback
+    ROLLING_BACK = "rolling-back"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # stopped; the new version is still (partly) there, Rollback offered
+    ROLLED_BACK = "rolled-back"
+    ABORTED = "aborted"
+
+
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED})
+# A failed release frees the app for the next one, but its card still offers Rollback.
+FINISHED = TERMINAL | {Phase.FAILED}
+
+
+class Request(StrEnum):
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    ABORT = "abort"
+    FINISH = "finish"
+
+
+# Which requests each phase accepts.
+ACCEPTS: dict[Phase, frozenset[Request]] = {
+    Phase.PENDING: frozenset({Request.ABORT}),
+    Phase.ROLLING_OUT: frozenset({Request.ROLLBACK, Request.ABORT}),
+    Phase.CANARY: frozenset({Request.PROMOTE, Request.ROLLBACK, Request.ABORT}),
+    Phase.AWAITING_SWITCH: frozenset({Request.PROMOTE, Request.ABORT}),
+    Phase.SWITCHED: frozenset({Request.ROLLBACK, Request.FINISH}),
+    Phase.ROLLING_BACK: frozenset(),
+    Phase.FAILED: frozenset({Request.ROLLBACK}),
+}
+
+
+class Actor(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    name: str
+
+
+class Entry(BaseModel):
+    """One line of the record's own audit trail."""
+
+    model_config = ConfigDict(frozen=True)
+    at: datetime
+    actor: Actor | None  # None: the bot itself (health gate, auto-rollback)
+    action: str
+    detail: str = ""
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    app: str
+    namespace: str
+    deployment: str
+    strategy: Strategy
+    from_version: str
+    to_version: str
+    from_image: str
+    to_image: str
+    from_revision: int | None = None
+    requester: Actor
+    channel_id: str
+    channel_name: str = ""
+    card_ts: str | None = None
+    phase: Phase = Phase.PENDING
+    reason: str = ""  # why it failed or was rolled back, in the cluster's words
+    request: Request | None = None
+    request_by: Actor | None = None
+    step: int = 0  # canary: index of the current step
+    green: str | None = None  # blue-green: the Deployment this release created
+    created_at: datetime
+    phase_since: datetime
+    finished_at: datetime | None = None
+    history: tuple[Entry, ...] = Field(default_factory=tuple)
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED
+
+    @property
+    def active(self) -> bool:
+        """Something is left to do: the release runs, or a request on a failed one waits."""
+        return not self.finished or self.request is not None
+
+    def entry(self, action: str, actor: Actor | None, detail: str = "", *, now: datetime | None = None) -> Record:
+        e = Entry(at=now or utcnow(), actor=actor, action=action, detail=detail)
+        return self.model_copy(update={"history": (*self.history, e)})
+
+    def to(self, phase: Phase, *, reason: str | None = None, now: datetime | None = None) -> Record:
+        now = now or utcnow()
+        update: dict[str, object] = {"phase": phase, "phase_since": now}
+        if reason is not None:
+            update["reason"] = reason
+        if phase in FINISHED:
+            update["finished_at"] = now
+        return self.model_copy(update=update)
+
+    def with_request(self, request: Request, actor: Actor, *, now: datetime | None = None) -> Record:
+        """Add a request, or raise Conflict saying why it cannot be taken now."""
+        if self.request is not None and self.request_by is not None:
+            raise Conflict(
+                f"{self.request_by.name} already asked to {self.request.value} this release; "
+                "it is being carried out."
+            )
+        if request not in ACCEPTS.get(self.phase, frozenset()):
+            raise Conflict(f"This release is {describe_phase(self.phase)}: it cannot be {_past(request)} now.")
+        return self.model_copy(update={"request": request, "request_by": actor}).entry(
+            f"{request.value} requested", actor, now=now
+        )
+
+    def consume_request(self) -> Record:
+        return self.model_copy(update={"request": None, "request_by": None})
+
+
+def describe_phase(phase: Phase) -> str:
+    return {
+        Phase.PENDING: "starting",
+        Phase.ROLLING_OUT: "rolling out",
+        Phase.CANARY: "waiting at a canary step",
+        Phase.AWAITING_SWITCH: "waiting for the traffic switch",
+        Phase.SWITCHED: "switched, with the old colour kept for rollback",
+        Phase.ROLLING_BACK: "rolling back",
+        Phase.SUCCEEDED: "finished",
+        Phase.FAILED: "failed",
+        Phase.ROLLED_BACK: "rolled back",
+        Phase.ABORTED: "aborted",
+    }[phase]
+
+
+def _past(request: Request) -> str:
+    return {"promote": "promoted", "rollback": "rolled back", "abort": "aborted", "finish": "finished"}[
+        request.value
+    ]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(app: str, now: datetime) -> str:
+    return f"{app}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"

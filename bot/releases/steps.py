@@ -1,0 +1,155 @@
+"""The guide's kubectl verbs as steps strategies share: set image (with change-cause), follow the
+rollout, pause/resume, and undo. Each step records its outcome in the release record, so a driver
+that restarts in the middle carries on from the recorded phase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.kube.client import CHANGE_CAUSE
+from bot.releases import health
+from bot.releases.history import undo
+from bot.releases.record import Actor, Phase, Record, Request
+from bot.releases.run import Run, Snapshot
+from bot.slack import cards
+
+SAFETY_MARGIN = 60.0  # seconds beyond progressDeadlineSeconds before we stop trusting the controller
+
+
+def change_cause(record: Record) -> str:
+    where = f"#{record.channel_name}" if record.channel_name else record.channel_id
+    return (
+        f"release-bot: {record.requester.name} ({record.requester.id}) released {record.to_version} "
+        f"({record.strategy.value}) via Slack {where} ({record.channel_id}), release {record.id}"
+    )
+
+
+def rollout_patch(run: Run, *, paused: bool | None = None) -> dict[str, object]:
+    """One strategic-merge patch: strategy, deadline, image and change-cause together (the
+    change-cause must land in the same patch as the image or it marks the old revision)."""
+    app, record = run.app, run.record
+    spec: dict[str, object] = {
+        "progressDeadlineSeconds": app.progress_deadline_seconds,
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": app.rolling.max_surge, "maxUnavailable": app.rolling.max_unavailable},
+        },
+        "template": {"spec": {"containers": [{"name": app.container, "image": record.to_image}]}},
+    }
+    if paused is not None:
+        spec["paused"] = paused
+    return {"metadata": {"annotations": {CHANGE_CAUSE: change_cause(record)}}, "spec": spec}
+
+
+async def set_image(run: Run) -> None:
+    r = run.record
+    await run.kube.patch_deployment(r.namespace, r.deployment, rollout_patch(run))
+    await run.save(lambda rec: rec.to(Phase.ROLLING_OUT).entry("started", rec.requester))
+    await run.audited("release", r.requester, "started")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # "complete" | "failed" | "request"
+    reason: str = ""
+
+
+def rollout_outcome(snap: Snapshot) -> Outcome | None:
+    """Complete, failed (deadline exceeded), or interrupted by a Rollback/Abort request."""
+    if snap.record.request in (Request.ROLLBACK, Request.ABORT):
+        return Outcome("request")
+    if snap.deployment is None:
+        return None
+    p = health.progress(snap.deployment)
+    if p.complete and not p.paused:
+        return Outcome("complete")
+    if p.deadline_exceeded:
+        return Outcome("failed", failure_reason(snap, p.deadline_exceeded))
+    return None
+
+
+def failure_reason(snap: Snapshot, headline: str) -> str:
+    record = snap.record
+    image = record.to_image
+    new = [
+        p
+        for p in snap.pods.values()
+        if any(c.get("image") == image for c in p.get("spec", {}).get("containers", []))
+    ]
+    h = health.pod_health(new)
+    reason = "ProgressDeadlineExceeded" if "ProgressDeadlineExceeded" in headline or "progress" in headline else headline
+    if h.fatal:
+        return f"{h.fatal} ({h.describe()}); {reason}"
+    return f"{reason} ({h.describe()})" if h.pods else reason
+
+
+async def follow(run: Run) -> Outcome:
+    deadline = run.app.progress_deadline_seconds + SAFETY_MARGIN
+    try:
+        return await run.wait(rollout_outcome, timeout=deadline)
+    except TimeoutError:
+        return Outcome("failed", f"the rollout did not finish within {int(deadline)} s")
+
+
+async def succeed(run: Run) -> None:
+    record = await run.save(lambda rec: rec.to(Phase.SUCCEEDED))
+    elapsed = ((record.finished_at or record.phase_since) - record.created_at).total_seconds()
+    await run.note(cards.milestone_succeeded(record, elapsed))
+    await run.audited("release", record.requester, f"succeeded in {elapsed:.1f} s")
+
+
+async def fail(run: Run, reason: str) -> None:
+    """The new version did not become healthy: roll back automatically or stop and offer Rollback."""
+    auto = run.app.auto_rollback
+    await run.note(cards.milestone_failed(run.record, reason, auto_rollback=auto))
+    await run.audited("release", run.record.requester, f"failed: {reason}", warning=True)
+    if auto:
+        await run.save(lambda rec: rec.to(Phase.ROLLING_BACK, reason=reason).entry("auto-rollback", None, reason))
+    else:
+        await run.save(lambda rec: rec.to(Phase.FAILED, reason=reason))
+
+
+async def take_request(run: Run) -> tuple[Request, Actor | None]:
+    """Consume the pending request and move to the phase that carries it out."""
+    record = run.record
+    request, actor = record.request, record.request_by
+    assert request is not None
+    target = Phase.ROLLING_BACK
+    await run.save(lambda rec: rec.consume_request().to(target).entry(request.value, actor))
+    await run.note(cards.milestone_action(request.value, actor.id if actor else None))
+    return request, actor
+
+
+async def roll_back(run: Run) -> None:
+    """Put the revision that ran before the release back (kubectl rollout undo --to-revision), even if
+    the Deployment is paused, and wait for it to finish."""
+    record = run.record
+    actor = next((e.actor for e in reversed(record.history) if e.action in ("rollback", "abort")), None)
+    dep = await run.kube.deployment(record.namespace, record.deployment)
+    current = health.container_image(dep, run.app.container)
+    if current != record.from_image:
+        rs = await run.kube.replica_sets(dep)
+        target = record.from_revision if any(health.revision(r) == record.from_revision for r in rs) else None
+        plan = undo(dep, rs, target, unpause=True)
+        await run.kube.patch_deployment(record.namespace, record.deployment, plan.patch)
+    elif dep["spec"].get("paused"):
+        await run.kube.patch_deployment(record.namespace, record.deployment, {"spec": {"paused": False}})
+
+    def back(snap: Snapshot) -> bool | None:
+        if snap.deployment is None:
+            return None
+        p = health.progress(snap.deployment)
+        image = health.container_image(snap.deployment, run.app.container)
+        return True if (image == record.from_image and p.complete) else None
+
+    deadline = run.app.progress_deadline_seconds + SAFETY_MARGIN
+    try:
+        await run.wait(back, timeout=deadline)
+    except TimeoutError:
+        reason = f"the rollback did not finish within {int(deadline)} s"
+        await run.save(lambda rec: rec.to(Phase.FAILED, reason=reason))
+        await run.note(cards.milestone_failed(record, reason, auto_rollback=False))
+        return
+    done = await run.save(lambda rec: rec.to(Phase.ROLLED_BACK))
+    await run.note(cards.milestone_rolled_back(done, actor.id if actor else None))
+    await run.audited("rollback", actor, f"rolled back to {done.from_version}")

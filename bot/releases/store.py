@@ -1,0 +1,181 @@
+"""Release records kept in the cluster, changed only by compare-and-set.
+
+Each app has one ConfigMap `release-bot.<app>` in its namespace holding the record of its current (or
+last) release as JSON, readable with `kubectl get configmap release-bot.hexo -o yaml`. Its
+resourceVersion is the lock: starting a release while the record is unfinished is refused, and every
+change carries the resourceVersion it was based on, so of two racing writers exactly one wins.
+
+Who *drives* a release (runs the strategy coroutine) is decided by a coordination.k8s.io Lease per app
+(`release-bot.<app>`), held by one bot process and renewed while it works: a crashed driver's lease
+expires and any replica takes over.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.errors import Conflict
+from bot.kube.client import Kube, KubeConflict, Obj
+from bot.releases.record import Record
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "release-bot"}
+APP_LABEL = "release-bot.io/app"
+ACTIVE_LABEL = "release-bot.io/active"
+
+
+def object_name(app: str) -> str:
+    return f"release-bot.{app}"
+
+
+@dataclass(frozen=True)
+class Stored:
+    record: Record
+    resource_version: str
+
+
+class Store:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def get(self, namespace: str, app: str) -> Stored | None:
+        cm = await self.kube.configmap(namespace, object_name(app))
+        return decode(cm) if cm else None
+
+    async def start(self, record: Record) -> Stored:
+        """Store a new release, refusing (Conflict) while another release of the app is unfinished."""
+        current = await self.get(record.namespace, record.app)
+        if current is None:
+            try:
+                cm = await self.kube.create_configmap(record.namespace, _encode(record, None))
+            except KubeConflict as e:
+                raise self._busy(await self.get(record.namespace, record.app)) from e
+            return decode(cm)
+        if not current.record.finished:
+            raise self._busy(current)
+        return await self.put(record, current.resource_version)
+
+    async def put(self, record: Record, resource_version: str) -> Stored:
+        """Replace the record if it is still at resource_version; KubeConflict otherwise."""
+        cm = await self.kube.replace_configmap(record.namespace, _encode(record, resource_version))
+        return decode(cm)
+
+    async def update(self, namespace: str, app: str, change: Callable[[Record], Record]) -> Stored:
+        """Read, change and write back; on a lost race re-read and apply again (change may raise
+        Conflict to give up, e.g. when the state no longer allows the request)."""
+        for _ in range(5):
+            current = await self.get(namespace, app)
+            if current is None:
+                raise Conflict(f"There is no release of `{app}` to change.")
+            try:
+                return await self.put(change(current.record), current.resource_version)
+            except KubeConflict:
+                continue
+        raise Conflict(f"The release of `{app}` is changing too fast; try again.")
+
+    async def active(self, namespace: str) -> list[Stored]:
+        cms = await self.kube.configmaps(namespace, f"{ACTIVE_LABEL}=true")
+        return [decode(cm) for cm in cms]
+
+    @staticmethod
+    def _busy(current: Stored | None) -> Conflict:
+        if current is None:
+            return Conflict("Another release started at the same moment; try again.")
+        r = current.record
+        return Conflict(
+            f"`{r.app}` is already being released: {r.to_version} ({r.strategy.value}) by {r.requester.name}, "
+            f"{r.phase.value}. Wait for it to finish, or roll it back."
+        )
+
+
+def _encode(record: Record, resource_version: str | None) -> Obj:
+    meta: dict[str, Any] = {
+        "name": object_name(record.app),
+        "namespace": record.namespace,
+        "labels": {
+            **MANAGED_BY,
+            APP_LABEL: record.app,
+            ACTIVE_LABEL: "true" if record.active else "false",
+        },
+        "annotations": {"release-bot.io/release-id": record.id},
+    }
+    if resource_version is not None:
+        meta["resourceVersion"] = resource_version
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        "data": {"record.json": record.model_dump_json(indent=1), "phase": record.phase.value},
+    }
+
+
+def decode(cm: Obj) -> Stored:
+    record = Record.model_validate(json.loads(cm["data"]["record.json"]))
+    return Stored(record, cm["metadata"]["resourceVersion"])
+
+
+# --- Driver leases ---------------------------------------------------------------------------------
+
+
+class Leases:
+    """One Lease per app says which bot process drives its release."""
+
+    def __init__(self, kube: Kube, identity: str, duration: float) -> None:
+        self.kube = kube
+        self.identity = identity
+        self.duration = duration
+
+    async def acquire(self, namespace: str, app: str) -> bool:
+        """Take (or renew) the app's lease if it is free, expired or already ours."""
+        now = datetime.now(UTC)
+        name = object_name(app)
+        lease = await self.kube.lease(namespace, name)
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.duration)),
+            "renewTime": _micro(now),
+        }
+        try:
+            if lease is None:
+                spec["acquireTime"] = _micro(now)
+                await self.kube.create_lease(
+                    namespace,
+                    {"metadata": {"name": name, "namespace": namespace, "labels": MANAGED_BY}, "spec": spec},
+                )
+                return True
+            current = lease.get("spec", {})
+            holder = current.get("holderIdentity")
+            if holder and holder != self.identity and not _expired(current, now):
+                return False
+            if holder != self.identity:
+                spec["acquireTime"] = _micro(now)
+                spec["leaseTransitions"] = current.get("leaseTransitions", 0) + 1
+            lease["spec"] = {**current, **spec}
+            await self.kube.replace_lease(namespace, lease)
+            return True
+        except KubeConflict:
+            return False
+
+    async def release(self, namespace: str, app: str) -> None:
+        lease = await self.kube.lease(namespace, object_name(app))
+        if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
+            lease["spec"]["holderIdentity"] = None
+            try:
+                await self.kube.replace_lease(namespace, lease)
+            except KubeConflict:
+                pass
+
+
+def _micro(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _expired(spec: dict[str, Any], now: datetime) -> bool:
+    renew = spec.get("renewTime")
+    if not renew:
+        return True
+    renewed = datetime.strptime(renew.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+    return now > renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or 15)

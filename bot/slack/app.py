@@ -1,0 +1,53 @@
+"""Builds the Bolt app: one AsyncWebClient (one aiohttp session, 429s retried), signature checks on,
+listeners registered by one function. Built by a factory, never at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import parse_qsl
+
+import aiohttp
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.catalog import Catalog
+from bot.releases.engine import Engine
+from bot.slack.listeners import Handlers
+
+SLACK_API_URL = "https://slack.com/api/"
+
+
+def web_client(token: str, session: aiohttp.ClientSession, api_url: str | None) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=token,
+        base_url=api_url or SLACK_API_URL,
+        session=session,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+    )
+
+
+def build_app(client: AsyncWebClient, signing_secret: str, engine: Engine, catalog: Catalog) -> AsyncApp:
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        request_verification_enabled=True,
+        process_before_response=False,
+    )
+    Handlers(engine, catalog, client).register(app)
+    return app
+
+
+def bolt_request(raw_body: str, query: str, headers: dict[str, str | Sequence[str]]) -> AsyncBoltRequest:
+    """An AsyncBoltRequest whose form body is parsed correctly: Bolt treats any form body that merely
+    *contains* the word "payload" (say, `/release payload-api v2`) as an interaction and drops it."""
+    request = AsyncBoltRequest(body=raw_body, query=query, headers=headers)
+    if request.body == {} and raw_body and not raw_body.lstrip().startswith("{"):
+        fields = dict(parse_qsl(raw_body, keep_blank_values=True))
+        if "payload" not in fields:
+            request.body = fields
+            request.context = build_async_context(AsyncBoltContext({}), fields)
+    return request

@@ -1,0 +1,187 @@
+"""The /release command and the card's buttons: ack first, then parse, authorize, hand off, answer.
+
+Handlers stay thin: parsing is in `commands`, permission decisions in `bot.policy`, release work in the
+engine, wording in `cards`. Every failure becomes an ephemeral answer; only user errors are shown
+verbatim, anything else gets an error id that is also in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import policy
+from bot.catalog import Action, App, Catalog
+from bot.errors import UserError
+from bot.releases.engine import Engine
+from bot.releases.record import Actor, Request
+from bot.slack import cards
+from commands import intents
+from commands.parser import UsageError, parse
+
+log = logging.getLogger(__name__)
+
+GROUP_CACHE_SECONDS = 60.0
+
+
+class Groups:
+    """User-group membership through usergroups.users.list, cached for a minute."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+
+    async def of(self, user_id: str, candidates: tuple[str, ...]) -> set[str]:
+        member = set()
+        for group in candidates:
+            cached = self._cache.get(group)
+            if cached is None or time.monotonic() - cached[0] > GROUP_CACHE_SECONDS:
+                try:
+                    resp = await self.client.usergroups_users_list(usergroup=group)
+                    users: frozenset[str] = frozenset(resp.get("users", []))
+                except SlackApiError as e:
+                    log.warning("usergroups.users.list %s failed: %s", group, e.response.get("error"))
+                    users = frozenset()  # deny by default
+                cached = (time.monotonic(), users)
+                self._cache[group] = cached
+            if user_id in cached[1]:
+                member.add(group)
+        return member
+
+
+class Handlers:
+    def __init__(self, engine: Engine, catalog: Catalog, client: AsyncWebClient) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self.client = client
+        self.groups = Groups(client)
+
+    def register(self, app: AsyncApp) -> None:
+        app.command("/release")(self.on_command)
+        app.action(re.compile(f"^{re.escape(cards.ACTION_PREFIX)}"))(self.on_click)
+
+    # --- boundary ----------------------------------------------------------------------------------
+
+    async def _answer(self, channel: str, user: str, text: str) -> None:
+        try:
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except SlackApiError as e:
+            log.warning("ephemeral answer to %s failed: %s", user, e.response.get("error"))
+
+    async def _guard(self, channel: str, user: str, work: Callable[[], Awaitable[str | None]]) -> None:
+        """Run the work after the ack; whatever happens, the person gets an answer."""
+        try:
+            answer = await work()
+        except UserError as e:
+            answer = cards.conflict(str(e))
+        except Exception:
+            error_id = secrets.token_hex(4)
+            log.exception("error %s handling a request from %s", error_id, user)
+            answer = cards.internal_error(error_id)
+        if answer:
+            await self._answer(channel, user, answer)
+
+    async def _authorize(
+        self, app: App, action: Action, user_id: str, user_name: str, channel_id: str, what: str
+    ) -> str | None:
+        groups = await self.groups.of(user_id, policy.groups_needed(app, action))
+        decision = policy.decide(app, action, user_id, groups, channel_id)
+        if decision.allowed:
+            return None
+        await self.engine.audit(
+            action=f"refused {what}",
+            actor=Actor(id=user_id, name=user_name),
+            app=app.name,
+            namespace=app.namespace,
+            deployment=app.deployment,
+            result=f"refused: {decision.reason}",
+            channel_id=channel_id,
+            warning=True,
+        )
+        return cards.refused(f"Sorry, {decision.reason}.")
+
+    # --- /release ----------------------------------------------------------------------------------
+
+    async def on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        try:
+            intent = parse(body.get("text", ""), apps=self.catalog.apps.keys())
+        except UsageError as e:
+            await ack(text=cards.usage_error(str(e)))
+            return
+        if isinstance(intent, intents.Help):
+            await ack(text=cards.help_text())
+            return
+        await ack()
+        user_id, channel_id = body["user_id"], body["channel_id"]
+        actor = Actor(id=user_id, name=body.get("user_name") or user_id)
+        await self._guard(channel_id, user_id, lambda: self._command(intent, actor, channel_id, body))
+
+    async def _command(
+        self, intent: intents.Intent, actor: Actor, channel_id: str, body: dict[str, Any]
+    ) -> str | None:
+        if isinstance(intent, intents.Apps):
+            allowed = []
+            for app in self.catalog.apps.values():
+                groups = await self.groups.of(actor.id, policy.groups_needed(app, Action.RELEASE))
+                if policy.decide(app, Action.RELEASE, actor.id, groups, channel_id).allowed:
+                    allowed.append(app.name)
+            return cards.apps_list(self.catalog.apps.values(), allowed)
+        if isinstance(intent, intents.Help):
+            return cards.help_text()
+        app = self.engine.app(intent.app)
+        refusal = await self._authorize(app, policy.action_for(intent), actor.id, actor.name, channel_id, intent.kind)
+        if refusal:
+            return refusal
+        match intent:
+            case intents.Release():
+                record = await self.engine.begin(intent, actor, channel_id, body.get("channel_name", ""))
+                return cards.accepted(record)
+            case intents.Status():
+                dep, stored = await self.engine.status(app)
+                link = await self.engine.reporter.permalink(stored.record) if stored and stored.record.active else ""
+                return cards.status(app, dep, stored.record if stored else None, link)
+            case intents.Promote() | intents.Abort() | intents.Finish():
+                request = Request(intent.kind)
+                await self.engine.request(app.name, request, actor, None)
+                return cards.request_taken(request, app.name)
+            case intents.Rollback() if intent.to_revision is None:
+                await self.engine.request(app.name, Request.ROLLBACK, actor, None)
+                return cards.request_taken(Request.ROLLBACK, app.name)
+            case _:
+                return cards.not_yet(intent.kind)
+
+    # --- buttons -----------------------------------------------------------------------------------
+
+    async def on_click(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        action = body["actions"][0]
+        user = body.get("user", {})
+        user_id = user.get("id", "")
+        channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
+        actor = Actor(id=user_id, name=user.get("username") or user.get("name") or user_id)
+        await self._guard(channel_id, user_id, lambda: self._click(action, actor, channel_id))
+
+    async def _click(self, action: dict[str, Any], actor: Actor, channel_id: str) -> str | None:
+        try:
+            request = Request(action["action_id"].removeprefix(cards.ACTION_PREFIX))
+        except ValueError:
+            return cards.conflict("That button is not one of mine any more.")
+        release_id = str(action.get("value", ""))
+        app_name = release_id.rsplit("-", 3)[0]
+        app = self.engine.app(app_name)
+        refusal = await self._authorize(
+            app, policy.ACTION_OF[request.value], actor.id, actor.name, channel_id, f"{request.value} click"
+        )
+        if refusal:
+            return refusal
+        await self.engine.request(app.name, request, actor, release_id)
+        return None
+

@@ -1,0 +1,48 @@
+"""The HTTP face of the bot: /slack/events (Slack's Request URL), /healthz and /readyz.
+
+The raw body is handed to Bolt untouched (the signature covers the exact bytes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.async_app import AsyncApp
+
+from bot.slack.app import bolt_request
+
+log = logging.getLogger(__name__)
+
+READY = web.AppKey("ready", list[bool])
+ACK_TIMES = web.AppKey("ack_times", list[float])
+
+
+def build_web_app(bolt: AsyncApp) -> web.Application:
+    app = web.Application(client_max_size=1 << 20)
+    app[READY] = [False]
+    app[ACK_TIMES] = []
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        raw = await request.text()
+        bolt_req = bolt_request(raw, request.query_string, {k: v for k, v in request.headers.items()})
+        resp = await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
+        times = app[ACK_TIMES]
+        times.append(time.perf_counter() - started)
+        del times[:-1000]
+        return resp
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = app[READY][0]
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+    app.router.add_post("/slack/events", events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,94 @@
+"""Typed release intents: what a person asked for, already validated for shape.
+
+An intent says nothing about whether the app exists in the catalog with that strategy or whether the
+person may do it: the policy and the engine decide that.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strategy(StrEnum):
+    ROLLING = "rolling"
+    CANARY = "canary"
+    BLUEGREEN = "bluegreen"
+
+
+class VersionKind(StrEnum):
+    TAG = "tag"  # v2.0: appended to the catalog's image repository
+    DIGEST = "digest"  # sha256:...: pinned content of the catalog's repository
+    IMAGE = "image"  # registry/repo:tag or repo@sha256:...: a full reference (catalog must allow it)
+
+
+class _Intent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Release(_Intent):
+    kind: Literal["release"] = "release"
+    app: str
+    version: str
+    version_kind: VersionKind = VersionKind.TAG
+    strategy: Strategy | None = None  # None: the catalog's default
+
+
+class Status(_Intent):
+    kind: Literal["status"] = "status"
+    app: str
+
+
+class History(_Intent):
+    kind: Literal["history"] = "history"
+    app: str
+    revision: int | None = Field(default=None, ge=1)
+
+
+class Rollback(_Intent):
+    kind: Literal["rollback"] = "rollback"
+    app: str
+    to_revision: int | None = Field(default=None, ge=1)
+
+
+class Promote(_Intent):
+    kind: Literal["promote"] = "promote"
+    app: str
+
+
+class Pause(_Intent):
+    kind: Literal["pause"] = "pause"
+    app: str
+
+
+class Resume(_Intent):
+    kind: Literal["resume"] = "resume"
+    app: str
+
+
+class Finish(_Intent):
+    """Blue-green: retire the old colour now instead of waiting for the grace period."""
+
+    kind: Literal["finish"] = "finish"
+    app: str
+
+
+class Abort(_Intent):
+    """Stop the running release of an app and put the previous version back."""
+
+    kind: Literal["abort"] = "abort"
+    app: str
+
+
+class Apps(_Intent):
+    kind: Literal["apps"] = "apps"
+
+
+class Help(_Intent):
+    kind: Literal["help"] = "help"
+
+
+Intent = Release | Status | History | Rollback | Promote | Pause | Resume | Finish | Abort | Apps | Help
+AppIntent = Release | Status | History | Rollback | Promote | Pause | Resume | Finish | Abort
