@@ -36,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_settings(args: argparse.Namespace) -> Settings:
     overrides = {
         k: v
-        for k, v in {"RELEASE_BOT_CATALOG": args.catalog, "RELEASE_BOT_PORT": args.port, "RELEASE_BOT_HOST": args.host}.items()
+        for k, v in {
+            "RELEASE_BOT_CATALOG": args.catalog,
+            "RELEASE_BOT_PORT": args.port,
+            "RELEASE_BOT_HOST": args.host,
+        }.items()
         if v is not None
     }
     try:

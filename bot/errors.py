@@ -1,12 +1,12 @@
 """One exception tree for the whole bot, translated to user-visible text at one boundary.
 
-    ReleaseBotError
-    ├── UserError            shown verbatim (ephemeral in Slack, stderr in the CLI)
-    │   ├── ConfigError      catalog or settings invalid at start-up
-    │   ├── UsageError       the command text could not be understood
-    │   ├── PermissionDenied the user may not do this to this app
-    │   └── Conflict         the state changed under us (another release, a stale click)
-    └── InfraError           Kubernetes or Slack failed; shown generically with an error id
+ReleaseBotError
+├── UserError            shown verbatim (ephemeral in Slack, stderr in the CLI)
+│   ├── ConfigError      catalog or settings invalid at start-up
+│   ├── UsageError       the command text could not be understood
+│   ├── PermissionDenied the user may not do this to this app
+│   └── Conflict         the state changed under us (another release, a stale click)
+└── InfraError           Kubernetes or Slack failed; shown generically with an error id
 """
 
 from __future__ import annotations

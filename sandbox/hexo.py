@@ -18,7 +18,9 @@ server {
 """
 
 
-def objects(namespace: str = "devops", *, replicas: int = 6, version: str = "v1.0", node_port: int | None = None) -> list[Obj]:
+def objects(
+    namespace: str = "devops", *, replicas: int = 6, version: str = "v1.0", node_port: int | None = None
+) -> list[Obj]:
     """The ConfigMap, Deployment and Service of guide §1.1/§1.3, in creation order."""
     labels = {"app": "hexo-server", "version": version}
     service_port: Obj = {"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}

@@ -8,6 +8,7 @@ KubeError (anything else, with the API server's message).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ T = TypeVar("T")
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 class KubeError(InfraError):
@@ -45,10 +47,8 @@ class KubeConflict(Conflict):
 
 def _translate(e: ApiException, what: str) -> Exception:
     message = e.reason or ""
-    try:
+    with contextlib.suppress(ValueError, AttributeError):
         message = json.loads(e.body or message or "{}").get("message", message)
-    except (ValueError, AttributeError):
-        pass
     if e.status == 404:
         return NotFound(f"{what}: not found", 404)
     if e.status == 409:
@@ -69,7 +69,7 @@ class Kube:
     @classmethod
     async def connect(cls, kubeconfig: Path | None = None) -> Kube:
         cfg = client.Configuration()
-        if kubeconfig is None and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        if kubeconfig is None and IN_CLUSTER_TOKEN.exists():  # noqa: ASYNC240 - once, at start-up
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         else:
             await config.load_kube_config(
@@ -90,7 +90,7 @@ class Kube:
                 status = resp.status
         except ApiException as e:
             raise _translate(e, what) from e
-        except (OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError) as e:
             raise KubeError(f"{what}: cannot reach the API server ({e})") from e
         if not 200 <= status <= 299:
             raise _translate(ApiException(status=status, reason=body.decode(errors="replace")), what)
@@ -99,9 +99,7 @@ class Kube:
     # --- Deployments -------------------------------------------------------------------------------
 
     async def deployment(self, ns: str, name: str) -> Obj:
-        r: Obj = await self.call(
-            f"deployment {ns}/{name}", self.apps.read_namespaced_deployment, name, ns
-        )
+        r: Obj = await self.call(f"deployment {ns}/{name}", self.apps.read_namespaced_deployment, name, ns)
         return r
 
     async def patch_deployment(self, ns: str, name: str, patch: Obj | list[Obj]) -> Obj:
@@ -264,9 +262,7 @@ class Kube:
         return r
 
     async def patch_service(self, ns: str, name: str, patch: Obj | list[Obj]) -> Obj:
-        r: Obj = await self.call(
-            f"service {ns}/{name}", self.core.patch_namespaced_service, name, ns, patch
-        )
+        r: Obj = await self.call(f"service {ns}/{name}", self.core.patch_namespaced_service, name, ns, patch)
         return r
 
     async def watch_endpoints(
@@ -284,9 +280,7 @@ class Kube:
 
     async def configmap(self, ns: str, name: str) -> Obj | None:
         try:
-            r: Obj = await self.call(
-                f"configmap {ns}/{name}", self.core.read_namespaced_config_map, name, ns
-            )
+            r: Obj = await self.call(f"configmap {ns}/{name}", self.core.read_namespaced_config_map, name, ns)
         except NotFound:
             return None
         return r
@@ -331,9 +325,7 @@ class Kube:
 
     async def lease(self, ns: str, name: str) -> Obj | None:
         try:
-            r: Obj = await self.call(
-                f"lease {ns}/{name}", self.coordination.read_namespaced_lease, name, ns
-            )
+            r: Obj = await self.call(f"lease {ns}/{name}", self.coordination.read_namespaced_lease, name, ns)
         except NotFound:
             return None
         return r

@@ -61,6 +61,8 @@ class Auditor:
         message = f"{action}{span} by {who}{where}: {result}"
         try:
             dep = await self.kube.deployment(namespace, deployment)
-            await self.kube.event(dep, f"Release{action.title().replace(' ', '').replace('-', '')}", message, warning=warning)
+            await self.kube.event(
+                dep, f"Release{action.title().replace(' ', '').replace('-', '')}", message, warning=warning
+            )
         except KubeError as e:
             log.warning("could not record event for %s/%s: %s", namespace, deployment, e)

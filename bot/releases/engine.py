@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from bot.catalog import App, Catalog
 from bot.errors import Conflict, UserError
 from bot.kube.client import Kube, NotFound
-from bot.releases import health, rolling
+from bot.releases import canary, health, rolling
 from bot.releases.audit import Auditor
-from bot.releases.record import Actor, Phase, Record, Request, new_id, utcnow
+from bot.releases.record import Actor, Phase, Record, Request, new_id, setting, utcnow
 from bot.releases.run import Reporter, Run
 from bot.releases.store import Leases, Store, Stored
 from bot.slack import cards
@@ -28,7 +28,7 @@ from commands.intents import Release, Strategy, VersionKind
 log = logging.getLogger(__name__)
 
 Strategy_ = Callable[[Run], Awaitable[None]]
-STRATEGIES: dict[Strategy, Strategy_] = {Strategy.ROLLING: rolling.drive}
+STRATEGIES: dict[Strategy, Strategy_] = {Strategy.ROLLING: rolling.drive, Strategy.CANARY: canary.drive}
 
 
 class Engine:
@@ -162,6 +162,13 @@ class Engine:
                     f"That card is for an earlier release of `{app.name}` ({release_id}); "
                     f"the current one is {record.id} ({record.phase.value})."
                 )
+            if request is Request.PROMOTE and record.phase is Phase.CANARY and app.canary.analysis_minutes:
+                left = app.canary.analysis_minutes * 60 - (utcnow() - record.phase_since).total_seconds()
+                if left > 0:
+                    raise Conflict(
+                        f"The canary of `{app.name}` must stay healthy for {app.canary.analysis_minutes:g} min "
+                        f"before Promote; {int(left)} s to go."
+                    )
             return record.with_request(request, actor)
 
         stored = await self.store.update(app.namespace, app.name, change)
@@ -176,7 +183,9 @@ class Engine:
             return
         task = asyncio.create_task(self._drive(namespace, app), name=f"release:{namespace}/{app}")
         self._drivers[key] = task
-        task.add_done_callback(lambda t: self._drivers.pop(key, None) if self._drivers.get(key) is t else None)
+        task.add_done_callback(
+            lambda t: self._drivers.pop(key, None) if self._drivers.get(key) is t else None
+        )
 
     async def _drive(self, namespace: str, app_name: str) -> None:
         if not await self.leases.acquire(namespace, app_name):
@@ -215,7 +224,7 @@ class Engine:
             record = stored.record
             if record.card_ts is None:
                 ts = await self.reporter.open(record, health.Live(now=utcnow()))
-                record = (await self.store.update(namespace, app_name, lambda r: r.model_copy(update={"card_ts": ts}))).record
+                record = (await self.store.update(namespace, app_name, setting(card_ts=ts))).record
                 await self.reporter.note(record, cards.milestone_started(record, app))
             if not record.active:
                 await self.reporter.final(record, health.Live(now=utcnow()))

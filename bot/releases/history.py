@@ -75,7 +75,11 @@ def undo(deployment: Obj, replica_sets: list[Obj], to_revision: int | None, *, u
         k: v for k, v in (deployment["metadata"].get("annotations") or {}).items() if k in SKIPPED_ANNOTATIONS
     }
     annotations.update(
-        {k: v for k, v in (target["metadata"].get("annotations") or {}).items() if k not in SKIPPED_ANNOTATIONS}
+        {
+            k: v
+            for k, v in (target["metadata"].get("annotations") or {}).items()
+            if k not in SKIPPED_ANNOTATIONS
+        }
     )
     current = copy.deepcopy(deployment["spec"]["template"])
     noop = _equal_templates(current, tmpl)

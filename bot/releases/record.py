@@ -9,6 +9,7 @@ process that drives the release carries it out and records the outcome.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -94,6 +95,7 @@ class Record(BaseModel):
     request_by: Actor | None = None
     step: int = 0  # canary: index of the current step
     green: str | None = None  # blue-green: the Deployment this release created
+    min_ready_seconds: int = 0  # canary: the Deployment's own value, restored after the first pause
     created_at: datetime
     phase_since: datetime
     finished_at: datetime | None = None
@@ -108,7 +110,9 @@ class Record(BaseModel):
         """Something is left to do: the release runs, or a request on a failed one waits."""
         return not self.finished or self.request is not None
 
-    def entry(self, action: str, actor: Actor | None, detail: str = "", *, now: datetime | None = None) -> Record:
+    def entry(
+        self, action: str, actor: Actor | None, detail: str = "", *, now: datetime | None = None
+    ) -> Record:
         e = Entry(at=now or utcnow(), actor=actor, action=action, detail=detail)
         return self.model_copy(update={"history": (*self.history, e)})
 
@@ -129,13 +133,20 @@ class Record(BaseModel):
                 "it is being carried out."
             )
         if request not in ACCEPTS.get(self.phase, frozenset()):
-            raise Conflict(f"This release is {describe_phase(self.phase)}: it cannot be {_past(request)} now.")
+            raise Conflict(
+                f"This release is {describe_phase(self.phase)}: it cannot be {_past(request)} now."
+            )
         return self.model_copy(update={"request": request, "request_by": actor}).entry(
             f"{request.value} requested", actor, now=now
         )
 
     def consume_request(self) -> Record:
         return self.model_copy(update={"request": None, "request_by": None})
+
+
+def setting(**fields: object) -> Callable[[Record], Record]:
+    """A change for Store.update/Run.save that sets fields (values bound now, not at call time)."""
+    return lambda rec: rec.model_copy(update=fields)
 
 
 def describe_phase(phase: Phase) -> str:

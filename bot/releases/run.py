@@ -64,7 +64,9 @@ class Run:
         dep = await self.kube.deployment(ns, self.record.deployment)
         self.snap.deployment = dep
         selector = dep["spec"]["selector"]["matchLabels"]
-        self._watch("deployment", self.kube.deployment_events(ns, self.record.deployment), self._on_deployment)
+        self._watch(
+            "deployment", self.kube.deployment_events(ns, self.record.deployment), self._on_deployment
+        )
         self._watch("pods", self.kube.pod_events(ns, selector), self._on_pod)
         self._watch("record", self.kube.configmap_events(ns, object_name(self.record.app)), self._on_record)
         return self
@@ -76,7 +78,9 @@ class Run:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
-    def _watch(self, name: str, events: AsyncIterator[tuple[str, Obj]], apply: Callable[[str, Obj], None]) -> None:
+    def _watch(
+        self, name: str, events: AsyncIterator[tuple[str, Obj]], apply: Callable[[str, Obj], None]
+    ) -> None:
         async def pump() -> None:
             async for kind, obj in events:
                 apply(kind, obj)

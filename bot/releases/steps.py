@@ -24,26 +24,40 @@ def change_cause(record: Record) -> str:
     )
 
 
-def rollout_patch(run: Run, *, paused: bool | None = None) -> dict[str, object]:
+def rolling_params(run: Run) -> dict[str, object]:
+    app = run.app
+    return {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": app.rolling.max_surge, "maxUnavailable": app.rolling.max_unavailable},
+    }
+
+
+def rollout_patch(run: Run, *, hold_at: int | None = None) -> dict[str, object]:
     """One strategic-merge patch: strategy, deadline, image and change-cause together (the
-    change-cause must land in the same patch as the image or it marks the old revision)."""
+    change-cause must land in the same patch as the image or it marks the old revision).
+
+    `hold_at=N` makes the controller stop by itself at N new pods beside all the old ones: surge N,
+    none unavailable, and a minReadySeconds so long that no new pod counts as available, so no old pod
+    is removed. The canary pauses there and restores the real values, so nothing races.
+    """
     app, record = run.app, run.record
     spec: dict[str, object] = {
         "progressDeadlineSeconds": app.progress_deadline_seconds,
-        "strategy": {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": app.rolling.max_surge, "maxUnavailable": app.rolling.max_unavailable},
-        },
+        "strategy": rolling_params(run),
         "template": {"spec": {"containers": [{"name": app.container, "image": record.to_image}]}},
     }
-    if paused is not None:
-        spec["paused"] = paused
+    if hold_at is not None:
+        spec["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": hold_at, "maxUnavailable": 0},
+        }
+        spec["minReadySeconds"] = max(record.min_ready_seconds, app.progress_deadline_seconds - 1)
     return {"metadata": {"annotations": {CHANGE_CAUSE: change_cause(record)}}, "spec": spec}
 
 
-async def set_image(run: Run) -> None:
+async def set_image(run: Run, *, hold_at: int | None = None) -> None:
     r = run.record
-    await run.kube.patch_deployment(r.namespace, r.deployment, rollout_patch(run))
+    await run.kube.patch_deployment(r.namespace, r.deployment, rollout_patch(run, hold_at=hold_at))
     await run.save(lambda rec: rec.to(Phase.ROLLING_OUT).entry("started", rec.requester))
     await run.audited("release", r.requester, "started")
 
@@ -58,14 +72,25 @@ def rollout_outcome(snap: Snapshot) -> Outcome | None:
     """Complete, failed (deadline exceeded), or interrupted by a Rollback/Abort request."""
     if snap.record.request in (Request.ROLLBACK, Request.ABORT):
         return Outcome("request")
-    if snap.deployment is None:
+    if not runs_new_template(snap):
         return None
-    p = health.progress(snap.deployment)
+    p = health.progress(snap.deployment or {})
     if p.complete and not p.paused:
         return Outcome("complete")
     if p.deadline_exceeded:
         return Outcome("failed", failure_reason(snap, p.deadline_exceeded))
     return None
+
+
+def runs_new_template(snap: Snapshot) -> bool:
+    """The snapshot shows the Deployment after our image change (not a stale, pre-patch copy)."""
+    dep = snap.deployment
+    if dep is None:
+        return False
+    images = [
+        c.get("image") for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    ]
+    return snap.record.to_image in images
 
 
 def failure_reason(snap: Snapshot, headline: str) -> str:
@@ -77,7 +102,11 @@ def failure_reason(snap: Snapshot, headline: str) -> str:
         if any(c.get("image") == image for c in p.get("spec", {}).get("containers", []))
     ]
     h = health.pod_health(new)
-    reason = "ProgressDeadlineExceeded" if "ProgressDeadlineExceeded" in headline or "progress" in headline else headline
+    reason = (
+        "ProgressDeadlineExceeded"
+        if "ProgressDeadlineExceeded" in headline or "progress" in headline
+        else headline
+    )
     if h.fatal:
         return f"{h.fatal} ({h.describe()}); {reason}"
     return f"{reason} ({h.describe()})" if h.pods else reason
@@ -104,7 +133,9 @@ async def fail(run: Run, reason: str) -> None:
     await run.note(cards.milestone_failed(run.record, reason, auto_rollback=auto))
     await run.audited("release", run.record.requester, f"failed: {reason}", warning=True)
     if auto:
-        await run.save(lambda rec: rec.to(Phase.ROLLING_BACK, reason=reason).entry("auto-rollback", None, reason))
+        await run.save(
+            lambda rec: rec.to(Phase.ROLLING_BACK, reason=reason).entry("auto-rollback", None, reason)
+        )
     else:
         await run.save(lambda rec: rec.to(Phase.FAILED, reason=reason))
 

@@ -12,6 +12,7 @@ expires and any replica takes over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,10 +164,8 @@ class Leases:
         lease = await self.kube.lease(namespace, object_name(app))
         if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
             lease["spec"]["holderIdentity"] = None
-            try:
+            with contextlib.suppress(KubeConflict):
                 await self.kube.replace_lease(namespace, lease)
-            except KubeConflict:
-                pass
 
 
 def _micro(t: datetime) -> str:

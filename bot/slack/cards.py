@@ -83,7 +83,10 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
                 _field("Requested by", mention(record.requester.id)),
             ],
         },
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(_status_line(record, elapsed), SECTION_MAX)}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": clip(_status_line(record, elapsed), SECTION_MAX)},
+        },
     ]
     detail = _live_line(record, live, now)
     if detail:
@@ -91,7 +94,11 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
     actions = _buttons(record)
     if actions:
         blocks.append(
-            {"type": "actions", "block_id": f"actions:{record.id}:{record.phase.value}:{record.step}", "elements": actions}
+            {
+                "type": "actions",
+                "block_id": f"actions:{record.id}:{record.phase.value}:{record.step}",
+                "elements": actions,
+            }
         )
     blocks.append(
         {
@@ -152,9 +159,7 @@ def _live_line(record: Record, live: Live, now: datetime) -> str:
         line += " · paused"
     if record.phase is Phase.CANARY:
         watched = (now - record.phase_since).total_seconds()
-        line = (
-            f"*Canary* {p.updated} new / {p.old} old pods · under watch {duration(watched)}\n" + line
-        )
+        line = f"*Canary* {p.updated} new / {p.old} old pods · under watch {duration(watched)}\n" + line
     if live.new_pods is not None:
         line += f"\n*Health of {esc(record.to_version)}* {esc(live.new_pods.describe())}"
     if p.deadline_exceeded:
@@ -181,7 +186,9 @@ def button(record: Record, request: Request, label: str, *, style: str | None = 
             "title": {"type": "plain_text", "text": title},
             "text": {
                 "type": "mrkdwn",
-                "text": clip(text.format(to=f"`{esc(record.to_version)}`", from_=f"`{esc(record.from_version)}`"), 300),
+                "text": clip(
+                    text.format(to=f"`{esc(record.to_version)}`", from_=f"`{esc(record.from_version)}`"), 300
+                ),
             },
             "confirm": {"type": "plain_text", "text": ok},
             "deny": {"type": "plain_text", "text": "Cancel"},
@@ -237,7 +244,9 @@ def milestone_started(record: Record, app: App) -> str:
 
 
 def milestone_progress(p: Progress) -> str:
-    return f":arrows_counterclockwise: {p.updated}/{p.desired} pods on the new version, {p.available} available."
+    return (
+        f":arrows_counterclockwise: {p.updated}/{p.desired} pods on the new version, {p.available} available."
+    )
 
 
 def milestone_canary(p: Progress, health: PodHealth | None) -> str:
@@ -253,7 +262,9 @@ def milestone_succeeded(record: Record, elapsed: float) -> str:
 
 
 def milestone_failed(record: Record, reason: str, *, auto_rollback: bool) -> str:
-    then = " Rolling back automatically." if auto_rollback else " Old pods keep serving; use Rollback to undo."
+    then = (
+        " Rolling back automatically." if auto_rollback else " Old pods keep serving; use Rollback to undo."
+    )
     return f":x: The release of `{esc(record.to_version)}` failed: {esc(reason)}.{then}"
 
 

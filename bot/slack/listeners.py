@@ -137,7 +137,9 @@ class Handlers:
         if isinstance(intent, intents.Help):
             return cards.help_text()
         app = self.engine.app(intent.app)
-        refusal = await self._authorize(app, policy.action_for(intent), actor.id, actor.name, channel_id, intent.kind)
+        refusal = await self._authorize(
+            app, policy.action_for(intent), actor.id, actor.name, channel_id, intent.kind
+        )
         if refusal:
             return refusal
         match intent:
@@ -146,7 +148,11 @@ class Handlers:
                 return cards.accepted(record)
             case intents.Status():
                 dep, stored = await self.engine.status(app)
-                link = await self.engine.reporter.permalink(stored.record) if stored and stored.record.active else ""
+                link = (
+                    await self.engine.reporter.permalink(stored.record)
+                    if stored and stored.record.active
+                    else ""
+                )
                 return cards.status(app, dep, stored.record if stored else None, link)
             case intents.Promote() | intents.Abort() | intents.Finish():
                 request = Request(intent.kind)
@@ -184,4 +190,3 @@ class Handlers:
             return refusal
         await self.engine.request(app.name, request, actor, release_id)
         return None
-

@@ -42,7 +42,9 @@ class SlackReporter:
         self._latest[record.id] = (record, live)
         task = self._flushers.get(record.id)
         if task is None or task.done():
-            self._flushers[record.id] = asyncio.create_task(self._flush_loop(record.id), name=f"card:{record.id}")
+            self._flushers[record.id] = asyncio.create_task(
+                self._flush_loop(record.id), name=f"card:{record.id}"
+            )
 
     async def _flush_loop(self, release_id: str) -> None:
         while release_id in self._latest:
@@ -68,7 +70,9 @@ class SlackReporter:
         if not force and self._sent.get(record.id) == key:
             return
         try:
-            await self.client.chat_update(channel=record.channel_id, ts=record.card_ts, text=text, blocks=blocks)
+            await self.client.chat_update(
+                channel=record.channel_id, ts=record.card_ts, text=text, blocks=blocks
+            )
             self._sent[record.id] = key
             self.updates += 1
         except SlackApiError as e:
@@ -87,7 +91,9 @@ class SlackReporter:
             return ""
         if record.id not in self._permalinks:
             try:
-                resp = await self.client.chat_getPermalink(channel=record.channel_id, message_ts=record.card_ts)
+                resp = await self.client.chat_getPermalink(
+                    channel=record.channel_id, message_ts=record.card_ts
+                )
                 self._permalinks[record.id] = resp.get("permalink", "")
             except SlackApiError:
                 return ""

@@ -4,36 +4,14 @@ process, on the real control plane, read back from the simulator's channel histo
 from __future__ import annotations
 
 import json
-import subprocess
 
 from kubernetes_asyncio import client
 
 from sandbox.controlplane.launcher import ClusterInfo
 from sandbox.slack import SlackSimulator
-from tests.fixtures.bot import Bots, card_of, card_text
+from tests.fixtures.bot import Bots, card_text, kubectl, wait_card
 
 pytestmark = __import__("pytest").mark.integration
-
-
-def kubectl(cluster: ClusterInfo, *args: str) -> str:
-    out = subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.admin_kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return out.stdout
-
-
-async def wait_card(sim: SlackSimulator, words: str, timeout: float = 60) -> dict:  # type: ignore[type-arg]
-    channel = sim.channels["releases"]
-
-    def ready() -> dict | None:  # type: ignore[type-arg]
-        card = card_of(sim, channel)
-        return card if card is not None and words in card_text(card) else None
-
-    return await sim.wait_for(ready, timeout=timeout)
 
 
 async def test_rolling_release_end_to_end(

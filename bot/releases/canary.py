@@ -1,0 +1,177 @@
+"""`/release <app> <version> --canary` (guide §3): the new version on a few pods first, then Promote or
+Rollback.
+
+The guide's `set image && rollout pause` races (pause too early: no canary; too late: more than one),
+so the driver sets the image, watches until the controller has created the step's new pods, pauses,
+and then reports the counts the cluster really has. Each Promote moves to the next catalog step
+(resume, watch, pause) or, at the last one, resumes to the end. While paused the Deployment controller
+reports no progress, so the health gate is ours: a canary that crash-loops, cannot pull its image, or
+is not Ready within progressDeadlineSeconds is rolled back (when the catalog's auto_rollback is on).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from bot.catalog import App
+from bot.releases import health, steps
+from bot.releases.record import Phase, Request, setting, utcnow
+from bot.releases.run import Run, Snapshot
+from bot.slack import cards
+
+
+def targets(app: App, replicas: int) -> list[int]:
+    """New-version pod counts at each pause; the last entry is always `replicas` (everything)."""
+    out: list[int] = []
+    for step in app.canary.steps or (1,):
+        n = step if isinstance(step, int) else math.ceil(replicas * int(step[:-1]) / 100)
+        n = max(1, min(n, replicas))
+        if not out or n > out[-1]:
+            out.append(n)
+    if not out or out[-1] < replicas:
+        out.append(replicas)
+    return out
+
+
+def _desired(run: Run) -> int:
+    dep = run.snap.deployment or {}
+    replicas: int = dep.get("spec", {}).get("replicas", 1)
+    return replicas
+
+
+async def drive(run: Run) -> None:
+    while True:
+        record = run.record
+        match record.phase:
+            case Phase.PENDING:
+                current = (run.snap.deployment or {}).get("spec", {}).get("minReadySeconds", 0)
+                await run.save(setting(min_ready_seconds=current))
+                await steps.set_image(run, hold_at=targets(run.app, _desired(run))[0])
+            case Phase.ROLLING_OUT:
+                await _advance(run)
+            case Phase.CANARY:
+                await _watch_canary(run)
+            case Phase.FAILED if record.request is not None:
+                await steps.take_request(run)
+            case Phase.ROLLING_BACK:
+                await steps.roll_back(run)
+            case _:
+                return
+
+
+async def _advance(run: Run) -> None:
+    """Move the rollout to the current step's pod count, and pause there (or finish at the last)."""
+    record = run.record
+    goal = targets(run.app, _desired(run))
+    target = goal[min(record.step, len(goal) - 1)]
+    last = target >= _desired(run)
+    dep = run.snap.deployment or {}
+    if dep.get("spec", {}).get("paused"):
+        await run.kube.patch_deployment(record.namespace, record.deployment, {"spec": {"paused": False}})
+    if last:
+        outcome = await steps.follow(run)
+    else:
+
+        def reached(snap: Snapshot) -> steps.Outcome | None:
+            # New pods appear in the pod watch before the Deployment's status counts them: pause on
+            # whichever shows the step reached first.
+            p = health.progress(snap.deployment or {})
+            new = run.live().new_pods
+            created = new.pods if new else 0
+            if steps.runs_new_template(snap) and (created >= target or (p.observed and p.updated >= target)):
+                return steps.Outcome("complete")
+            return steps.rollout_outcome(snap)
+
+        deadline = run.app.progress_deadline_seconds + steps.SAFETY_MARGIN
+        try:
+            outcome = await run.wait(reached, timeout=deadline)
+        except TimeoutError:
+            outcome = steps.Outcome("failed", f"the canary step did not start within {int(deadline)} s")
+    if outcome.kind == "request":
+        await steps.take_request(run)
+    elif outcome.kind == "failed":
+        await steps.fail(run, outcome.reason)
+    elif last:
+        await steps.succeed(run)
+    else:
+        pause = {
+            "spec": {
+                "paused": True,
+                "minReadySeconds": record.min_ready_seconds,
+                "strategy": steps.rolling_params(run),
+            }
+        }
+        await run.kube.patch_deployment(record.namespace, record.deployment, pause)
+        # Read back what the controller really did before the pause took effect.
+        observed = await run.wait(_paused_and_observed, timeout=30)
+        await run.save(lambda rec: rec.to(Phase.CANARY))
+        await run.note(cards.milestone_canary(observed, run.live().new_pods))
+
+
+def _paused_and_observed(snap: Snapshot) -> health.Progress | None:
+    if snap.deployment is None:
+        return None
+    p = health.progress(snap.deployment)
+    return p if p.paused and p.observed else None
+
+
+async def _watch_canary(run: Run) -> None:
+    """Wait at a step for Promote/Rollback, the health gate, or the analysis window's auto-promote."""
+    app = run.app
+    analysis = timedelta(minutes=app.canary.analysis_minutes)
+    deadline = timedelta(seconds=app.progress_deadline_seconds)
+
+    def decision(snap: Snapshot) -> str | None:
+        if snap.record.request is not None:
+            return "request"
+        live = run.live()
+        if live.new_pods is not None and live.new_pods.fatal:
+            return f"{live.new_pods.fatal} ({live.new_pods.describe()})"
+        waited = utcnow() - snap.record.phase_since
+        healthy = live.new_pods is not None and live.new_pods.ready == live.new_pods.pods > 0
+        if not healthy and waited > deadline:
+            what = live.new_pods.describe() if live.new_pods else "no canary pods"
+            return f"the canary was not Ready within {int(deadline.total_seconds())} s ({what})"
+        if healthy and app.canary.auto_promote and waited >= analysis:
+            return "auto-promote"
+        return None
+
+    # Timers the watches cannot see: the readiness deadline and the analysis window.
+    while True:
+        since = run.record.phase_since
+        wake = min(deadline, analysis if app.canary.auto_promote else deadline) - (utcnow() - since)
+        try:
+            verdict = await run.wait(decision, timeout=max(0.5, wake.total_seconds() + 0.1))
+            break
+        except TimeoutError:
+            continue
+    if verdict == "request":
+        request = run.record.request
+        if request is Request.PROMOTE:
+            actor = run.record.request_by
+            await run.save(
+                lambda rec: (
+                    rec.consume_request()
+                    .to(Phase.ROLLING_OUT)
+                    .model_copy(update={"step": rec.step + 1})
+                    .entry("promote", actor)
+                )
+            )
+            await run.note(cards.milestone_action("promote", actor.id if actor else None))
+            await run.audited("promote", actor, f"promoted to step {run.record.step + 1}")
+        else:
+            await steps.take_request(run)
+    elif verdict == "auto-promote":
+        await run.save(
+            lambda rec: (
+                rec.to(Phase.ROLLING_OUT)
+                .model_copy(update={"step": rec.step + 1})
+                .entry("auto-promote", None, f"healthy for {app.canary.analysis_minutes:g} min")
+            )
+        )
+        await run.note(
+            cards.milestone_action("auto-promote", None, f"Healthy for {app.canary.analysis_minutes:g} min.")
+        )
+    else:
+        await steps.fail(run, verdict)

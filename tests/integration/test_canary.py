@@ -1,0 +1,186 @@
+"""`/release hexo v2.0 --canary` (guide §3): canary shape, Promote, Rollback, steps, the health gate,
+and clicks that are unauthorized, doubled, racing, sent to another replica or after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from typing import Any
+
+import pytest
+
+from sandbox.controlplane.launcher import ClusterInfo
+from sandbox.slack import SlackSimulator
+from tests.fixtures.bot import (
+    Bots,
+    card_text,
+    kubectl,
+    kubectl_json,
+    pods_by_image,
+    wait_card,
+    wait_ephemeral,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def start_canary(bots: Bots, sim: SlackSimulator, version: str = "v2.0", **catalog: Any) -> dict:  # type: ignore[type-arg]
+    await bots.start(**catalog)
+    player = sim.player()
+    try:
+        answer = await player.command("alice", f"hexo {version} --canary")
+    finally:
+        await player.close()
+    assert answer.status == 200
+    return await wait_card(sim, "Promote")
+
+
+async def click(sim: SlackSimulator, user: str, card: dict, action: str, bot_url: str | None = None) -> int:  # type: ignore[type-arg]
+    player = sim.player(bot_url)
+    try:
+        return await player.click(user, card, f"release:{action}")
+    finally:
+        await player.close()
+
+
+async def test_canary_shape_then_promote(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    card = await start_canary(bots, slack_sim)
+    assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 1, "v1.0": 6}
+    dep = kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")
+    assert dep["spec"]["paused"] is True
+    assert "1 new / 6 old" in card_text(card)
+
+    assert await click(slack_sim, "bob", card, "promote") == 200
+    await wait_card(slack_sim, "Succeeded")
+    assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
+    dep = kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")
+    assert not dep["spec"].get("paused")
+
+
+async def test_canary_rollback_restores_old_version(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    card = await start_canary(bots, slack_sim)
+    assert await click(slack_sim, "bob", card, "rollback") == 200
+    final = await wait_card(slack_sim, "Rolled back")
+    assert pods_by_image(control_plane, bots.namespace) == {"v1.0": 6}
+    dep = kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v1.0")
+    assert not dep["spec"].get("paused")
+    history = kubectl(control_plane, "-n", bots.namespace, "rollout", "history", "deployment/hexo")
+    assert "2 " in history and "3 " in history  # v1.0 came back as a new revision, as with rollout undo
+    assert slack_sim.users["bob"] in card_text(final)
+    assert "actions" not in [b["type"] for b in final["blocks"]]  # no buttons left on a finished card
+
+
+async def test_multi_step_promotion(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    card = await start_canary(bots, slack_sim, extra={"canary": {"steps": [1, "50%"]}})
+    assert pods_by_image(control_plane, bots.namespace)["v2.0"] == 1
+    assert await click(slack_sim, "alice", card, "promote") == 200
+
+    def at_second_step() -> dict | None:  # type: ignore[type-arg]
+        c = slack_sim.history(slack_sim.channels["releases"])[0]
+        return c if "Promote" in card_text(c) and "Canary* 3 new" in card_text(c) else None
+
+    card = await slack_sim.wait_for(at_second_step, timeout=60)
+    counts = pods_by_image(control_plane, bots.namespace)
+    assert counts["v2.0"] >= 3 and sum(counts.values()) == 7
+    assert await click(slack_sim, "alice", card, "promote") == 200
+    await wait_card(slack_sim, "Succeeded")
+    assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
+
+
+async def test_broken_canary_is_rolled_back_automatically(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    await bots.start()
+    player = slack_sim.player()
+    try:
+        await player.command("alice", "hexo v2.0-broken --canary")
+    finally:
+        await player.close()
+    final = await wait_card(slack_sim, "Rolled back", timeout=90)
+    assert "CrashLoopBackOff" in card_text(final)
+    assert pods_by_image(control_plane, bots.namespace) == {"v1.0": 6}
+
+
+async def test_unauthorized_click_is_refused_and_changes_nothing(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    card = await start_canary(bots, slack_sim)
+    assert await click(slack_sim, "mallory", card, "promote") == 200
+    text = await wait_ephemeral(slack_sim, "mallory", "not allowed")
+    assert "promote" in text
+    assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 1, "v1.0": 6}
+    events = kubectl(
+        control_plane, "-n", bots.namespace, "get", "events", "--field-selector", "involvedObject.name=hexo"
+    )
+    assert "refused" in events
+
+
+async def test_double_click_and_racing_clicks_have_one_effect(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    card = await start_canary(bots, slack_sim)
+    results = await asyncio.gather(
+        click(slack_sim, "alice", card, "promote"),
+        click(slack_sim, "alice", card, "promote"),
+        click(slack_sim, "bob", card, "rollback"),
+    )
+    assert list(results) == [200, 200, 200]
+    final = (
+        await wait_card(slack_sim, "Succeeded", timeout=60)
+        if await _promoted(slack_sim)
+        else await wait_card(slack_sim, "Rolled back", timeout=60)
+    )
+    record = kubectl_json(control_plane, "-n", bots.namespace, "get", "configmap", "release-bot.hexo")
+    history = json.loads(record["data"]["record.json"])["history"]
+    decisions = [e["action"] for e in history if e["action"] in ("promote", "rollback")]
+    assert len(decisions) == 1
+    losers = [
+        m
+        for user in ("alice", "bob")
+        for m in slack_sim.ephemerals(slack_sim.channels["releases"], slack_sim.users[user])
+        if "already asked" in m.get("text", "") or "cannot be" in m.get("text", "")
+    ]
+    assert len(losers) == 2
+    assert final is not None
+
+
+async def _promoted(sim: SlackSimulator) -> bool:
+    def decided() -> str | None:
+        text = " ".join(card_text(m) for m in sim.history(sim.channels["releases"])[:1])
+        if "Promote by" in text or "promote by" in text:
+            return "promote"
+        if "rollback by" in text or "Rolling back" in text or "Rolled back" in text:
+            return "rollback"
+        return None
+
+    return await sim.wait_for(decided, timeout=30) == "promote"
+
+
+async def test_click_on_another_replica_and_after_restart(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    first = await bots.start(instance="bot-a")
+    second = await bots.start(instance="bot-b")
+    card = await start_canary_on(bots, slack_sim, first.url)
+    # bot-a drives the release; kill it without warning, restart it, and click on bot-b.
+    await bots.restart(first, signal.SIGKILL)
+    assert await click(slack_sim, "bob", card, "promote", bot_url=second.url) == 200
+    await wait_card(slack_sim, "Succeeded", timeout=60)
+    assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
+
+
+async def start_canary_on(bots: Bots, sim: SlackSimulator, url: str) -> dict:  # type: ignore[type-arg]
+    player = sim.player(url)
+    try:
+        assert (await player.command("alice", "hexo v2.0 --canary")).status == 200
+    finally:
+        await player.close()
+    return await wait_card(sim, "Promote")

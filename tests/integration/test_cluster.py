@@ -1,0 +1,409 @@
+"""The local control plane is a REAL Kubernetes cluster: the guide's flows, driven with kubernetes_asyncio.
+
+Each test runs the guide's objects (Deployment ``hexo``, Service ``hexo-service``) in a fresh namespace
+against the real apiserver, Deployment/ReplicaSet/Endpoints controllers and RBAC; only the kubelet is
+simulated. Waits are watches with deadlines (tests/fixtures/cluster.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from sandbox.controlplane.launcher import STATE_FILE, ClusterInfo, ControlPlane, _alive, _start_ticks
+from tests.fixtures.cluster import (
+    api_client_for,
+    deployment_condition,
+    endpoint_ips,
+    pod_ready,
+    rollout_complete,
+    wait_for_deployment,
+    wait_for_endpoints,
+    wait_for_pods,
+    watch_until,
+)
+
+pytestmark = pytest.mark.integration
+
+REGISTRY = "registry.sword.org"
+HEXO_SELECTOR = "app=hexo-server"
+
+
+def hexo_deployment(
+    name: str = "hexo", version: str = "v1.0", image: str = f"{REGISTRY}/nginx:v1.0", replicas: int = 6
+) -> dict[str, Any]:
+    """The guide's Deployment (section "the example application")."""
+    labels = {"app": "hexo-server", "version": version}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "imagePullSecrets": [{"name": "regcred"}],
+                    "containers": [
+                        {
+                            "name": "hexo",
+                            "image": image,
+                            "ports": [{"containerPort": 80}],
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "64M"},
+                                "limits": {"cpu": "100m", "memory": "100M"},
+                            },
+                            "volumeMounts": [
+                                {
+                                    "name": "nginx-conf",
+                                    "mountPath": "/etc/nginx/nginx.conf",
+                                    "subPath": "nginx.conf",
+                                }
+                            ],
+                        }
+                    ],
+                    "volumes": [{"name": "nginx-conf", "configMap": {"name": "hexo-nginx-conf"}}],
+                },
+            },
+        },
+    }
+
+
+def hexo_service(version: str = "v1.0") -> dict[str, Any]:
+    """The guide's NodePort Service (nodePort left to the apiserver: parallel runs never collide)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "hexo-service"},
+        "spec": {
+            "type": "NodePort",
+            "sessionAffinity": "ClientIP",
+            "selector": {"app": "hexo-server", "version": version},
+            "ports": [{"port": 80, "targetPort": 80, "protocol": "TCP"}],
+        },
+    }
+
+
+async def create_hexo(api: client.ApiClient, ns: str, *, service: bool = True) -> None:
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    await core.create_namespaced_config_map(
+        ns, body({"metadata": {"name": "hexo-nginx-conf"}, "data": {"nginx.conf": "events {}\n"}})
+    )
+    await apps.create_namespaced_deployment(ns, body(hexo_deployment()))
+    if service:
+        await core.create_namespaced_service(ns, body(hexo_service()))
+    await wait_for_deployment(api, ns, "hexo", rollout_complete)
+
+
+async def set_image(api: client.ApiClient, ns: str, image: str, name: str = "hexo") -> None:
+    """``kubectl set image`` plus the change-cause, in ONE patch (so it lands on the new revision)."""
+    patch = {
+        "metadata": {"annotations": {"kubernetes.io/change-cause": f"set image {image}"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "hexo", "image": image}]}}},
+    }
+    await client.AppsV1Api(api).patch_namespaced_deployment(name, ns, patch)
+
+
+async def set_rolling_strategy(api: client.ApiClient, ns: str, **extra: Any) -> None:
+    """Guide 2.1: maxSurge=1, maxUnavailable=0."""
+    patch = {"spec": {"strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}, **extra}}
+    await client.AppsV1Api(api).patch_namespaced_deployment("hexo", ns, patch)
+
+
+def body(manifest: dict[str, Any]) -> Any:
+    """kubernetes_asyncio accepts plain manifests as request bodies; its stubs only know the models."""
+    return manifest
+
+
+def images(pods: list[Any]) -> list[str]:
+    return sorted(p.spec.containers[0].image for p in pods)
+
+
+def live(pods: list[Any]) -> list[Any]:
+    return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+
+async def test_it_is_a_real_cluster(kube_admin: client.ApiClient, control_plane: ClusterInfo) -> None:
+    version = await client.VersionApi(kube_admin).get_code()
+    assert version.git_version.startswith("v1.")
+    nodes = (await client.CoreV1Api(kube_admin).list_node()).items
+    assert {n.metadata.name for n in nodes} == set(control_plane.node_names)
+    for node in nodes:
+        assert {(a.type, a.address) for a in node.status.addresses} >= {("InternalIP", "127.0.0.1")}
+        assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+    assert control_plane.api_url.startswith("https://127.0.0.1:")
+    lease = await client.CoordinationV1Api(kube_admin).read_namespaced_lease(
+        nodes[0].metadata.name, "kube-node-lease"
+    )
+    assert lease.spec.renew_time is not None
+
+
+async def test_rolling_release_replaces_every_pod_without_losing_capacity(
+    kube_admin: client.ApiClient, namespace: str
+) -> None:
+    await create_hexo(kube_admin, namespace)
+    old_ips = await wait_for_endpoints(kube_admin, namespace, "hexo-service", lambda ips: len(ips) == 6)
+    await set_rolling_strategy(kube_admin, namespace)
+
+    new_image = f"{REGISTRY}/hexo:v0.48"
+    await set_image(kube_admin, namespace, new_image)
+    # Follow the ReplicaSets (in resourceVersion order) until the new one serves all 6.
+    seen: list[tuple[int, int]] = []  # (sum of desired replicas, sum of available replicas)
+
+    def rolled_out(replica_sets: dict[str, Any]) -> bool | None:
+        rss = list(replica_sets.values())
+        seen.append((sum(r.spec.replicas for r in rss), sum(r.status.available_replicas or 0 for r in rss)))
+        new = [r for r in rss if r.spec.template.spec.containers[0].image == new_image]
+        old = [r for r in rss if r not in new]
+        done = (
+            len(new) == 1 and new[0].status.available_replicas == 6 and all(r.spec.replicas == 0 for r in old)
+        )
+        return True if done else None
+
+    apps = client.AppsV1Api(kube_admin)
+    await watch_until(apps.list_namespaced_replica_set, rolled_out, namespace=namespace)
+    assert max(want for want, _ in seen) <= 7, "maxSurge=1: at most one replica above 6"
+    assert min(available for _, available in seen) >= 6, "maxUnavailable=0: 6 available throughout"
+    await wait_for_deployment(kube_admin, namespace, "hexo", rollout_complete)
+
+    pods = await wait_for_pods(
+        kube_admin, namespace, HEXO_SELECTOR, lambda ps: len(ps) == 6 and all(map(pod_ready, ps))
+    )
+    assert images(pods) == [new_image] * 6
+    new_ips = await wait_for_endpoints(
+        kube_admin, namespace, "hexo-service", lambda ips: ips == {p.status.pod_ip for p in pods}
+    )
+    assert not new_ips & old_ips
+    rs = (await apps.list_namespaced_replica_set(namespace)).items
+    by_revision = {r.metadata.annotations["deployment.kubernetes.io/revision"]: r for r in rs}
+    assert (
+        by_revision["2"].metadata.annotations["kubernetes.io/change-cause"]
+        == f"set image {REGISTRY}/hexo:v0.48"
+    )
+    assert by_revision["1"].spec.replicas == 0
+
+
+async def test_canary_pause_after_image_change_leaves_one_new_pod_and_six_old(
+    kube_admin: client.ApiClient, namespace: str
+) -> None:
+    apps = client.AppsV1Api(kube_admin)
+    await create_hexo(kube_admin, namespace, service=False)
+    await set_rolling_strategy(kube_admin, namespace)
+    new_image = f"{REGISTRY}/hexo:v0.50"
+
+    # Guide 3.1.1: `set image && rollout pause` (two requests, as kubectl sends them)
+    await set_image(kube_admin, namespace, new_image)
+    await apps.patch_namespaced_deployment("hexo", namespace, {"spec": {"paused": True}})
+
+    def paused_with_canary_ready(dep: Any) -> bool:
+        cond = deployment_condition(dep, "Progressing")
+        return bool(
+            dep.status.observed_generation >= dep.metadata.generation
+            and cond is not None
+            and cond.reason == "DeploymentPaused"
+            and dep.status.updated_replicas == 1
+            and dep.status.ready_replicas == 7
+        )
+
+    dep = await wait_for_deployment(kube_admin, namespace, "hexo", paused_with_canary_ready)
+    assert deployment_condition(dep, "Progressing").status == "Unknown"
+    pods = live(await wait_for_pods(kube_admin, namespace, HEXO_SELECTOR, lambda ps: len(live(ps)) == 7))
+    assert images(pods) == sorted([new_image] + [f"{REGISTRY}/nginx:v1.0"] * 6)
+    assert all(map(pod_ready, pods))
+
+    # Guide 3.1.2: promote = resume; the rolling update finishes
+    await apps.patch_namespaced_deployment("hexo", namespace, {"spec": {"paused": False}})
+    await wait_for_deployment(kube_admin, namespace, "hexo", rollout_complete)
+    pods = await wait_for_pods(kube_admin, namespace, HEXO_SELECTOR, lambda ps: len(ps) == 6)
+    assert images(pods) == [new_image] * 6
+
+
+async def test_broken_version_stalls_with_old_pods_serving_then_misses_its_deadline(
+    kube_admin: client.ApiClient, namespace: str
+) -> None:
+    await create_hexo(kube_admin, namespace)
+    await set_rolling_strategy(kube_admin, namespace, progressDeadlineSeconds=10)
+    broken = f"{REGISTRY}/hexo:v0.49-broken"
+    await set_image(kube_admin, namespace, broken)
+
+    def deadline_exceeded(dep: Any) -> bool:
+        cond = deployment_condition(dep, "Progressing")
+        return cond is not None and cond.status == "False" and cond.reason == "ProgressDeadlineExceeded"
+
+    dep = await wait_for_deployment(kube_admin, namespace, "hexo", deadline_exceeded, timeout=90)
+    assert dep.status.available_replicas == 6
+    assert dep.status.updated_replicas == 1
+
+    def crash_looping(pods: list[Any]) -> bool:
+        new = [p for p in pods if p.spec.containers[0].image == broken]
+        statuses = [cs for p in new for cs in p.status.container_statuses or []]
+        return len(new) == 1 and any(cs.restart_count >= 2 for cs in statuses)
+
+    pods = await wait_for_pods(kube_admin, namespace, HEXO_SELECTOR, crash_looping)
+    new = next(p for p in pods if p.spec.containers[0].image == broken)
+    assert not pod_ready(new)
+    assert new.status.container_statuses[0].state.waiting.reason == "CrashLoopBackOff"
+    old = [p for p in pods if p is not new]
+    assert len(old) == 6
+    assert all(map(pod_ready, old))
+    ips = endpoint_ips(
+        await client.CoreV1Api(kube_admin).read_namespaced_endpoints("hexo-service", namespace)
+    )
+    assert ips == {p.status.pod_ip for p in old}
+
+
+async def test_image_that_cannot_be_pulled_stays_pending(
+    kube_admin: client.ApiClient, namespace: str
+) -> None:
+    pod = {
+        "metadata": {"name": "pull", "labels": {"app": "pull"}},
+        "spec": {"containers": [{"name": "c", "image": f"{REGISTRY}/hexo:pullfail"}]},
+    }
+    await client.CoreV1Api(kube_admin).create_namespaced_pod(namespace, body(pod))
+
+    def backing_off(pods: list[Any]) -> bool:
+        statuses = [cs for p in pods for cs in (p.status.container_statuses or [])]
+        return any(
+            cs.state.waiting is not None and cs.state.waiting.reason == "ImagePullBackOff" for cs in statuses
+        )
+
+    (found,) = await wait_for_pods(kube_admin, namespace, "app=pull", backing_off)
+    assert found.status.phase == "Pending"
+    assert not pod_ready(found)
+
+
+async def test_blue_green_selector_switch_moves_endpoints(
+    kube_admin: client.ApiClient, namespace: str
+) -> None:
+    apps, core = client.AppsV1Api(kube_admin), client.CoreV1Api(kube_admin)
+    await create_hexo(kube_admin, namespace)
+    await apps.create_namespaced_deployment(
+        namespace, body(hexo_deployment(name="hexo-v2.0", version="v2.0", image=f"{REGISTRY}/nginx:v2.0"))
+    )
+    await wait_for_deployment(kube_admin, namespace, "hexo-v2.0", rollout_complete)
+
+    async def ready_ips(version: str) -> set[str]:
+        pods = await wait_for_pods(
+            kube_admin,
+            namespace,
+            f"{HEXO_SELECTOR},version={version}",
+            lambda ps: len(ps) == 6 and all(map(pod_ready, ps)),
+        )
+        return {p.status.pod_ip for p in pods}
+
+    blue, green = await ready_ips("v1.0"), await ready_ips("v2.0")
+    assert len(blue | green) == 12
+    await wait_for_endpoints(kube_admin, namespace, "hexo-service", lambda ips: ips == blue)
+
+    selector = {"spec": {"selector": {"app": "hexo-server", "version": "v2.0"}}}
+    await core.patch_namespaced_service("hexo-service", namespace, selector)  # cutover (guide 1.4)
+    await wait_for_endpoints(kube_admin, namespace, "hexo-service", lambda ips: ips == green)
+
+    selector["spec"]["selector"]["version"] = "v1.0"
+    await core.patch_namespaced_service("hexo-service", namespace, selector)  # rollback
+    await wait_for_endpoints(kube_admin, namespace, "hexo-service", lambda ips: ips == blue)
+
+
+async def test_restricted_user_has_only_the_rights_rbac_grants(
+    kube_admin: client.ApiClient, namespace: str, control_plane: ClusterInfo
+) -> None:
+    restricted = await api_client_for(control_plane.restricted_kubeconfig)
+    try:
+        apps = client.AppsV1Api(restricted)
+        with pytest.raises(ApiException) as denied:
+            await apps.list_namespaced_deployment(namespace)
+        assert denied.value.status == 403
+
+        rbac = client.RbacAuthorizationV1Api(kube_admin)
+        rules = [
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+        ]
+        await rbac.create_namespaced_role(
+            namespace, body({"metadata": {"name": "release-bot"}, "rules": rules})
+        )
+        subject = {
+            "kind": "User",
+            "name": control_plane.restricted_user,
+            "apiGroup": "rbac.authorization.k8s.io",
+        }
+        binding = {
+            "metadata": {"name": "release-bot"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "release-bot"},
+            "subjects": [subject],
+        }
+        await rbac.create_namespaced_role_binding(namespace, body(binding))
+
+        # The authorizer sees new bindings through its informer: allowed within moments.
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    listing = await apps.list_namespaced_deployment(namespace)
+                    break
+                except ApiException as e:
+                    if e.status != 403:
+                        raise
+                    await asyncio.sleep(0.05)
+        assert listing.items == []
+
+        for forbidden in (
+            apps.list_namespaced_deployment("default"),  # another namespace
+            client.CoreV1Api(restricted).list_namespaced_secret(namespace),  # not granted
+            apps.delete_collection_namespaced_deployment(namespace),  # verb not granted
+        ):
+            with pytest.raises(ApiException) as denied:
+                await forbidden
+            assert denied.value.status == 403
+    finally:
+        await restricted.close()
+
+
+def _gone(pid: int, ticks: int | None) -> bool:
+    return ticks is None or not _alive(pid, ticks)
+
+
+def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
+    cp = ControlPlane(tmp_path / "cp", ready_delay=0.2)
+    info = cp.start()
+    ticks = {name: _start_ticks(pid) for name, pid in info.pids.items()}
+    assert set(info.pids) >= {"etcd", "kube-apiserver", "kube-controller-manager", "kubelet"}
+    assert all(t is not None for t in ticks.values())
+    etcd_dir = Path(json.loads((info.workdir / STATE_FILE).read_text())["etcd_data_dir"])
+    assert etcd_dir.is_dir()
+    cp.stop()
+    assert [n for n, pid in info.pids.items() if not _gone(pid, ticks[n])] == []
+    assert not etcd_dir.exists()
+    assert not (info.workdir / STATE_FILE).exists()
+
+
+def test_cli_detached_cluster_is_found_and_stopped_by_recorded_pids(tmp_path: Path) -> None:
+    wd = tmp_path / "cli"
+    cli = [sys.executable, "-m", "sandbox.controlplane.cli"]
+    up = subprocess.run([*cli, "up", "--detach", "--workdir", str(wd), "--ready-delay", "0.2"],
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.strip() == f"export KUBECONFIG={wd / 'admin.kubeconfig'}"
+        state = json.loads((wd / STATE_FILE).read_text())
+        status = subprocess.run([*cli, "status", "--workdir", str(wd)], capture_output=True, text=True)
+        assert status.returncode == 0, status.stdout
+        again = subprocess.run([*cli, "up", "--detach", "--workdir", str(wd)], capture_output=True, text=True)
+        assert again.returncode == 2
+        assert "already running" in again.stderr
+    finally:
+        down = subprocess.run(
+            [*cli, "down", "--workdir", str(wd)], capture_output=True, text=True, timeout=60
+        )
+    assert down.returncode == 0, down.stderr
+    assert [n for n, pid in state["pids"].items() if not _gone(pid, state["start_ticks"][n])] == []
+    status = subprocess.run([*cli, "status", "--workdir", str(wd)], capture_output=True, text=True)
+    assert status.returncode == 1
