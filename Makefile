@@ -1,4 +1,4 @@
-.PHONY: bootstrap check test lint sandbox fmt
+.PHONY: bootstrap check run sandbox fmt
 
 # Set up (system packages, control-plane build, venv) and run every check and test.
 check: bootstrap
@@ -7,7 +7,11 @@ check: bootstrap
 bootstrap:
 	./scripts/bootstrap
 
-# Run the local sandbox: control plane with the hexo app, Slack simulator page, and the bot.
+# The main job: the bot against Slack when SLACK_* credentials are set, else the local sandbox
+# (control plane with the hexo app, Slack simulator page, and the bot).
+run: bootstrap
+	./scripts/run
+
 sandbox: bootstrap
 	.venv/bin/release-bot sandbox
 

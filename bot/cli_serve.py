@@ -25,6 +25,7 @@ from bot.slack.reporter import SlackReporter
 from bot.web import READY, build_web_app
 
 log = logging.getLogger("release_bot")
+SLACK_TIMEOUT_S = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,17 +61,24 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    asyncio.run(serve(settings, catalog))
+    asyncio.run(serve_until_signalled(settings, catalog))
     return 0
 
 
-async def serve(settings: Settings, catalog: Catalog) -> None:
+async def serve_until_signalled(settings: Settings, catalog: Catalog) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await serve(settings, catalog, stop)
 
-    async with aiohttp.ClientSession() as session:
+
+async def serve(
+    settings: Settings, catalog: Catalog, stop: asyncio.Event, started: asyncio.Event | None = None
+) -> None:
+    """Run the bot until `stop` is set, then drain. `started` is set once it answers requests."""
+    # slack_sdk ignores its own timeout when given a session: the session's timeout is the one that counts.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_S)) as session:
         kube = await Kube.connect(settings.kubeconfig)
         client = web_client(settings.slack_bot_token.get_secret_value(), session, settings.slack_api_url)
         reporter = SlackReporter(client, settings.card_interval)
@@ -91,8 +99,9 @@ async def serve(settings: Settings, catalog: Catalog) -> None:
         try:
             await engine.start()
             web_app[READY][0] = True
+            if started is not None:
+                started.set()
             log.info("release-bot listening on http://%s:%d/slack/events", settings.host, settings.port)
-            print(f"release-bot listening on http://{settings.host}:{settings.port}/slack/events", flush=True)
             await stop.wait()
             log.info("stopping: draining %d release task(s)", engine.busy)
             web_app[READY][0] = False

@@ -23,6 +23,7 @@ from bot.releases.record import Actor, Phase, Record, Request, new_id, setting, 
 from bot.releases.run import Reporter, Run
 from bot.releases.store import Leases, Store, Stored
 from bot.slack import cards
+from bot.slack.cards import stale_card
 from commands.intents import Release, Strategy, VersionKind
 
 log = logging.getLogger(__name__)
@@ -151,17 +152,26 @@ class Engine:
             raise UserError(f"Deployment `{app.namespace}/{app.deployment}` does not exist.") from None
         return dep, await self.store.get(app.namespace, app.name)
 
-    async def request(self, app_name: str, request: Request, actor: Actor, release_id: str | None) -> Record:
-        """Add a request to the app's current release. `release_id` (from a card's button) must still
-        name the current release: a click on an old card is refused, not applied to a newer release."""
+    async def request(
+        self, app_name: str, request: Request, actor: Actor, seen: tuple[str, str, int] | None = None
+    ) -> Record:
+        """Add a request to the app's current release (compare-and-set: one winner).
+
+        `seen` (release id, phase, step) is what the card showed when its button was clicked: a click on
+        a card that no longer matches the release (another release, or someone acted first) is refused,
+        so a double click or a Promote racing a Rollback has exactly one effect."""
         app = self.app(app_name)
 
         def change(record: Record) -> Record:
-            if release_id is not None and record.id != release_id:
-                raise Conflict(
-                    f"That card is for an earlier release of `{app.name}` ({release_id}); "
-                    f"the current one is {record.id} ({record.phase.value})."
-                )
+            if seen is not None:
+                release_id, phase, step = seen
+                if record.id != release_id:
+                    raise Conflict(
+                        f"That card is for an earlier release of `{app.name}` ({release_id}); "
+                        f"the current one is {record.id} ({record.phase.value})."
+                    )
+                if (record.phase.value, record.step) != (phase, step) or record.request is not None:
+                    raise Conflict(stale_card(record))
             if request is Request.PROMOTE and record.phase is Phase.CANARY and app.canary.analysis_minutes:
                 left = app.canary.analysis_minutes * 60 - (utcnow() - record.phase_since).total_seconds()
                 if left > 0:

@@ -175,13 +175,25 @@ _CONFIRM = {
 }
 
 
+def button_value(record: Record) -> str:
+    """What a button carries: the release and the state the person saw when clicking."""
+    return f"{record.id}:{record.phase.value}:{record.step}"
+
+
+def parse_button_value(value: str) -> tuple[str, str, str | None, int | None]:
+    """(app, release id, phase seen, step seen) from a button value."""
+    release_id, _, rest = value.partition(":")
+    phase, _, step = rest.partition(":")
+    return release_id.rsplit("-", 3)[0], release_id, phase or None, int(step) if step.isdigit() else None
+
+
 def button(record: Record, request: Request, label: str, *, style: str | None = None) -> Block:
     title, text, ok = _CONFIRM[request]
     b: Block = {
         "type": "button",
         "action_id": f"{ACTION_PREFIX}{request.value}",
         "text": {"type": "plain_text", "text": clip(label, 75)},
-        "value": record.id,
+        "value": button_value(record),
         "confirm": {
             "title": {"type": "plain_text", "text": title},
             "text": {
@@ -308,6 +320,13 @@ def not_yet(kind: str) -> str:
 
 def accepted(record: Record) -> str:
     return f":rocket: Releasing `{esc(record.app)}` `{esc(record.to_version)}` ({esc(record.strategy.value)}): follow the card in this channel."
+
+
+def stale_card(record: Record) -> str:
+    """Plain text for a Conflict (escaped where it is shown)."""
+    last = next((e for e in reversed(record.history) if e.actor is not None), None)
+    who = f" ({last.action} by {last.actor.name})" if last and last.actor else ""
+    return f"This card was out of date: the release is now {describe_phase(record.phase)}{who}. Nothing was done; look at the card again."
 
 
 def request_taken(request: Request, app: str) -> str:

@@ -156,10 +156,10 @@ class Handlers:
                 return cards.status(app, dep, stored.record if stored else None, link)
             case intents.Promote() | intents.Abort() | intents.Finish():
                 request = Request(intent.kind)
-                await self.engine.request(app.name, request, actor, None)
+                await self.engine.request(app.name, request, actor)
                 return cards.request_taken(request, app.name)
             case intents.Rollback() if intent.to_revision is None:
-                await self.engine.request(app.name, Request.ROLLBACK, actor, None)
+                await self.engine.request(app.name, Request.ROLLBACK, actor)
                 return cards.request_taken(Request.ROLLBACK, app.name)
             case _:
                 return cards.not_yet(intent.kind)
@@ -180,13 +180,13 @@ class Handlers:
             request = Request(action["action_id"].removeprefix(cards.ACTION_PREFIX))
         except ValueError:
             return cards.conflict("That button is not one of mine any more.")
-        release_id = str(action.get("value", ""))
-        app_name = release_id.rsplit("-", 3)[0]
+        app_name, release_id, phase, step = cards.parse_button_value(str(action.get("value", "")))
         app = self.engine.app(app_name)
         refusal = await self._authorize(
             app, policy.ACTION_OF[request.value], actor.id, actor.name, channel_id, f"{request.value} click"
         )
         if refusal:
             return refusal
-        await self.engine.request(app.name, request, actor, release_id)
+        seen = (release_id, phase or "", step if step is not None else -1)
+        await self.engine.request(app.name, request, actor, seen)
         return None

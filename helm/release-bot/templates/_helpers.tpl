@@ -1,0 +1,104 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "release-bot.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: release name, plus the chart name unless it already contains it. */}}
+{{- define "release-bot.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "release-bot.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Standard labels on every object. */}}
+{{- define "release-bot.labels" -}}
+helm.sh/chart: {{ include "release-bot.chart" . }}
+{{ include "release-bot.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: release-bot
+{{- end }}
+
+{{/* Selector labels: stable for the life of the release (a Deployment's selector is immutable). */}}
+{{- define "release-bot.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "release-bot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "release-bot.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "release-bot.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "release-bot.secretName" -}}
+{{- default (include "release-bot.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{- define "release-bot.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The catalog's apps; fails with a clear message when there are none. */}}
+{{- define "release-bot.apps" -}}
+{{- $apps := (.Values.catalog.apps | default dict) }}
+{{- if not $apps }}
+{{- fail "catalog.apps is empty: give the bot at least one app to release (see docs/deploy.md)" }}
+{{- end }}
+{{- toJson $apps }}
+{{- end }}
+
+{{/*
+The namespaces the bot releases into, as a JSON list (use with fromJsonArray): .Values.namespaces,
+or the namespaces of the catalog's apps. Every app's namespace must be covered, or the bot would
+get 403 Forbidden in the middle of a release.
+*/}}
+{{- define "release-bot.namespaces" -}}
+{{- $apps := include "release-bot.apps" . | fromJson }}
+{{- $fromCatalog := list }}
+{{- range $name, $app := $apps }}
+{{- $fromCatalog = append $fromCatalog (required (printf "catalog.apps.%s.namespace is required" $name) $app.namespace) }}
+{{- end }}
+{{- $namespaces := $fromCatalog }}
+{{- if .Values.namespaces }}
+{{- $namespaces = .Values.namespaces }}
+{{- range $ns := $fromCatalog }}
+{{- if not (has $ns $namespaces) }}
+{{- fail (printf "namespaces does not include %q, the namespace of a catalog app: add it, or leave namespaces empty to derive them from the catalog" $ns) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $namespaces | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds: longer than the drain, so SIGKILL never lands mid-drain. */}}
+{{- define "release-bot.terminationGracePeriodSeconds" -}}
+{{- add (ceil .Values.bot.drainSeconds | int) .Values.terminationGraceExtraSeconds }}
+{{- end }}
+
+{{- define "release-bot.pdbApiVersion" -}}
+{{- if .Values.podDisruptionBudget.apiVersion }}
+{{- .Values.podDisruptionBudget.apiVersion }}
+{{- else if .Capabilities.APIVersions.Has "policy/v1" }}
+{{- "policy/v1" }}
+{{- else }}
+{{- "policy/v1beta1" }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,641 @@
+"""The Slack simulator: a local Web API server, response_url endpoints, read-back, and the page.
+
+Owns everything HTTP about the simulated Slack, on one aiohttp server bound to 127.0.0.1:
+
+- `<api_url><method>` (api_url ends with `/api/`): Slack's Web API with Slack's encodings (JSON body
+  with a Bearer token, form body, query string; token in the Authorization header or a `token`
+  form/query parameter), Slack's response shapes and error codes, per-tier rate limits (HTTP 429 +
+  integer `Retry-After`), and scripted faults. The semantics live in `workspace.py`.
+- `/hooks/response/<token>`: response_url endpoints (5 uses, 30 minutes).
+- `/sim/...`: JSON read-back (history, threads, ephemerals, API call log), live change
+  notifications (Server-Sent Events), and actions the page asks for (run a slash command, click a
+  button) which go to the bot as real signed requests through a `SlackPlayer`.
+- `/`: the channel page (`page.html`, a single static file).
+
+Tests use the Python API (`history`, `replies`, `ephemerals`, `calls`, `fault`, `wait_for`, `player`).
+Every change to the workspace or the call log wakes `wait_for` waiters and the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+
+from sandbox.slack.ratelimit import RateLimiter
+from sandbox.slack.workspace import METHODS, SLACKBOT_ID, ApiError, Channel, Message, Workspace
+
+if TYPE_CHECKING:
+    from sandbox.slack.client import CommandResponse, SlackPlayer
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_PAGE = Path(__file__).with_name("page.html")
+_DEFAULT_USERGROUPS: Mapping[str, Sequence[str]] = {"release-managers": ("alice",)}
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One Web API call as the simulator saw it (token removed from `params`)."""
+
+    method: str
+    params: dict[str, Any]
+    ok: bool
+    error: str | None
+    status: int
+    time: float
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    error: str | None
+    status: int | None
+    hang: bool
+
+
+@dataclass
+class _Changes:
+    """A version counter plus an event replaced on every change (edge-triggered wake-ups)."""
+
+    version: int = 0
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def bump(self) -> None:
+        self.version += 1
+        self.event.set()
+        self.event = asyncio.Event()
+
+
+class SlackSimulator:
+    """A faithful local Slack workspace with one app installed (the bot under test).
+
+    Args:
+        users: people in the workspace (names; ids are derived, see `users`).
+        channels: public channels (names); every user and the bot are members.
+        usergroups: handle -> member names.
+        bot_url: where Slack would send slash commands, clicks and events (settable later).
+        rate_limits: answer over-limit calls with HTTP 429 (also the runtime attribute).
+        signing_secret, bot_token: fixed credentials (random ones by default).
+        clock: wall-clock seconds for message ts and response_url/trigger expiry (settable as
+            `sim.clock`; rate limits always use the monotonic clock).
+
+    Attributes after `start()`: `api_url`, `page_url`, `base_url`. Always: `bot_token`,
+    `signing_secret`, `verification_token`, `channels` (name -> id), `users` (name -> id, people
+    only), `usergroups` (handle -> id), `bot_user_id`, `bot_id`, `app_id`, `team_id`,
+    `workspace` (the model), `calls` (list of ApiCall), `rate_limiter` (tunable buckets),
+    `token_revoked` (when True every call answers `token_revoked`).
+    """
+
+    def __init__(
+        self,
+        *,
+        users: Sequence[str] = ("alice", "bob", "mallory"),
+        channels: Sequence[str] = ("releases",),
+        usergroups: Mapping[str, Sequence[str]] = _DEFAULT_USERGROUPS,
+        bot_url: str | None = None,
+        rate_limits: bool = True,
+        signing_secret: str | None = None,
+        bot_token: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self.workspace = Workspace(
+            users=users, channels=channels, usergroups=usergroups, clock=lambda: self._clock()
+        )
+        self.workspace.on_change = self._changed
+        self.bot_url = bot_url
+        self.rate_limits = rate_limits
+        self.rate_limiter = RateLimiter()
+        self.signing_secret = signing_secret or secrets.token_hex(16)
+        self.bot_token = bot_token or f"xoxb-{secrets.randbelow(10**12)}-{secrets.token_hex(12)}"
+        self.verification_token = secrets.token_urlsafe(18)
+        self.token_revoked = False
+        ws = self.workspace
+        self.channels: dict[str, str] = {c.name: c.id for c in ws.channels.values()}
+        self.users: dict[str, str] = {u.name: u.id for u in ws.users.values() if not u.is_bot}
+        self.usergroups: dict[str, str] = {handle: gid for gid, (handle, _) in ws.usergroups.items()}
+        self.bot_user_id, self.bot_id, self.app_id, self.team_id = ws.bot.id, ws.bot_id, ws.app_id, ws.team_id
+        self.calls: list[ApiCall] = []
+        self._faults: dict[str, list[_Fault]] = {}
+        self._changes = _Changes()
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._page_player: SlackPlayer | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    @clock.setter
+    def clock(self, value: Callable[[], float]) -> None:
+        self._clock = value
+
+    async def start(self, port: int = 0) -> None:
+        """Listen on 127.0.0.1:`port` (0 picks a free port)."""
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/hooks/response/{token}", self._response_url)
+        app.router.add_get("/", self._page)
+        app.router.add_get("/sim/state", self._sim_state)
+        app.router.add_get("/sim/channels/{channel}/history", self._sim_history)
+        app.router.add_get("/sim/channels/{channel}/replies/{ts}", self._sim_replies)
+        app.router.add_get("/sim/channels/{channel}/ephemerals/{user}", self._sim_ephemerals)
+        app.router.add_get("/sim/channels/{channel}/view", self._sim_view)
+        app.router.add_get("/sim/calls", self._sim_calls)
+        app.router.add_get("/sim/events", self._sim_events)
+        app.router.add_post("/sim/command", self._sim_command)
+        app.router.add_post("/sim/click", self._sim_click)
+        self._closing.clear()
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        self._runner = runner
+        host, bound = runner.addresses[0][:2]
+        self._base_url = f"http://{host}:{bound}/"
+
+    async def stop(self) -> None:
+        """Close live streams and hung calls, the page's player, then the server."""
+        self._closing.set()
+        self._changed()
+        if self._page_player is not None:
+            await self._page_player.close()
+            self._page_player = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SlackSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:<port>/`; raises RuntimeError before `start()`."""
+        if self._base_url is None:
+            raise RuntimeError("SlackSimulator is not started")
+        return self._base_url
+
+    @property
+    def api_url(self) -> str:
+        """The Web API base URL for `AsyncWebClient(base_url=...)`; ends with `/api/`."""
+        return self.base_url + "api/"
+
+    @property
+    def page_url(self) -> str:
+        """The channel page."""
+        return self.base_url
+
+    # ---- read-back -----------------------------------------------------------------------------
+
+    def _channel(self, channel: str) -> Channel:
+        try:
+            return self.workspace.channel(channel)
+        except ApiError:
+            raise KeyError(f"no channel {channel!r}") from None
+
+    def history(self, channel_id: str) -> list[Message]:
+        """Every message conversations.history would return (roots, newest first; `metadata` included
+        as with include_all_metadata=true)."""
+        ch = self._channel(channel_id)
+        return [self.workspace._public(ch.messages[ts], metadata=True) for ts in reversed(ch.timeline)]
+
+    def replies(self, channel_id: str, ts: str) -> list[Message]:
+        """What conversations.replies returns for `ts`: the root, then its replies oldest first."""
+        return list(
+            self.workspace.conversations_replies(
+                {"channel": self._channel(channel_id).id, "ts": ts, "limit": 999, "include_all_metadata": 1}
+            )["messages"]
+        )
+
+    def message(self, channel_id: str, ts: str) -> Message | None:
+        """The current version of one message (root or reply), or None if absent."""
+        msg = self._channel(channel_id).messages.get(ts)
+        return None if msg is None else self.workspace._public(msg, metadata=True)
+
+    def ephemerals(self, channel_id: str, user_id: str) -> list[Message]:
+        """Ephemeral messages shown to one user in a channel, oldest first.
+
+        Each carries `is_ephemeral: True` and `via`: "chat.postEphemeral", "command_response" (the
+        synchronous answer to a slash command), "response_url", or "slack_error" (what Slack shows
+        when the bot failed to answer a command, posted as Slackbot).
+        """
+        uid = self.workspace.user(user_id).id
+        return [dict(m) for m in self._channel(channel_id).ephemerals.get(uid, [])]
+
+    def calls_to(self, method: str) -> list[ApiCall]:
+        """The API calls made to `method`, in order."""
+        return [c for c in self.calls if c.method == method]
+
+    def post_user_message(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> Message:
+        """Stage a message from a person (no Events API delivery; see SlackPlayer.event)."""
+        return self.workspace.post_user_message(channel, user, text, thread_ts)
+
+    def archive(self, channel: str, archived: bool = True) -> None:
+        """Archive a channel: posting answers `is_archived`."""
+        self._channel(channel).archived = archived
+        self._changed()
+
+    def set_bot_membership(self, channel: str, member: bool) -> None:
+        """Remove the bot from (or return it to) a channel: posting answers `not_in_channel`."""
+        self._channel(channel).bot_is_member = member
+        self._changed()
+
+    # ---- scripted faults and waiting -----------------------------------------------------------
+
+    def fault(
+        self,
+        method: str,
+        times: int = 1,
+        *,
+        error: str | None = None,
+        status: int | None = None,
+        hang: bool = False,
+    ) -> None:
+        """Make the next `times` calls to `method` fail.
+
+        `error` answers HTTP 200 `{"ok": false, "error": error}`; `status` answers that HTTP
+        status (429 adds `Retry-After: 1` and error "ratelimited"); `hang` never answers (until the
+        simulator stops). `method` may be a Web API method, "response_url", or "*" for any call.
+        Faults queue up in the order given.
+        """
+        if not (error or status or hang):
+            error = "internal_error"
+        self._faults.setdefault(method, []).append(_Fault(times, error, status, hang))
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        for key in (method, "*"):
+            queue = self._faults.get(key)
+            if queue:
+                fault = queue[0]
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    queue.pop(0)
+                return fault
+        return None
+
+    def _changed(self) -> None:
+        self._changes.bump()
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], T | None],
+        timeout: float = 10.0,  # a deadline, not a sleep: part of this API's contract
+    ) -> T:
+        """Wait until `predicate()` returns something other than None/False, and return it.
+
+        Re-evaluated on every change (messages, ephemerals, API calls), never on a timer; raises
+        TimeoutError naming the last API calls when `timeout` seconds pass first.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = self._changes.event
+                    result = predicate()
+                    if result is not None and result is not False:
+                        return result
+                    await event.wait()
+        except TimeoutError:
+            recent = ", ".join(f"{c.method}:{'ok' if c.ok else c.error}" for c in self.calls[-8:])
+            raise TimeoutError(f"condition not met within {timeout} s; last API calls: [{recent}]") from None
+
+    # ---- players -------------------------------------------------------------------------------
+
+    def player(self, bot_url: str | None = None) -> SlackPlayer:
+        """A new client that plays Slack towards `bot_url` (default: `self.bot_url`). Close it."""
+        from sandbox.slack.client import SlackPlayer
+
+        return SlackPlayer(self, bot_url=bot_url)
+
+    def record_command_response(
+        self, channel_id: str, user_id: str, command: str, response: CommandResponse
+    ) -> None:
+        """Show the bot's synchronous answer to a slash command the way Slack does.
+
+        Used by SlackPlayer: a text or JSON body becomes an ephemeral for the user (or a channel
+        message when `response_type` is "in_channel"); an empty 200 shows nothing; an error or a
+        timeout becomes Slackbot's ephemeral '<command> failed with the error "<reason>"'.
+        """
+        ws = self.workspace
+        channel = ws.channel(channel_id)
+        if response.timed_out or response.status != 200:
+            if response.timed_out:
+                reason = "operation_timeout"
+            elif response.status == 0:
+                reason = "dispatch_failed"
+            else:
+                reason = "http_service_error"
+            fields: Message = {"user": SLACKBOT_ID, "text": f'{command} failed with the error "{reason}"'}
+            ws.post_ephemeral(channel, user_id, fields, via="slack_error")
+            return
+        body: Mapping[str, Any]
+        if response.json is not None and isinstance(response.json, dict):
+            body = response.json
+        elif response.text.strip():
+            body = {"text": response.text}
+        else:
+            return
+        try:
+            text, blocks, attachments = ws._content(body)
+        except ApiError as e:
+            fields = {"user": SLACKBOT_ID, "text": f'{command} failed with the error "{e.error}"'}
+            ws.post_ephemeral(channel, user_id, fields, via="slack_error")
+            return
+        fields = ws._message_fields(text, blocks, attachments)
+        if body.get("response_type") == "in_channel":
+            ws.add_message(channel, fields)
+        else:
+            ws.post_ephemeral(channel, user_id, fields, via="command_response")
+
+    # ---- the Web API ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _json(
+        body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
+        return web.Response(
+            text=json.dumps(body),
+            status=status,
+            content_type="application/json",
+            charset="utf-8",
+            headers=headers,
+        )
+
+    async def _read_params(self, request: web.Request) -> tuple[dict[str, Any], str | None]:
+        params: dict[str, Any] = dict(request.query)
+        token = params.pop("token", None)
+        if request.method == "POST" and request.can_read_body:
+            if request.content_type == "application/json":
+                try:
+                    body = await request.json()
+                except ValueError:
+                    raise ApiError("invalid_json") from None
+                if not isinstance(body, dict):
+                    raise ApiError("invalid_json")
+                body.pop("token", None)  # Slack ignores tokens inside JSON bodies
+                params.update(body)
+            else:
+                form = await request.post()
+                for key, value in form.items():
+                    if isinstance(value, str):
+                        params[key] = value
+                token = params.pop("token", token)
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            token = header.removeprefix("Bearer ").strip()
+        return params, token
+
+    def _log(self, method: str, params: Mapping[str, Any], status: int, error: str | None) -> None:
+        self.calls.append(ApiCall(method, dict(params), error is None, error, status, self._clock()))
+        self._changed()
+
+    async def _apply_fault(self, method: str, params: Mapping[str, Any], fault: _Fault) -> web.Response:
+        if fault.hang:
+            self._log(method, params, 0, "hang")
+            await self._closing.wait()
+            return self._json({"ok": False, "error": "service_unavailable"}, status=503)
+        status = fault.status or 200
+        error = fault.error or ("ratelimited" if status == 429 else "internal_error")
+        self._log(method, params, status, error)
+        headers = {"Retry-After": "1"} if status == 429 else None
+        return self._json({"ok": False, "error": error}, status=status, headers=headers)
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        try:
+            params, token = await self._read_params(request)
+        except ApiError as e:
+            self._log(method, {}, 200, e.error)
+            return self._json({"ok": False, "error": e.error})
+        fault = self._take_fault(method)
+        if fault is not None:
+            return await self._apply_fault(method, params, fault)
+        impl = METHODS.get(method)
+        if impl is None:
+            self._log(method, params, 200, "unknown_method")
+            return self._json({"ok": False, "error": "unknown_method", "req_method": method})
+        auth_error = None
+        if method != "api.test":
+            if not token:
+                auth_error = "not_authed"
+            elif not secrets.compare_digest(token, self.bot_token):
+                auth_error = "invalid_auth"
+            elif self.token_revoked:
+                auth_error = "token_revoked"
+        if auth_error is not None:
+            self._log(method, params, 200, auth_error)
+            return self._json({"ok": False, "error": auth_error})
+        if self.rate_limits:
+            channel = params.get("channel")
+            with contextlib.suppress(ApiError):
+                channel = self.workspace.channel(str(channel)).id if channel else None
+            retry_after = self.rate_limiter.check(method, channel, time.monotonic())
+            if retry_after is not None:
+                self._log(method, params, 429, "ratelimited")
+                return self._json(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(retry_after)},
+                )
+        try:
+            result = impl(self.workspace, params)
+        except ApiError as e:
+            self._log(method, params, 200, e.error)
+            return self._json({"ok": False, "error": e.error, **e.extra})
+        self._log(method, params, 200, None)
+        return self._json({"ok": True, **result})
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        fault = self._take_fault("response_url")
+        if fault is not None:
+            return await self._apply_fault("response_url", {}, fault)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._log("response_url", {}, 400, "invalid_payload")
+            return self._json({"ok": False, "error": "invalid_payload"}, status=400)
+        try:
+            self.workspace.respond(token, body)
+        except ApiError as e:
+            status = e.status if e.status != 200 else 400
+            self._log("response_url", body, status, e.error)
+            return self._json({"ok": False, "error": e.error, **e.extra}, status=status)
+        self._log("response_url", body, 200, None)
+        return self._json({"ok": True})
+
+    # ---- the page and its JSON -----------------------------------------------------------------
+
+    async def _page(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=_PAGE.read_text(encoding="utf-8"),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _sim_state(self, request: web.Request) -> web.Response:
+        ws = self.workspace
+        return self._json(
+            {
+                "team": {"id": ws.team_id, "domain": ws.team_domain, "name": ws.team_name},
+                "bot": {"user_id": ws.bot.id, "bot_id": ws.bot_id, "name": ws.bot.name},
+                "bot_url": self.bot_url,
+                "channels": [{"id": c.id, "name": c.name} for c in ws.channels.values()],
+                "users": [
+                    {"id": u.id, "name": u.name, "real_name": u.real_name, "is_bot": u.is_bot}
+                    for u in ws.users.values()
+                ],
+                "version": self._changes.version,
+            }
+        )
+
+    def _lookup(self, request: web.Request) -> Channel:
+        try:
+            return self.workspace.channel(request.match_info["channel"])
+        except ApiError as e:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": e.error}), content_type="application/json"
+            ) from e
+
+    async def _sim_history(self, request: web.Request) -> web.Response:
+        return self._json({"messages": self.history(self._lookup(request).id)})
+
+    async def _sim_replies(self, request: web.Request) -> web.Response:
+        ch = self._lookup(request)
+        try:
+            return self._json({"messages": self.replies(ch.id, request.match_info["ts"])})
+        except ApiError as e:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": e.error}), content_type="application/json"
+            ) from e
+
+    async def _sim_ephemerals(self, request: web.Request) -> web.Response:
+        ch = self._lookup(request)
+        try:
+            return self._json({"messages": self.ephemerals(ch.id, request.match_info["user"])})
+        except ApiError as e:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": e.error}), content_type="application/json"
+            ) from e
+
+    async def _sim_view(self, request: web.Request) -> web.Response:
+        """Everything the page shows for one channel as one user, oldest first."""
+        ch = self._lookup(request)
+        user = request.query.get("user")
+        roots = list(reversed(self.history(ch.id)))
+        for root in roots:
+            if root.get("reply_count"):
+                root["replies"] = self.replies(ch.id, root["ts"])[1:]
+        ephemerals = self.ephemerals(ch.id, user) if user and user in self.workspace.users else []
+        return self._json(
+            {"channel": {"id": ch.id, "name": ch.name}, "messages": roots, "ephemerals": ephemerals}
+        )
+
+    async def _sim_calls(self, request: web.Request) -> web.Response:
+        return self._json(
+            {
+                "calls": [
+                    {
+                        "method": c.method,
+                        "params": c.params,
+                        "ok": c.ok,
+                        "error": c.error,
+                        "status": c.status,
+                        "time": c.time,
+                    }
+                    for c in self.calls
+                ]
+            }
+        )
+
+    async def _sim_events(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: one `data: {"version": n}` per change, comments as keep-alives."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        sent = -1
+        try:
+            while not self._closing.is_set():
+                event = self._changes.event
+                if sent != self._changes.version:
+                    sent = self._changes.version
+                    await response.write(f"data: {json.dumps({'version': sent})}\n\n".encode())
+                try:
+                    async with asyncio.timeout(15.0):
+                        await event.wait()
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+        except (ConnectionResetError, ConnectionError):
+            pass
+        return response
+
+    def _ensure_page_player(self) -> SlackPlayer:
+        if self._page_player is None:
+            self._page_player = self.player()
+        return self._page_player
+
+    async def _page_request(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="expected a JSON object")
+        if not self.bot_url:
+            raise web.HTTPConflict(text="no bot_url: start the simulator with --bot-url")
+        return body
+
+    async def _sim_command(self, request: web.Request) -> web.Response:
+        body = await self._page_request(request)
+        text = str(body.get("text", ""))
+        command = str(body.get("command") or "/release")
+        try:
+            response = await self._ensure_page_player().command(
+                str(body.get("user", "")), text, channel=str(body.get("channel", "")), command=command
+            )
+        except ApiError as e:
+            raise web.HTTPBadRequest(text=e.error) from e
+        return self._json({"status": response.status, "text": response.text, "timed_out": response.timed_out})
+
+    async def _sim_click(self, request: web.Request) -> web.Response:
+        body = await self._page_request(request)
+        try:
+            channel = self.workspace.channel(str(body.get("channel", "")))
+            user = self.workspace.user(str(body.get("user", "")))
+        except ApiError as e:
+            raise web.HTTPBadRequest(text=e.error) from e
+        ts = str(body.get("ts", ""))
+        msg: Message | None
+        if body.get("ephemeral"):
+            msg = next((m for m in channel.ephemerals.get(user.id, []) if m["ts"] == ts), None)
+        else:
+            msg = channel.messages.get(ts)
+        if msg is None:
+            raise web.HTTPNotFound(text="message_not_found")
+        status = await self._ensure_page_player().click(
+            user.id, dict(msg), str(body.get("action_id", "")), channel=channel.id
+        )
+        return self._json({"status": status})
