@@ -20,7 +20,7 @@ from commands.intents import Strategy
 
 _NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _DNS1123 = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
-_INT_OR_PERCENT = re.compile(r"^(\d+|\d{1,3}%)$")
+_INT_OR_PERCENT = re.compile(r"[0-9]+|[0-9]{1,3}%")
 
 
 class Action(StrEnum):
@@ -74,9 +74,9 @@ class Rolling(_Model):
             if v < 0:
                 raise ValueError("must be 0 or more")
             return v
-        if not _INT_OR_PERCENT.match(v):
+        if not _INT_OR_PERCENT.fullmatch(v):
             raise ValueError("must be a number or a percentage like 25%")
-        return int(v) if v.isdigit() else v
+        return int(v) if not v.endswith("%") else v
 
 
 class Canary(_Model):
@@ -136,7 +136,7 @@ class App(_Model):
             )
         if Strategy.BLUEGREEN in self.strategies and not self.service:
             raise ValueError("blue-green needs `service` (the Service whose selector is switched)")
-        if any(c in self.image for c in "@ ") or self.image.endswith(":"):
+        if any(c in self.image for c in "@ ") or ":" in self.image.rsplit("/", 1)[-1]:
             raise ValueError("image is a repository without tag or digest, e.g. registry.example.org/hexo")
         return self
 
@@ -162,7 +162,7 @@ class Catalog(_Model):
             if not isinstance(body, dict):
                 raise ConfigError(f"catalog: app {name!r}: expected a mapping")
             try:
-                apps[str(name)] = App.model_validate({"name": name, **body})
+                apps[str(name)] = App.model_validate({**body, "name": name})
             except ValidationError as e:
                 raise ConfigError(f"catalog: app {name!r}: {_describe(e)}") from e
         return cls(apps=apps)
@@ -173,6 +173,8 @@ class Catalog(_Model):
             text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"catalog: cannot read {path}: {e.strerror}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"catalog: cannot read {path}: not UTF-8 text") from e
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:

@@ -197,7 +197,7 @@ def _app(name: str, apps: Collection[str] | None) -> str:
 def _revision(value: str | None, flag: str) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or int(value) < 1 or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9 or int(value) < 1:
         raise UsageError(f"`{flag}` needs a revision number (1 or more), not `{value}`.")
     return int(value)
 

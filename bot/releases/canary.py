@@ -23,6 +23,8 @@ from bot.slack import cards
 
 def targets(app: App, replicas: int) -> list[int]:
     """New-version pod counts at each pause; the last entry is always `replicas` (everything)."""
+    if replicas < 1:
+        return [0]  # nothing to split (the engine refuses canaries of a Deployment scaled to 0)
     out: list[int] = []
     for step in app.canary.steps or (1,):
         n = step if isinstance(step, int) else math.ceil(replicas * int(step[:-1]) / 100)

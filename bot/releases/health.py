@@ -125,7 +125,8 @@ def template_hash(replica_set: Obj) -> str | None:
 
 def revision(obj: Obj) -> int:
     value = obj.get("metadata", {}).get("annotations", {}).get("deployment.kubernetes.io/revision", "0")
-    return int(value) if str(value).isdigit() else 0
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() else 0
 
 
 def container_image(deployment_or_template: Obj, container: str) -> str | None:

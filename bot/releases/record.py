@@ -121,8 +121,7 @@ class Record(BaseModel):
         update: dict[str, object] = {"phase": phase, "phase_since": now}
         if reason is not None:
             update["reason"] = reason
-        if phase in FINISHED:
-            update["finished_at"] = now
+        update["finished_at"] = now if phase in FINISHED else None
         return self.model_copy(update=update)
 
     def with_request(self, request: Request, actor: Actor, *, now: datetime | None = None) -> Record:

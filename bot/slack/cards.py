@@ -116,7 +116,7 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
             ],
         }
     )
-    text = f"{title}: {describe_phase(record.phase)}"
+    text = f"{esc(title)}: {describe_phase(record.phase)}"
     return text, blocks
 
 
@@ -184,7 +184,12 @@ def parse_button_value(value: str) -> tuple[str, str, str | None, int | None]:
     """(app, release id, phase seen, step seen) from a button value."""
     release_id, _, rest = value.partition(":")
     phase, _, step = rest.partition(":")
-    return release_id.rsplit("-", 3)[0], release_id, phase or None, int(step) if step.isdigit() else None
+    return (
+        release_id.rsplit("-", 3)[0],
+        release_id,
+        phase or None,
+        int(step) if step.isascii() and step.isdigit() else None,
+    )
 
 
 def button(record: Record, request: Request, label: str, *, style: str | None = None) -> Block:

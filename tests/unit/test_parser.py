@@ -1,0 +1,465 @@
+"""The /release language: every verb and flag form, every class of bad input, and fuzzing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from commands.intents import (
+    Abort,
+    Apps,
+    Finish,
+    Help,
+    History,
+    Intent,
+    Pause,
+    Promote,
+    Release,
+    Resume,
+    Rollback,
+    Status,
+    Strategy,
+    VersionKind,
+)
+from commands.parser import MAX_TEXT, USAGE, UsageError, classify_version, normalise, parse
+
+APPS = frozenset({"hexo", "blog", "payments-api"})
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def usage(text: str, apps: frozenset[str] | None = APPS) -> str:
+    with pytest.raises(UsageError) as info:
+        parse(text, apps=apps)
+    return str(info.value)
+
+
+# --- Releases --------------------------------------------------------------------------------------
+
+
+def test_release_without_strategy_uses_the_catalog_default() -> None:
+    assert parse("hexo v2.0", apps=APPS) == Release(app="hexo", version="v2.0", strategy=None)
+
+
+@pytest.mark.parametrize(
+    ("flag", "strategy"),
+    [
+        ("--rolling", Strategy.ROLLING),
+        ("--canary", Strategy.CANARY),
+        ("--bluegreen", Strategy.BLUEGREEN),
+        ("--blue-green", Strategy.BLUEGREEN),
+    ],
+)
+def test_release_strategy_flags_anywhere(flag: str, strategy: Strategy) -> None:
+    expected = Release(app="hexo", version="v2.0", version_kind=VersionKind.TAG, strategy=strategy)
+    assert parse(f"hexo v2.0 {flag}", apps=APPS) == expected
+    assert parse(f"{flag} hexo v2.0", apps=APPS) == expected
+    assert parse(f"hexo {flag} v2.0", apps=APPS) == expected
+
+
+def test_the_same_strategy_twice_is_one_strategy() -> None:
+    assert parse("hexo v2.0 --canary --canary").strategy == Strategy.CANARY  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("dash", ["\u2014", "\u2013", "\u2212"])
+def test_typographic_dashes_become_double_dash(dash: str) -> None:
+    assert parse(f"hexo v2.0 {dash}canary") == Release(app="hexo", version="v2.0", strategy=Strategy.CANARY)
+    assert parse(f"rollback hexo {dash}to-revision=3") == Rollback(app="hexo", to_revision=3)
+    assert parse(f"history hexo {dash}revision 2") == History(app="hexo", revision=2)
+
+
+def test_dash_inside_a_word_is_left_alone() -> None:
+    # Only a leading dash is a mangled `--`: a `-` inside a tag stays as typed.
+    assert parse("hexo v2.0-rc1") == Release(app="hexo", version="v2.0-rc1")
+
+
+def test_nbsp_and_runs_of_whitespace_separate_words() -> None:
+    assert parse("\u00a0hexo\u00a0\u00a0v2.0\t\n--canary ") == Release(
+        app="hexo", version="v2.0", strategy=Strategy.CANARY
+    )
+
+
+def test_normalise_undoes_slack_html_escapes_and_dashes() -> None:
+    assert normalise("a&amp;b &lt;c&gt; \u2014canary\u00a0x") == "a&b <c> --canary x"
+
+
+def test_html_escapes_are_undone_before_reading_words() -> None:
+    # Slack sends `<` as `&lt;`: the error shows what the person typed, not the escape.
+    msg = usage("hexo &lt;v2&gt;")
+    assert "`<v2>`" in msg
+    assert "&lt;" not in msg
+    assert "`&`" in usage("hexo v2.0 &amp;")
+
+
+@pytest.mark.parametrize(
+    ("version", "kind"),
+    [
+        ("v2.0", VersionKind.TAG),
+        ("latest", VersionKind.TAG),
+        ("_build.1-rc_2", VersionKind.TAG),
+        ("0", VersionKind.TAG),
+        ("a" * 128, VersionKind.TAG),
+        (DIGEST, VersionKind.DIGEST),
+        ("registry.sword.org/hexo:v2.0", VersionKind.IMAGE),
+        ("registry.sword.org:5000/team/hexo:v2.0", VersionKind.IMAGE),
+        ("localhost/hexo", VersionKind.IMAGE),
+        (f"hexo@{DIGEST}", VersionKind.IMAGE),
+        (f"registry.sword.org/hexo:v2.0@{DIGEST}", VersionKind.IMAGE),
+    ],
+)
+def test_versions_are_classified(version: str, kind: VersionKind) -> None:
+    assert classify_version(version) == kind
+    assert parse(f"hexo {version}") == Release(app="hexo", version=version, version_kind=kind)
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        ".v2",  # may not start with a dot
+        "a" * 129,  # too long for a tag
+        "v2!",
+        "v2/",
+        "nginx:1.25",  # a repository with a tag needs a registry path to count as an image
+        "sha256:" + "0" * 63,  # digest too short
+        "sha256:" + "A" * 64,  # digest is lower-case hex
+        "Registry.Sword.org/Hexo:v2",  # repository path components are lower case
+        "hexo@sha256:xyz",
+    ],
+)
+def test_bad_versions_say_what_a_version_is(version: str) -> None:
+    with pytest.raises(UsageError, match="is not a valid version") as info:
+        classify_version(version)
+    assert "v2.0" in str(info.value)  # an example of what to type
+    assert f"`{version}`" in usage(f"hexo {version}")
+
+
+# --- Other verbs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", "help", "HELP", "-h", "--help", "hexo v2.0 --help", "\u2014help"]
+)
+def test_help(text: str) -> None:
+    assert parse(text, apps=APPS) == Help()
+
+
+def test_apps() -> None:
+    assert parse("apps") == Apps()
+    assert parse("Apps", apps=APPS) == Apps()
+
+
+@pytest.mark.parametrize(
+    ("verb", "intent"),
+    [
+        ("status", Status(app="hexo")),
+        ("promote", Promote(app="hexo")),
+        ("pause", Pause(app="hexo")),
+        ("resume", Resume(app="hexo")),
+        ("finish", Finish(app="hexo")),
+        ("abort", Abort(app="hexo")),
+        ("history", History(app="hexo")),
+        ("rollback", Rollback(app="hexo")),
+    ],
+)
+def test_app_verbs(verb: str, intent: Intent) -> None:
+    assert parse(f"{verb} hexo", apps=APPS) == intent
+    assert parse(f"{verb.upper()} hexo", apps=APPS) == intent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rollback hexo --to-revision 3",
+        "rollback hexo --to-revision=3",
+        "rollback --to-revision 3 hexo",
+        "rollback hexo \u2014to-revision 3",
+        "rollback hexo \u2013to-revision=3",
+        "rollback hexo --to-revision 03",
+    ],
+)
+def test_rollback_to_revision_forms(text: str) -> None:
+    assert parse(text, apps=APPS) == Rollback(app="hexo", to_revision=3)
+
+
+@pytest.mark.parametrize(
+    "text", ["history hexo --revision 7", "history hexo --revision=7", "history --revision 7 hexo"]
+)
+def test_history_revision_forms(text: str) -> None:
+    assert parse(text, apps=APPS) == History(app="hexo", revision=7)
+
+
+def test_largest_accepted_revision_has_nine_digits() -> None:
+    assert parse("rollback hexo --to-revision 999999999") == Rollback(app="hexo", to_revision=999_999_999)
+
+
+def test_app_names_with_dashes() -> None:
+    assert parse("payments-api v1", apps=APPS) == Release(app="payments-api", version="v1")
+    assert parse("status payments-api", apps=APPS) == Status(app="payments-api")
+
+
+def test_without_apps_any_well_formed_name_is_accepted() -> None:
+    assert parse("status anything-goes") == Status(app="anything-goes")
+
+
+# --- Bad input: each says what to type -------------------------------------------------------------
+
+
+def test_unknown_app_suggests_the_closest_one() -> None:
+    msg = usage("hexa v2.0")
+    assert msg.startswith("Unknown app `hexa`.")
+    assert "Did you mean `hexo`?" in msg
+    assert "`/release apps`" in msg
+    assert "Did you mean `payments-api`?" in usage("status payment-api")
+
+
+def test_unknown_app_without_a_close_match_has_no_suggestion() -> None:
+    msg = usage("zzzzzz v2.0")
+    assert "Unknown app `zzzzzz`" in msg
+    assert "Did you mean" not in msg
+    assert "`/release apps`" in msg
+
+
+@pytest.mark.parametrize("name", ["Hexo", "hexo_1", "hexo-", "h" * 64, "héxo"])
+def test_malformed_app_name(name: str) -> None:
+    msg = usage(f"{name} v2.0")
+    assert f"`{name}` is not an app name" in msg
+    assert "`/release apps`" in msg
+    assert "is not an app name" in usage(f"status {name}")
+
+
+@pytest.mark.parametrize("word", ["--force", "-x", "--canary=yes", "--rolling=1", "--to", "--dry-run"])
+def test_unknown_option_lists_the_options(word: str) -> None:
+    msg = usage(f"hexo v2.0 {word}")
+    assert f"Unknown option `{word}`" in msg
+    for option in (
+        "--rolling",
+        "--canary",
+        "--bluegreen",
+        "--to-revision N",
+        "--revision N",
+        "/release help",
+    ):
+        assert option in msg
+
+
+def test_missing_version_shows_an_example() -> None:
+    msg = usage("hexo")
+    assert "`/release hexo` needs a version" in msg
+    assert "`/release hexo <version>`" in msg
+    assert "`/release hexo v2.0`" in msg
+    assert "needs a version" in usage("hexo --canary")
+
+
+def test_flags_without_an_app() -> None:
+    assert "Which app?" in usage("--canary")
+    assert "`/release <app> <version>`" in usage("--rolling --canary")
+
+
+def test_two_strategies_are_refused() -> None:
+    msg = usage("hexo v2.0 --canary --rolling")
+    assert msg == "Choose one strategy: `--canary` and `--rolling` were both given."
+    assert "Choose one strategy" in usage("hexo v2.0 \u2014bluegreen --blue-green")
+
+
+@pytest.mark.parametrize(
+    ("text", "flag", "verb"),
+    [
+        ("status hexo --canary", "--canary", "status"),
+        ("promote hexo --rolling", "--rolling", "promote"),
+        ("abort --bluegreen hexo", "--bluegreen", "abort"),
+        ("history hexo --to-revision 3", "--to-revision", "history"),
+        ("rollback hexo --revision 3", "--revision", "rollback"),
+        ("rollback hexo --canary", "--canary", "rollback"),
+        ("help --canary", "--canary", "help"),
+        ("apps --revision 2", "--revision", "apps"),
+    ],
+)
+def test_flag_on_the_wrong_verb(text: str, flag: str, verb: str) -> None:
+    assert usage(text) == f"`{flag}` does not apply to `/release {verb}`. Type `/release help`."
+
+
+@pytest.mark.parametrize(
+    ("text", "verb"),
+    [("hexo v2.0 --to-revision 3", "rollback"), ("hexo v2.0 --revision=3", "history")],
+)
+def test_revision_flags_on_a_release_point_to_their_verb(text: str, verb: str) -> None:
+    assert f"belongs to `/release {verb} <app>`" in usage(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "extra", "after"),
+    [
+        ("hexo v2.0 v3.0", "v3.0", "hexo"),
+        ("status hexo blog", "blog", "status"),
+        ("rollback hexo 3", "3", "rollback"),
+        ("help me", "me", "help"),
+        ("apps all", "all", "apps"),
+    ],
+)
+def test_extra_words(text: str, extra: str, after: str) -> None:
+    assert usage(text) == f"Unexpected `{extra}` after `/release {after}`. Type `/release help`."
+
+
+@pytest.mark.parametrize(
+    "verb", ["status", "promote", "pause", "resume", "finish", "abort", "history", "rollback"]
+)
+def test_verb_without_app(verb: str) -> None:
+    assert usage(verb) == f"`/release {verb}` needs an app. Type `/release {verb} <app>`."
+
+
+def test_too_long_text_is_refused_before_parsing() -> None:
+    text = "hexo v2.0" + " " * (MAX_TEXT - len("hexo v2.0"))
+    assert parse(text) == Release(app="hexo", version="v2.0")
+    msg = usage(text + " ")
+    assert msg == f"That command is too long ({MAX_TEXT + 1} characters). Type `/release help`."
+
+
+@pytest.mark.parametrize("value", ["0", "00", "-1", "abc", "1.5", "3a", "1234567890", "+3", "1e3"])
+def test_bad_revision_numbers(value: str) -> None:
+    msg = usage(f"rollback hexo --to-revision {value}")
+    assert msg == f"`--to-revision` needs a revision number (1 or more), not `{value}`."
+    assert "`--revision` needs a revision number" in usage(f"history hexo --revision={value}")
+
+
+def test_empty_revision_after_equals() -> None:
+    assert (
+        usage("rollback hexo --to-revision=")
+        == "`--to-revision` needs a revision number (1 or more), not ``."
+    )
+
+
+@pytest.mark.parametrize("flag", ["--to-revision", "--revision"])
+def test_revision_flag_without_a_value(flag: str) -> None:
+    assert usage(f"rollback hexo {flag}") == f"`{flag}` needs a revision number, for example `{flag} 3`."
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "１"])
+def test_non_ascii_digits_are_not_revision_numbers(value: str) -> None:
+    usage(f"rollback hexo --to-revision {value}")
+
+
+def test_usage_text_names_every_verb() -> None:
+    for verb in (
+        "promote",
+        "rollback",
+        "abort",
+        "finish",
+        "pause",
+        "resume",
+        "status",
+        "history",
+        "apps",
+        "help",
+    ):
+        assert f"`/release {verb}" in USAGE
+    assert "--to-revision N" in USAGE
+
+
+# --- Fuzzing ---------------------------------------------------------------------------------------
+
+
+def _check(text: str, apps: frozenset[str] | None) -> None:
+    try:
+        intent = parse(text, apps=apps)
+    except UsageError as e:
+        msg = str(e)
+        assert msg, "a usage error must say something"
+        assert len(msg) <= MAX_TEXT + 300, msg
+        return
+    assert isinstance(
+        intent,
+        Release | Status | History | Rollback | Promote | Pause | Resume | Finish | Abort | Apps | Help,
+    )
+    if apps is not None and not isinstance(intent, Help | Apps):
+        assert intent.app in apps
+    if isinstance(intent, Release):
+        assert classify_version(intent.version) == intent.version_kind
+
+
+@FUZZ
+@given(text=st.text(max_size=MAX_TEXT + 20), with_apps=st.booleans())
+def test_parse_arbitrary_text_gives_an_intent_or_a_usage_error(text: str, with_apps: bool) -> None:
+    _check(text, APPS if with_apps else None)
+
+
+TOKENS = st.sampled_from(
+    [
+        "hexo", "hexa", "blog", "payments-api", "Hexo", "status", "promote", "pause", "resume", "finish",
+        "abort", "history", "rollback", "help", "apps", "HELP", "v2.0", "v1", ".bad", "a" * 130, DIGEST,
+        "registry.sword.org/hexo:v2", f"hexo@{DIGEST}", "--rolling", "--canary", "--bluegreen",
+        "--blue-green", "--to-revision", "--to-revision=3", "--to-revision=", "--revision", "--revision=0",
+        "--revision=x", "3", "0", "-1", "99999999999", "\u2014canary", "\u2013to-revision", "\u2212rolling",
+        "-h", "--help", "-", "--", "&lt;", "&gt;", "&amp;", "&lt;!channel&gt;", "<!channel>",
+        "\u00a0", "=", "--canary=1", "--x", "`", "*",
+    ]
+)  # fmt: skip
+
+
+@FUZZ
+@given(
+    words=st.lists(TOKENS, max_size=8),
+    seps=st.sampled_from([" ", "  ", "\u00a0", "\t"]),
+    with_apps=st.booleans(),
+)
+def test_parse_plausible_token_sequences(words: list[str], seps: str, with_apps: bool) -> None:
+    _check(seps.join(words), APPS if with_apps else None)
+
+
+TAGS = st.builds(
+    lambda first, rest: first + rest,
+    st.sampled_from("abcxyzABCXYZ0189_"),
+    st.text(alphabet="abcxyzABCXYZ0189_.-", max_size=127),
+)
+
+
+@FUZZ
+@given(tag=TAGS, strategy=st.sampled_from(["", " --canary", " --rolling", " \u2014bluegreen"]))
+def test_every_valid_tag_round_trips_as_the_release_version(tag: str, strategy: str) -> None:
+    intent = parse(f"hexo {tag}{strategy}", apps=APPS)
+    assert isinstance(intent, Release)
+    assert intent.version == tag
+    assert intent.version_kind == VersionKind.TAG
+    assert (intent.strategy is None) == (strategy == "")
+
+
+@FUZZ
+@given(revision=st.integers(min_value=1, max_value=999_999_999), form=st.sampled_from([" ", "="]))
+def test_every_revision_number_round_trips(revision: int, form: str) -> None:
+    assert parse(f"rollback hexo --to-revision{form}{revision}") == Rollback(app="hexo", to_revision=revision)
+    assert parse(f"history hexo --revision{form}{revision}") == History(app="hexo", revision=revision)
+
+
+VERBS = st.sampled_from(["", "status", "promote", "rollback", "history", "abort", "help", "apps", "Pause"])
+REVISION_VALUES = st.one_of(
+    st.integers(min_value=-5, max_value=10**10).map(str),
+    st.text(alphabet="0123456789-+.eE x٣", max_size=12),
+)
+FLAG = st.one_of(
+    st.sampled_from(["--rolling", "--canary", "--bluegreen", "--blue-green", "\u2014canary", "--nope"]),
+    st.tuples(
+        st.sampled_from(["--to-revision", "--revision", "\u2013to-revision"]),
+        st.sampled_from([" ", "="]),
+        REVISION_VALUES,
+    ).map("".join),
+)
+
+
+@FUZZ
+@given(
+    verb=VERBS,
+    app=st.sampled_from(["", "hexo", "hexa", "payments-api", "Bad_Name"]),
+    version=st.one_of(st.just(""), TAGS, st.just(DIGEST), st.text(max_size=20)),
+    flags=st.lists(FLAG, max_size=3),
+    order=st.randoms(use_true_random=False),
+    with_apps=st.booleans(),
+)
+def test_parse_structured_commands(
+    verb: str, app: str, version: str, flags: list[str], order: Any, with_apps: bool
+) -> None:
+    words = [w for w in (verb, app, version) if w] + flags
+    order.shuffle(words)
+    text = " ".join(words)
+    _check(text, APPS if with_apps else None)
