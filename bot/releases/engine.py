@@ -119,6 +119,8 @@ class Engine:
         from_image = health.container_image(dep, app.container)
         if from_image is None:
             raise UserError(f"Deployment `{app.deployment}` has no container `{app.container}`.")
+        if strategy is Strategy.CANARY and not dep["spec"].get("replicas", 1):
+            raise UserError(f"`{app.deployment}` is scaled to 0: there is nothing to run a canary beside.")
         to_image = app.image_for(intent.version, full_reference=full)
         if from_image == to_image and not dep["spec"].get("paused"):
             raise UserError(f"`{app.name}` already runs `{intent.version}`.")
