@@ -13,7 +13,7 @@ from importlib import import_module
 
 # subcommand -> module with `add_arguments(parser)` and `run(args) -> int`
 _SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("bot.cli_serve", "run the bot against Slack (HTTP mode) and Kubernetes"),
+    "serve": ("bot.cli_serve", "run the bot against Slack (HTTP or Socket Mode) and Kubernetes"),
     "sandbox": ("sandbox.cli", "run everything locally: control plane, Slack simulator and the bot"),
     "cluster": ("sandbox.controlplane.cli", "start, stop or inspect a local Kubernetes control plane"),
     "slack-sim": ("sandbox.slack.cli", "run the local Slack simulator and its channel page"),

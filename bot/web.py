@@ -1,4 +1,4 @@
-"""The HTTP face of the bot: /slack/events (Slack's Request URL), /healthz and /readyz.
+"""The HTTP face of the bot: /slack/events (Slack's Request URL), /healthz, /readyz and /metrics.
 
 The raw body is handed to Bolt untouched (the signature covers the exact bytes).
 """
@@ -12,27 +12,32 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 
+from bot.metrics import CONTENT_TYPE, Metrics, payload_kind
 from bot.slack.app import bolt_request
 
 log = logging.getLogger(__name__)
 
 READY = web.AppKey("ready", list[bool])
 ACK_TIMES = web.AppKey("ack_times", list[float])
+METRICS = web.AppKey("metrics", Metrics)
 
 
-def build_web_app(bolt: AsyncApp) -> web.Application:
+def build_web_app(bolt: AsyncApp, metrics: Metrics | None = None) -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     app[READY] = [False]
     app[ACK_TIMES] = []
+    app[METRICS] = metrics if metrics is not None else Metrics()
 
     async def events(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         raw = await request.text()
         bolt_req = bolt_request(raw, request.query_string, {k: v for k, v in request.headers.items()})
         resp = await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
+        elapsed = time.perf_counter() - started
         times = app[ACK_TIMES]
-        times.append(time.perf_counter() - started)
+        times.append(elapsed)
         del times[:-1000]
+        app[METRICS].ack("http", payload_kind(bolt_req.body), elapsed)
         return resp
 
     async def healthz(_: web.Request) -> web.Response:
@@ -42,7 +47,11 @@ def build_web_app(bolt: AsyncApp) -> web.Application:
         ready = app[READY][0]
         return web.json_response({"ready": ready}, status=200 if ready else 503)
 
+    async def metrics_page(_: web.Request) -> web.Response:
+        return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
     app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
     return app

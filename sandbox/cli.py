@@ -75,7 +75,7 @@ async def install_hexo(kubeconfig: Path, namespace: str = NAMESPACE) -> None:
             "serviceaccount default",
             lambda **kw: core.list_namespaced_service_account(namespace, **kw),
             "metadata.name=default",
-            lambda sa: True,
+            lambda sa: True if sa.get("secrets") else None,  # pods need its token first
             timeout=60,
         )
         create: dict[str, Callable[..., Awaitable[Any]]] = {

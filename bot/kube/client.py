@@ -20,6 +20,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from bot.errors import Conflict, InfraError
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -65,6 +66,7 @@ class Kube:
         self.apps = client.AppsV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
         self.requests = 0  # API requests made, for the benchmarks
+        self.metrics: Metrics | None = None  # counts failed calls when set
 
     @classmethod
     async def connect(cls, kubeconfig: Path | None = None) -> Kube:
@@ -80,19 +82,30 @@ class Kube:
     async def close(self) -> None:
         await self.api.close()
 
+    def _count(self, kind: str) -> None:
+        self.requests += 1
+        if self.metrics is not None:
+            self.metrics.kube_requests.labels(kind).inc()
+
     async def call(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         """Call one API operation and return the raw JSON body as dicts."""
-        self.requests += 1
+        self._count("call")
         try:
             resp = await fn(*args, _preload_content=False, **kwargs)
             async with resp:
                 body = await resp.read()
                 status = resp.status
         except ApiException as e:
+            if self.metrics is not None:
+                self.metrics.kube_error(what, e.status)
             raise _translate(e, what) from e
         except (TimeoutError, OSError) as e:
+            if self.metrics is not None:
+                self.metrics.kube_error(what, None)
             raise KubeError(f"{what}: cannot reach the API server ({e})") from e
         if not 200 <= status <= 299:
+            if self.metrics is not None:
+                self.metrics.kube_error(what, status)
             raise _translate(ApiException(status=status, reason=body.decode(errors="replace")), what)
         return json.loads(body) if body else {}
 
@@ -203,7 +216,7 @@ class Kube:
                 yield "ADDED", item
             rv = listing["metadata"]["resourceVersion"]
             while rv:
-                self.requests += 1
+                self._count("watch")
                 try:
                     resp = await lister(
                         resource_version=rv,
@@ -375,6 +388,47 @@ class Kube:
         await self.call(
             f"event in {meta['namespace']}", self.core.create_namespaced_event, meta["namespace"], body
         )
+
+    # --- Blue-green: every Deployment of a namespace, and waiting for one to be gone ---------------
+
+    async def deployments(self, ns: str) -> list[Obj]:
+        """Every Deployment in the namespace (blue-green finds the live colour among them)."""
+        r = await self.call(f"deployments in {ns}", self.apps.list_namespaced_deployment, ns)
+        items: list[Obj] = r.get("items", [])
+        return items
+
+    async def wait_deployment_gone(self, ns: str, name: str, timeout: float) -> None:
+        """Wait, driven by a watch from the listing's resourceVersion (so a deletion in between is not
+        missed), until Deployment `name` no longer exists; TimeoutError after `timeout` seconds."""
+        what, selector = f"deployment {ns}/{name}", f"metadata.name={name}"
+        lister: Callable[..., Awaitable[Any]] = self.apps.list_namespaced_deployment
+        async with asyncio.timeout(timeout):
+            while True:
+                listing = await self.call(what, lister, ns, field_selector=selector)
+                if not listing.get("items"):
+                    return
+                self._count("watch")
+                try:
+                    resp = await lister(
+                        ns,
+                        field_selector=selector,
+                        resource_version=listing["metadata"]["resourceVersion"],
+                        watch=True,
+                        timeout_seconds=290,
+                        _preload_content=False,
+                    )
+                except ApiException as e:
+                    if e.status == 410:
+                        continue
+                    raise _translate(e, what) from e
+                async with resp:
+                    if resp.status == 410:
+                        continue
+                    if not 200 <= resp.status <= 299:
+                        raise _translate(ApiException(status=resp.status, reason=await resp.text()), what)
+                    async for line in resp.content:
+                        if json.loads(line).get("type") in ("DELETED", "ERROR"):
+                            break  # gone, or the watch expired: the next listing says which
 
 
 @asynccontextmanager

@@ -12,15 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.kube.client import Kube, KubeError
+from bot.metrics import Metrics
 from bot.releases.record import Actor
 
 log = logging.getLogger("release_bot.audit")
 
 
 class Auditor:
-    def __init__(self, kube: Kube, file: Path | None = None) -> None:
+    def __init__(self, kube: Kube, file: Path | None = None, metrics: Metrics | None = None) -> None:
         self.kube = kube
         self.file = file
+        self.metrics = metrics  # counts every outcome when set
 
     async def __call__(
         self,
@@ -36,6 +38,8 @@ class Auditor:
         to_version: str = "",
         permalink: str = "",
         warning: bool = False,
+        strategy: str | None = None,
+        duration: float | None = None,
     ) -> None:
         line = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -55,6 +59,8 @@ class Auditor:
         if self.file:
             with self.file.open("a", encoding="utf-8") as f:
                 f.write(text + "\n")
+        if self.metrics is not None:
+            self.metrics.audited(action, result, strategy=strategy, duration=duration)
         who = f"{line['actor_name']} ({line['actor_id']})"
         where = f" via Slack channel {channel_id}" if channel_id else ""
         span = f" {from_version} -> {to_version}" if to_version else ""

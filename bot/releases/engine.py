@@ -13,12 +13,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot.catalog import App, Catalog
 from bot.errors import Conflict, UserError
 from bot.kube.client import Kube, NotFound
-from bot.releases import canary, health, rolling
+from bot.releases import bluegreen, canary, health, rolling
+from bot.releases import undo as undo_driver
 from bot.releases.audit import Auditor
+from bot.releases.history import Revision, revisions, undo
 from bot.releases.record import Actor, Phase, Record, Request, new_id, setting, utcnow
 from bot.releases.run import Reporter, Run
 from bot.releases.store import Leases, Store, Stored
@@ -29,7 +32,11 @@ from commands.intents import Release, Strategy, VersionKind
 log = logging.getLogger(__name__)
 
 Strategy_ = Callable[[Run], Awaitable[None]]
-STRATEGIES: dict[Strategy, Strategy_] = {Strategy.ROLLING: rolling.drive, Strategy.CANARY: canary.drive}
+STRATEGIES: dict[Strategy, Strategy_] = {
+    Strategy.ROLLING: rolling.drive,
+    Strategy.CANARY: canary.drive,
+    Strategy.BLUEGREEN: bluegreen.drive,
+}
 
 
 class Engine:
@@ -112,15 +119,15 @@ class Engine:
                 f"`{app.name}` takes a version (an image tag such as `v2.0`), not a full image reference; "
                 f"its image is `{app.image}`."
             )
-        try:
-            dep = await self.kube.deployment(app.namespace, app.deployment)
-        except NotFound:
-            raise UserError(f"Deployment `{app.namespace}/{app.deployment}` does not exist.") from None
+        plan = await self._bluegreen_precheck(app, intent) if strategy is Strategy.BLUEGREEN else None
+        dep = plan.blue if plan else await self._deployment(app)
         from_image = health.container_image(dep, app.container)
         if from_image is None:
-            raise UserError(f"Deployment `{app.deployment}` has no container `{app.container}`.")
+            raise UserError(f"Deployment `{dep['metadata']['name']}` has no container `{app.container}`.")
         if strategy is Strategy.CANARY and not dep["spec"].get("replicas", 1):
-            raise UserError(f"`{app.deployment}` is scaled to 0: there is nothing to run a canary beside.")
+            raise UserError(
+                f"`{dep['metadata']['name']}` is scaled to 0: there is nothing to run a canary beside."
+            )
         to_image = app.image_for(intent.version, full_reference=full)
         if from_image == to_image and not dep["spec"].get("paused"):
             raise UserError(f"`{app.name}` already runs `{intent.version}`.")
@@ -129,7 +136,7 @@ class Engine:
             id=new_id(app.name, now),
             app=app.name,
             namespace=app.namespace,
-            deployment=app.deployment,
+            deployment=dep["metadata"]["name"],
             strategy=strategy,
             from_version=health.version_of(from_image),
             to_version=intent.version,
@@ -142,17 +149,129 @@ class Engine:
             created_at=now,
             phase_since=now,
         ).entry("requested", actor)
+        if plan is not None:
+            record = record.model_copy(update=plan.fields())
         stored = await self.store.start(record)
         self.ensure_driver(app.namespace, app.name)
         return stored.record
 
-    async def status(self, app: App) -> tuple[dict[str, object], Stored | None]:
-        """The app's Deployment as it is now and its current (or last) release record."""
+    async def _bluegreen_precheck(self, app: App, intent: Release) -> bluegreen.Plan:
+        """Blue-green: the live colour (whichever Deployment the Service selects, not necessarily the
+        catalog's), the green's name and the doubled footprint, or a UserError saying why not."""
+        full = intent.version_kind is VersionKind.IMAGE
+        return await bluegreen.plan(self.kube, app, app.image_for(intent.version, full_reference=full))
+
+    async def history(self, app: App) -> tuple[dict[str, Any], list[Revision]]:
+        """The running Deployment and its revisions, newest first (as `kubectl rollout history`)."""
+        dep = await self._deployment(app)
+        return dep, revisions(await self.kube.replica_sets(dep))
+
+    async def begin_undo(
+        self,
+        app: App,
+        to_revision: int | None,
+        actor: Actor,
+        channel_id: str,
+        channel_name: str,
+        seen: int | None,
+    ) -> Record:
+        """Start `kubectl rollout undo [--to-revision]` as a release of its own (one at a time per app).
+        `seen` is the revision the person saw running when confirming: if it changed, refuse."""
+        dep = await self._deployment(app)
+        current = health.revision(dep)
+        if seen is not None and current != seen:
+            raise Conflict(
+                f"`{app.name}` changed since you asked (now at revision {current}); run the rollback command again."
+            )
+        rs = await self.kube.replica_sets(dep)
+        plan = undo(dep, rs, to_revision, unpause=True)
+        if plan.noop:
+            raise UserError(f"`{app.name}` already runs the template of revision {plan.revision}.")
+        target = next(r for r in revisions(rs) if r.number == plan.revision)
+        from_image = health.container_image(dep, app.container) or ""
+        to_image = health.container_image(target.template, app.container) or ""
+        now = utcnow()
+        record = Record(
+            id=new_id(app.name, now),
+            app=app.name,
+            namespace=app.namespace,
+            deployment=dep["metadata"]["name"],
+            strategy=Strategy.ROLLING,
+            from_version=health.version_of(from_image),
+            to_version=health.version_of(to_image),
+            from_image=from_image,
+            to_image=to_image,
+            from_revision=current or None,
+            undo_to=plan.revision,
+            requester=actor,
+            channel_id=channel_id,
+            channel_name=channel_name,
+            created_at=now,
+            phase_since=now,
+        ).entry("rollback requested", actor, f"to revision {plan.revision}")
+        stored = await self.store.start(record)
+        self.ensure_driver(app.namespace, app.name)
+        return stored.record
+
+    async def preview_undo(self, app: App, to_revision: int | None) -> tuple[int, Revision, str, bool]:
+        """(current revision, target revision, current version, paused) for the confirmation question."""
+        stored = await self.store.get(app.namespace, app.name)
+        if stored is not None and stored.record.active:
+            raise Conflict(
+                f"A release of `{app.name}` is running ({stored.record.phase.value}): use Rollback on its card, "
+                f"or `/release rollback {app.name}` without a revision."
+            )
+        dep = await self._deployment(app)
+        rs = await self.kube.replica_sets(dep)
+        plan = undo(dep, rs, to_revision, unpause=True)
+        if plan.noop:
+            raise UserError(f"`{app.name}` already runs the template of revision {plan.revision}.")
+        target = next(r for r in revisions(rs) if r.number == plan.revision)
+        current = health.container_image(dep, app.container) or ""
+        return health.revision(dep), target, health.version_of(current), bool(dep["spec"].get("paused"))
+
+    async def set_paused(self, app: App, paused: bool, actor: Actor, channel_id: str) -> None:
+        """`kubectl rollout pause|resume`, refused while a release of the app is being driven."""
+        stored = await self.store.get(app.namespace, app.name)
+        if stored is not None and stored.record.active:
+            raise Conflict(
+                f"A release of `{app.name}` is running ({stored.record.phase.value}): use its card's buttons, "
+                f"or `/release rollback {app.name}`."
+            )
+        dep = await self._deployment(app)
+        if bool(dep["spec"].get("paused")) == paused:
+            raise UserError(f"`{app.name}` is already {'paused' if paused else 'running (not paused)'}.")
+        name = dep["metadata"]["name"]
+        await self.kube.patch_deployment(app.namespace, name, {"spec": {"paused": paused}})
+        verb = "pause" if paused else "resume"
+        await self.audit(
+            action=verb,
+            actor=actor,
+            app=app.name,
+            namespace=app.namespace,
+            deployment=name,
+            result=f"{verb}d",
+            channel_id=channel_id,
+        )
+
+    async def _deployment(self, app: App) -> dict[str, Any]:
+        """The Deployment that runs the app now: the catalog's or, for an app released blue-green, the
+        colour its Service selects (after `hexo` → `hexo-v2.0`, rolling releases, canaries, history,
+        undo and pause act on `hexo-v2.0`)."""
+        if Strategy.BLUEGREEN in app.strategies and app.service:
+            try:
+                service = await self.kube.service(app.namespace, app.service)
+                return bluegreen.find_live(app, service, await self.kube.deployments(app.namespace))
+            except (NotFound, UserError):
+                pass  # no Service or no clear live colour: the catalog's Deployment is the app
         try:
-            dep = await self.kube.deployment(app.namespace, app.deployment)
+            return await self.kube.deployment(app.namespace, app.deployment)
         except NotFound:
             raise UserError(f"Deployment `{app.namespace}/{app.deployment}` does not exist.") from None
-        return dep, await self.store.get(app.namespace, app.name)
+
+    async def status(self, app: App) -> tuple[dict[str, Any], Stored | None]:
+        """The app's Deployment as it is now and its current (or last) release record."""
+        return await self._deployment(app), await self.store.get(app.namespace, app.name)
 
     async def request(
         self, app_name: str, request: Request, actor: Actor, seen: tuple[str, str, int] | None = None
@@ -241,8 +360,9 @@ class Engine:
             if not record.active:
                 await self.reporter.final(record, health.Live(now=utcnow()))
                 return
+            drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy]
             async with Run(self.kube, self.store, self.reporter, self.audit, app, record) as run:
-                await STRATEGIES[record.strategy](run)
+                await drive(run)
                 final = run.record
                 live = run.live()
             await self.reporter.final(final, live)

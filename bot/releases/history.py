@@ -97,3 +97,65 @@ def _equal_templates(a: Obj, b: Obj) -> bool:
     for t in (a, b):
         t.get("metadata", {}).get("labels", {}).pop(HASH_LABEL, None)
     return a == b
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One line of `kubectl rollout history`, plus who released it via Slack when we know."""
+
+    number: int
+    images: tuple[str, ...]
+    change_cause: str
+    created: str  # RFC 3339, as the API server wrote it
+    replicas: int
+    template: Obj
+
+    @property
+    def slack_user(self) -> str | None:
+        """The Slack user id in a change-cause written by release-bot, e.g. "... alice (U123) ..."."""
+        if not self.change_cause.startswith("release-bot:"):
+            return None
+        start, end = self.change_cause.find("("), self.change_cause.find(")")
+        return self.change_cause[start + 1 : end] if 0 < start < end else None
+
+
+def revisions(replica_sets: list[Obj]) -> list[Revision]:
+    """The Deployment's revisions, newest first (revision 0 / unannotated sets are skipped)."""
+    out = []
+    for rs in by_revision(replica_sets):
+        number = revision(rs)
+        if number < 1:
+            continue
+        meta = rs["metadata"]
+        containers = rs["spec"]["template"].get("spec", {}).get("containers", [])
+        out.append(
+            Revision(
+                number=number,
+                images=tuple(c.get("image", "") for c in containers),
+                change_cause=(meta.get("annotations") or {}).get("kubernetes.io/change-cause", ""),
+                created=meta.get("creationTimestamp", ""),
+                replicas=rs.get("status", {}).get("replicas", 0) or 0,
+                template=template_of(rs),
+            )
+        )
+    return out
+
+
+def template_diff(running: Any, other: Any, path: str = "") -> list[str]:
+    """What differs between two pod templates, as `path: running -> other` lines (hash label ignored)."""
+    if path == "":
+        running, other = copy.deepcopy(running), copy.deepcopy(other)
+        for t in (running, other):
+            t.get("metadata", {}).get("labels", {}).pop(HASH_LABEL, None)
+    if isinstance(running, dict) and isinstance(other, dict):
+        lines: list[str] = []
+        for key in sorted(set(running) | set(other)):
+            lines += template_diff(running.get(key), other.get(key), f"{path}.{key}" if path else str(key))
+        return lines
+    if isinstance(running, list) and isinstance(other, list) and len(running) == len(other):
+        lines = []
+        for i, (a, b) in enumerate(zip(running, other, strict=True)):
+            name = a.get("name") if isinstance(a, dict) else None
+            lines += template_diff(a, b, f"{path}[{name or i}]")
+        return lines
+    return [] if running == other else [f"{path}: {running!r} -> {other!r}"]

@@ -95,7 +95,14 @@ class Record(BaseModel):
     request_by: Actor | None = None
     step: int = 0  # canary: index of the current step
     green: str | None = None  # blue-green: the Deployment this release created
+    # Blue-green: `deployment` is the live colour ("blue") found at the start; these say how the Service
+    # selected it (the rollback target) and what one colour requests (the card shows twice that).
+    selector: dict[str, str] = Field(default_factory=dict)
+    replicas: int = 0  # blue-green: replicas of each colour
+    cpu_millis: int = 0  # blue-green: CPU requested by one colour (all replicas), millicores
+    memory_bytes: int = 0  # blue-green: memory requested by one colour (all replicas), bytes
     min_ready_seconds: int = 0  # canary: the Deployment's own value, restored after the first pause
+    undo_to: int | None = None  # set when this is `/release rollback`: the revision being restored
     created_at: datetime
     phase_since: datetime
     finished_at: datetime | None = None
@@ -146,6 +153,11 @@ class Record(BaseModel):
 def setting(**fields: object) -> Callable[[Record], Record]:
     """A change for Store.update/Run.save that sets fields (values bound now, not at call time)."""
     return lambda rec: rec.model_copy(update=fields)
+
+
+def moving_to(phase: Phase, reason: str | None = None) -> Callable[[Record], Record]:
+    """A change for Store.update/Run.save that moves to `phase` (values bound now)."""
+    return lambda rec: rec.to(phase, reason=reason)
 
 
 def describe_phase(phase: Phase) -> str:

@@ -34,6 +34,7 @@ class Reporter(Protocol):
     async def final(self, record: Record, live: Live) -> None: ...  # card update now
     async def note(self, record: Record, text: str) -> None: ...  # a milestone in the thread
     async def permalink(self, record: Record) -> str: ...
+    async def announce(self, channel: str, text: str) -> None: ...  # a message without a card
 
 
 @dataclass
@@ -118,6 +119,22 @@ class Run:
 
     # --- what strategies use -----------------------------------------------------------------------
 
+    async def follow(self, deployment: str, pod_selector: dict[str, str]) -> None:
+        """Watch another Deployment (which need not exist yet) and the pods `pod_selector` matches
+        instead of the record's: blue-green follows the green Deployment it creates."""
+        old = [t for t in self._watchers if t.get_name().endswith((":deployment", ":pods"))]
+        for t in old:
+            t.cancel()
+        for t in old:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._watchers = [t for t in self._watchers if t not in old]
+        ns = self.record.namespace
+        self.deployment_name = deployment
+        self.snap.deployment, self.snap.pods = None, {}
+        self._watch("deployment", self.kube.deployment_events(ns, deployment), self._on_deployment)
+        self._watch("pods", self.kube.pod_events(ns, pod_selector), self._on_pod)
+
     def live(self) -> Live:
         dep = self.snap.deployment
         progress = health.progress(dep) if dep else None
@@ -163,4 +180,6 @@ class Run:
             to_version=r.to_version,
             permalink=await self.reporter.permalink(r),
             warning=warning,
+            strategy="rollback" if r.undo_to is not None else r.strategy.value,
+            duration=((r.finished_at or utcnow()) - r.created_at).total_seconds(),
         )

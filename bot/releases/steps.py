@@ -124,7 +124,8 @@ async def succeed(run: Run) -> None:
     record = await run.save(lambda rec: rec.to(Phase.SUCCEEDED))
     elapsed = ((record.finished_at or record.phase_since) - record.created_at).total_seconds()
     await run.note(cards.milestone_succeeded(record, elapsed))
-    await run.audited("release", record.requester, f"succeeded in {elapsed:.1f} s")
+    action = "rollback" if record.undo_to is not None else "release"
+    await run.audited(action, record.requester, f"succeeded in {elapsed:.1f} s")
 
 
 async def fail(run: Run, reason: str) -> None:

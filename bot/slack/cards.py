@@ -14,6 +14,8 @@ from typing import Any
 from bot.catalog import App
 from bot.releases.health import Live, PodHealth, Progress
 from bot.releases.health import progress as progress_of
+from bot.releases.health import revision as revision_of
+from bot.releases.history import Revision, template_diff
 from bot.releases.record import Phase, Record, Request, describe_phase
 from commands.parser import USAGE
 
@@ -71,14 +73,22 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
     now = live.now or record.phase_since
     end = record.finished_at or now
     elapsed = (end - record.created_at).total_seconds()
-    title = f"Release {record.app} {record.from_version} → {record.to_version}"
+    if record.undo_to is not None:
+        title = (
+            f"Rollback {record.app} {record.from_version} → {record.to_version} (revision {record.undo_to})"
+        )
+    else:
+        title = f"Release {record.app} {record.from_version} → {record.to_version}"
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(title, HEADER_MAX)}},
         {
             "type": "section",
             "fields": [
                 _field("App", f"`{esc(record.app)}` in `{esc(record.namespace)}`"),
-                _field("Strategy", esc(record.strategy.value)),
+                _field(
+                    "Strategy",
+                    "rollout undo" if record.undo_to is not None else esc(record.strategy.value),
+                ),
                 _field("Version", f"`{esc(record.from_version)}` → `{esc(record.to_version)}`"),
                 _field("Requested by", mention(record.requester.id)),
             ],
@@ -146,6 +156,8 @@ def _status_line(record: Record, elapsed: float) -> str:
 
 
 def _live_line(record: Record, live: Live, now: datetime) -> str:
+    if record.strategy.value == "bluegreen":
+        return _bluegreen_live(record, live, now)
     if record.finished or live.progress is None:
         return ""
     p = live.progress
@@ -353,7 +365,7 @@ def status(app: App, deployment: dict[str, Any], record: Record | None, card_lin
     containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
     images = ", ".join(f"`{esc(c.get('name'))}`: `{esc(c.get('image'))}`" for c in containers)
     lines = [
-        f"*{esc(app.name)}* (Deployment `{esc(app.namespace)}/{esc(app.deployment)}`)",
+        f"*{esc(app.name)}* (Deployment `{esc(app.namespace)}/{esc(deployment.get('metadata', {}).get('name', app.deployment))}`)",
         f"Images: {images}",
         f"Replicas: desired {p.desired} · updated {p.updated} · ready {p.ready} · available {p.available}"
         + (" · *paused*" if p.paused else ""),
@@ -370,3 +382,355 @@ def status(app: App, deployment: dict[str, Any], record: Record | None, card_lin
             f"{mention(record.requester.id)}, {describe_phase(record.phase)}{link}"
         )
     return "\n".join(lines)
+
+
+# --- History, rollback to a revision, pause/resume -------------------------------------------------
+
+UNDO_ACTION = "undo:rollback"
+
+
+def _who(revision: Revision) -> str:
+    user = revision.slack_user
+    return f" · by {mention(user)}" if user else ""
+
+
+def history_text(
+    app: App, deployment: dict[str, Any], revisions: Sequence[Revision], detail: int | None
+) -> str:
+    """`/release history <app> [--revision N]`: like `kubectl rollout history`, newest first."""
+    current = revision_of(deployment)
+    if detail is not None:
+        found = next((r for r in revisions if r.number == detail), None)
+        if found is None:
+            known = ", ".join(str(r.number) for r in revisions) or "none"
+            return usage_error(f"Revision {detail} of {app.name} not found; known revisions: {known}.")
+        running = deployment.get("spec", {}).get("template", {})
+        diff = template_diff(running, found.template)
+        lines = [
+            f"*{esc(app.name)} revision {found.number}*" + (" (running)" if found.number == current else ""),
+            f"Images: {', '.join(f'`{esc(i)}`' for i in found.images)}",
+            f"Change-cause: {esc(found.change_cause) or '_none_'}",
+            f"Created: {esc(found.created)}{_who(found)}",
+        ]
+        if diff:
+            lines.append("*Differs from the running template:*")
+            lines += [f"• `{esc(clip(d, 300))}`" for d in diff[:20]]
+        else:
+            lines.append("Same template as the running one.")
+        return clip("\n".join(lines), SECTION_MAX)
+    lines = [f"*Revisions of {esc(app.name)}* (newest first)"]
+    for r in revisions[:20]:
+        mark = " ← running" if r.number == current else ""
+        lines.append(
+            f"`{r.number}` {', '.join(f'`{esc(i)}`' for i in r.images)} · {esc(r.change_cause) or '_no change-cause_'}"
+            f" · {esc(r.created)}{_who(r)}{mark}"
+        )
+    if len(lines) == 1:
+        lines.append("_no revisions yet_")
+    return clip("\n".join(lines), SECTION_MAX)
+
+
+def undo_offer(
+    app: App, current: int, target: Revision, current_version: str, paused: bool
+) -> tuple[str, list[Block]]:
+    """The confirmation for `/release rollback`: a button with a confirm dialog."""
+    images = ", ".join(f"`{esc(i)}`" for i in target.images)
+    resume = " The Deployment is paused: it will be resumed." if paused else ""
+    text = (
+        f"Roll `{esc(app.name)}` back from `{esc(current_version)}` (revision {current}) to revision "
+        f"{target.number} ({images})?{resume}"
+    )
+    return text, [
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}},
+        {
+            "type": "actions",
+            "block_id": f"undo:{app.name}:{current}:{target.number}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": UNDO_ACTION,
+                    "style": "danger",
+                    "text": {
+                        "type": "plain_text",
+                        "text": clip(f"Roll back to revision {target.number}", 75),
+                    },
+                    "value": f"{app.name}:{target.number}:{current}",
+                    "confirm": {
+                        "title": {"type": "plain_text", "text": "Roll back?"},
+                        "text": {"type": "mrkdwn", "text": clip(text, 300)},
+                        "confirm": {"type": "plain_text", "text": "Roll back"},
+                        "deny": {"type": "plain_text", "text": "Cancel"},
+                        "style": "danger",
+                    },
+                }
+            ],
+        },
+    ]
+
+
+def parse_undo_value(value: str) -> tuple[str, int, int]:
+    """(app, target revision, revision running when offered) from an undo button's value."""
+    app, target, seen = ([*value.split(":"), "", ""])[:3]
+    if not (target.isascii() and target.isdigit() and seen.isascii() and seen.isdigit()):
+        raise ValueError(value)
+    return app, int(target), int(seen)
+
+
+def paused_announcement(app: App, user_id: str, paused: bool) -> str:
+    if paused:
+        return f":double_vertical_bar: {mention(user_id)} paused the rollout of `{esc(app.name)}`."
+    return f":arrow_forward: {mention(user_id)} resumed the rollout of `{esc(app.name)}`."
+
+
+# --- Blue-green ------------------------------------------------------------------------------------
+
+
+def cpu_text(millis: int) -> str:
+    return f"{millis}m CPU" if millis < 1000 else f"{millis / 1000:g} CPU"
+
+
+def memory_text(n: int) -> str:
+    binary = n >= 1 << 20 and n % (1 << 20) == 0
+    units = [("GiB", 1 << 30), ("MiB", 1 << 20)] if binary else [("GB", 10**9), ("MB", 10**6), ("kB", 10**3)]
+    for unit, size in units:
+        if n >= size:
+            return f"{round(n / size, 1):g} {unit}"
+    return f"{n} B"
+
+
+def _requests_text(cpu_millis: int, memory_bytes: int) -> str:
+    parts = [cpu_text(cpu_millis)] if cpu_millis else []
+    parts += [memory_text(memory_bytes)] if memory_bytes else []
+    return " and ".join(parts) if parts else "no declared requests"
+
+
+def bluegreen_footprint(record: Record) -> str:
+    """The guide's trade-off made visible: both colours run at once, so twice the usual resources."""
+    n = record.replicas
+    if not n:
+        return ""
+    during = _requests_text(2 * record.cpu_millis, 2 * record.memory_bytes)
+    usual = _requests_text(record.cpu_millis, record.memory_bytes)
+    return (
+        f"*While both colours run:* {2 * n} pods ({n} blue + {n} green) requesting {during}, "
+        f"twice the usual {n} pods with {usual}"
+    )
+
+
+def _bluegreen_live(record: Record, live: Live, now: datetime) -> str:
+    """The card's live lines for a blue-green release (called from `_live_line`)."""
+    if record.finished:
+        return ""
+    on = {Phase.SWITCHED: "*green*", Phase.ROLLING_BACK: "*blue* (moving back)"}.get(record.phase, "*blue*")
+    lines = [
+        f"*Blue* `{esc(record.deployment)}` (`{esc(record.from_version)}`) · "
+        f"*Green* `{esc(record.green or '')}` (`{esc(record.to_version)}`) · traffic on {on}"
+    ]
+    if record.phase is Phase.SWITCHED:
+        lines[0] += f" for {duration((now - record.phase_since).total_seconds())}"
+    p = live.progress
+    if p is not None and record.phase in (Phase.ROLLING_OUT, Phase.AWAITING_SWITCH, Phase.SWITCHED):
+        lines.append(
+            f"*Green* updated {p.updated}/{p.desired} · ready {p.ready}/{p.desired} · "
+            f"available {p.available}/{p.desired}"
+        )
+        if p.deadline_exceeded:
+            lines.append(f"*Progress deadline exceeded:* {esc(p.deadline_exceeded)}")
+    if live.new_pods is not None:
+        lines.append(f"*Health of {esc(record.to_version)}* {esc(live.new_pods.describe())}")
+    footprint = bluegreen_footprint(record)
+    if footprint:
+        lines.append(footprint)
+    return "\n".join(lines)
+
+
+def milestone_bg_green_created(record: Record) -> str:
+    fp = bluegreen_footprint(record).replace("*", "")
+    return (
+        f":large_blue_circle: Blue `{esc(record.deployment)}` (`{esc(record.from_version)}`) keeps serving. "
+        f"Created green `{esc(record.green or '')}` with `{esc(record.to_image)}`; waiting until all "
+        f"{record.replicas} pods are Ready." + (f" {fp}." if fp else "")
+    )
+
+
+def milestone_bg_leftover(name: str, release_id: str) -> str:
+    return (
+        f":broom: `{esc(name)}` was left over by an earlier release (`{esc(release_id or 'unknown')}`) and "
+        "serves no traffic: deleting it and creating it again."
+    )
+
+
+def milestone_bg_green_ready(record: Record, health: PodHealth | None) -> str:
+    h = f" ({esc(health.describe())})" if health else ""
+    return (
+        f":large_green_circle: Green `{esc(record.green or '')}` is ready{h}. Traffic is still on blue "
+        f"`{esc(record.deployment)}`. *Switch traffic* or *Abort*."
+    )
+
+
+def milestone_bg_switched(
+    record: Record, service: str, pods: int, seconds: float, grace: float, retire: str
+) -> str:
+    return (
+        f":twisted_rightwards_arrows: Traffic switched to green `{esc(record.green or '')}` "
+        f"(`{esc(record.to_version)}`) in {seconds:.1f} s: Service `{esc(service)}` lists only its {pods} "
+        f"pod(s). Blue `{esc(record.deployment)}` stays up {duration(grace)} for an instant *Rollback*, "
+        f"then it is retired ({esc(retire)}); *Finish* retires it now."
+    )
+
+
+def milestone_bg_switched_back(record: Record, service: str, pods: int, seconds: float) -> str:
+    return (
+        f":leftwards_arrow_with_hook: Traffic back on blue `{esc(record.deployment)}` "
+        f"(`{esc(record.from_version)}`) in {seconds:.1f} s: Service `{esc(service)}` lists only its "
+        f"{pods} pod(s)."
+    )
+
+
+def milestone_bg_failed(record: Record, reason: str, *, switched: bool) -> str:
+    then = (
+        f"Switching traffic back to blue `{esc(record.deployment)}`"
+        if switched
+        else f"Traffic never left blue `{esc(record.deployment)}`"
+    )
+    return (
+        f":x: Green `{esc(record.green or '')}` (`{esc(record.to_version)}`) failed: {esc(reason)}. "
+        f"{then}; green will be deleted."
+    )
+
+
+def milestone_bg_service_changed(service: str, selector: dict[str, str]) -> str:
+    return (
+        f":warning: Service `{esc(service)}` now selects `{esc(selector_text(selector))}`, which is "
+        "neither colour: someone changed it, so release-bot leaves it as it is."
+    )
+
+
+def milestone_bg_left_alone(name: str) -> str:
+    return (
+        f":warning: Deployment `{esc(name)}` was not created by this release, so release-bot does not "
+        "delete it."
+    )
+
+
+def milestone_bg_ended(record: Record, who: str | None, *, green_deleted: bool) -> str:
+    gone = f" Green `{esc(record.green or '')}` deleted." if green_deleted else ""
+    runs = f"`{esc(record.app)}` runs `{esc(record.from_version)}` on blue `{esc(record.deployment)}`"
+    if record.phase is Phase.ABORTED:
+        by = f" by {mention(who)}" if who else ""
+        return f":no_entry_sign: Aborted{by}: {runs} as before.{gone}"
+    by = f" by {mention(who)}" if who else " automatically"
+    return f":leftwards_arrow_with_hook: Rolled back{by}: {runs} again.{gone}"
+
+
+def milestone_bg_retired(record: Record, how: str, elapsed: float) -> str:
+    blue = f"`{esc(record.deployment)}`"
+    what = {
+        "deleted": f"blue {blue} deleted",
+        "scaled-down": f"blue {blue} scaled to 0",
+        "kept": f"blue {blue} scaled to 0, not deleted: release-bot did not create it",
+        "gone": f"blue {blue} was already gone",
+    }[how]
+    return (
+        f":white_check_mark: `{esc(record.app)}` now runs `{esc(record.to_version)}` on "
+        f"`{esc(record.green or '')}`; {what}. Done in {duration(elapsed)}."
+    )
+
+
+def selector_text(selector: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+# Refusals of a blue-green release: plain text for a UserError (escaped where it is shown).
+
+
+def bg_no_service(namespace: str, service: str) -> str:
+    return f"Service `{namespace}/{service}` does not exist: a blue-green release switches its selector."
+
+
+def bg_no_selector(service: str) -> str:
+    return (
+        f"Service `{service}` has no selector (its endpoints are managed by hand): blue-green cannot "
+        "switch it."
+    )
+
+
+def bg_no_version(service: str, selector: dict[str, str], label: str) -> str:
+    return (
+        f"Service `{service}` selects `{selector_text(selector)}` without a `{label}` label: blue-green "
+        f"moves traffic by changing `{label}` in the selector (guide §1.3-1.4), so it must be there."
+    )
+
+
+def bg_nothing_selected(
+    namespace: str,
+    service: str,
+    selector: dict[str, str],
+    catalog: str,
+    catalog_labels: dict[str, str] | None,
+) -> str:
+    hint = (
+        f"; Deployment `{catalog}`'s pods are labelled `{selector_text(catalog_labels)}`"
+        if catalog_labels is not None
+        else ""
+    )
+    return (
+        f"Service `{service}` selects `{selector_text(selector)}`, but no Deployment in `{namespace}` has "
+        f"pods labelled that way{hint}. Fix the Service's selector (or the catalog) first."
+    )
+
+
+def bg_ambiguous(service: str, names: Sequence[str]) -> str:
+    listed = ", ".join(f"`{n}`" for n in names)
+    return (
+        f"Service `{service}` selects the pods of several running Deployments ({listed}): blue-green "
+        "needs exactly one live colour."
+    )
+
+
+def bg_live_not_ours(service: str, live: str, app: str, catalog: str) -> str:
+    return (
+        f"Service `{service}` selects Deployment `{live}`, which is neither the catalog's `{catalog}` nor "
+        f"one release-bot created for `{app}`: refusing to release from it."
+    )
+
+
+def bg_scaled_to_zero(name: str) -> str:
+    return f"The live Deployment `{name}` is scaled to 0: there is nothing to copy into a green Deployment."
+
+
+def bg_no_container(name: str, container: str) -> str:
+    return f"The live Deployment `{name}` has no container `{container}`."
+
+
+def bg_same_version(service: str, label: str, value: str) -> str:
+    return f"Service `{service}` already selects `{label}={value}`: that version is the live colour."
+
+
+def bg_too_big(app: str, replicas: int, limit: int) -> str:
+    return (
+        f"A blue-green release of `{app}` runs both colours at once: {2 * replicas} pods ({replicas} blue "
+        f"+ {replicas} green), above the catalog's `bluegreen.max_replicas` of {limit}. Use `--rolling` "
+        "or `--canary`, or raise the limit."
+    )
+
+
+def bg_name_taken(name: str) -> str:
+    return (
+        f"Deployment `{name}` already exists and was not created by release-bot: the green Deployment "
+        "cannot take its name. Rename or remove it, or change `bluegreen.name_template`."
+    )
+
+
+def bg_green_is_live(name: str) -> str:
+    return (
+        f"The green Deployment's name `{name}` is the live colour's own name: change "
+        "`bluegreen.name_template` so that it includes `{version}`."
+    )
+
+
+def bg_bad_template(template: str) -> str:
+    return (
+        f"The catalog's `bluegreen.name_template` `{template}` does not give a valid Deployment name; "
+        "use `{deployment}` and `{version}`, e.g. `{deployment}-{version}`."
+    )

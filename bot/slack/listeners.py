@@ -29,6 +29,9 @@ from commands.parser import UsageError, parse
 
 log = logging.getLogger(__name__)
 
+# An ephemeral answer: text, or (fallback text, Block Kit blocks).
+Answer = str | tuple[str, list[dict[str, Any]]]
+
 GROUP_CACHE_SECONDS = 60.0
 
 
@@ -67,17 +70,20 @@ class Handlers:
     def register(self, app: AsyncApp) -> None:
         app.command("/release")(self.on_command)
         app.action(re.compile(f"^{re.escape(cards.ACTION_PREFIX)}"))(self.on_click)
+        app.action(cards.UNDO_ACTION)(self.on_undo_click)
 
     # --- boundary ----------------------------------------------------------------------------------
 
-    async def _answer(self, channel: str, user: str, text: str) -> None:
+    async def _answer(self, channel: str, user: str, answer: Answer) -> None:
+        text, blocks = (answer, None) if isinstance(answer, str) else answer
         try:
-            await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
         except SlackApiError as e:
             log.warning("ephemeral answer to %s failed: %s", user, e.response.get("error"))
 
-    async def _guard(self, channel: str, user: str, work: Callable[[], Awaitable[str | None]]) -> None:
+    async def _guard(self, channel: str, user: str, work: Callable[[], Awaitable[Answer | None]]) -> None:
         """Run the work after the ack; whatever happens, the person gets an answer."""
+        answer: Answer | None
         try:
             answer = await work()
         except UserError as e:
@@ -126,7 +132,7 @@ class Handlers:
 
     async def _command(
         self, intent: intents.Intent, actor: Actor, channel_id: str, body: dict[str, Any]
-    ) -> str | None:
+    ) -> Answer | None:
         if isinstance(intent, intents.Apps):
             allowed = []
             for app in self.catalog.apps.values():
@@ -158,9 +164,22 @@ class Handlers:
                 request = Request(intent.kind)
                 await self.engine.request(app.name, request, actor)
                 return cards.request_taken(request, app.name)
-            case intents.Rollback() if intent.to_revision is None:
-                await self.engine.request(app.name, Request.ROLLBACK, actor)
-                return cards.request_taken(Request.ROLLBACK, app.name)
+            case intents.History():
+                dep, revisions = await self.engine.history(app)
+                return cards.history_text(app, dep, revisions, intent.revision)
+            case intents.Rollback():
+                _, stored = await self.engine.status(app)
+                if stored is not None and stored.record.active and intent.to_revision is None:
+                    await self.engine.request(app.name, Request.ROLLBACK, actor)
+                    return cards.request_taken(Request.ROLLBACK, app.name)
+                return cards.undo_offer(app, *await self.engine.preview_undo(app, intent.to_revision))
+            case intents.Pause() | intents.Resume():
+                paused = isinstance(intent, intents.Pause)
+                await self.engine.set_paused(app, paused, actor, channel_id)
+                await self.engine.reporter.announce(
+                    channel_id, cards.paused_announcement(app, actor.id, paused)
+                )
+                return None
             case _:
                 return cards.not_yet(intent.kind)
 
@@ -174,6 +193,31 @@ class Handlers:
         channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
         actor = Actor(id=user_id, name=user.get("username") or user.get("name") or user_id)
         await self._guard(channel_id, user_id, lambda: self._click(action, actor, channel_id))
+
+    async def on_undo_click(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        action = body["actions"][0]
+        user = body.get("user", {})
+        user_id = user.get("id", "")
+        channel = body.get("channel") or {}
+        channel_id = channel.get("id") or body.get("container", {}).get("channel_id", "")
+        actor = Actor(id=user_id, name=user.get("username") or user.get("name") or user_id)
+
+        async def work() -> Answer | None:
+            try:
+                app_name, target, seen = cards.parse_undo_value(str(action.get("value", "")))
+            except ValueError:
+                return cards.conflict("That button is not one of mine any more.")
+            app = self.engine.app(app_name)
+            refusal = await self._authorize(
+                app, Action.ROLLBACK, actor.id, actor.name, channel_id, "rollback"
+            )
+            if refusal:
+                return refusal
+            await self.engine.begin_undo(app, target, actor, channel_id, channel.get("name", ""), seen)
+            return None
+
+        await self._guard(channel_id, user_id, work)
 
     async def _click(self, action: dict[str, Any], actor: Actor, channel_id: str) -> str | None:
         try:

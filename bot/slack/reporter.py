@@ -86,6 +86,13 @@ class SlackReporter:
         except SlackApiError as e:
             log.warning("thread note for %s failed: %s", record.id, e.response.get("error"))
 
+    async def announce(self, channel: str, text: str) -> None:
+        """A message of its own in the channel (for actions that have no card)."""
+        try:
+            await self.client.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+        except SlackApiError as e:
+            log.warning("announcement in %s failed: %s", channel, e.response.get("error"))
+
     async def permalink(self, record: Record) -> str:
         if not record.card_ts:
             return ""

@@ -13,6 +13,10 @@ request verification, parsing and ack path are exercised:
 - Events API: `event_callback` envelopes, retried up to 3 times with `X-Slack-Retry-Num` and
   `X-Slack-Retry-Reason` when the bot does not answer 2xx in time, and `url_verification`.
 
+With `transport="socket"` the same payloads go as Socket Mode envelopes (`slash_commands`,
+`interactive`, `events_api`) through the simulator's open connections instead (see `socket_mode.py`);
+the ack's payload is the answer.
+
 Like Slack it waits `ack_timeout` (3 s) for an answer. `clock` (settable) dates the signatures, for
 stale-signature tests; `signing_secret` can be overridden for bad-signature tests.
 """
@@ -79,11 +83,15 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 class SlackPlayer:
     """Plays Slack towards the bot at `bot_url` (default: the simulator's `bot_url`, read per call).
 
-    Users and channels may be given by name or id. One aiohttp session; `close()` it.
+    Users and channels may be given by name or id. One aiohttp session; `close()` it. `transport`
+    (settable): "http" (signed requests to `bot_url`) or "socket" (Socket Mode envelopes).
     """
 
-    def __init__(self, sim: SlackSimulator, *, bot_url: str | None = None) -> None:
+    def __init__(self, sim: SlackSimulator, *, bot_url: str | None = None, transport: str = "http") -> None:
+        if transport not in ("http", "socket"):
+            raise ValueError(f"transport must be http or socket, not {transport!r}")
         self.sim = sim
+        self.transport = transport
         self._bot_url = bot_url
         self.clock: Callable[[], float] = time.time
         self.signing_secret: str = sim.signing_secret
@@ -153,6 +161,28 @@ class SlackPlayer:
         self.last_response = result
         return result
 
+    async def envelope(
+        self,
+        type_: str,
+        payload: Mapping[str, Any],
+        *,
+        accepts_response_payload: bool = False,
+        retry_attempt: int = 0,
+        retry_reason: str | None = None,
+    ) -> CommandResponse:
+        """Send `payload` as one Socket Mode envelope; the ack as an HTTP-like answer (see Delivery)."""
+        delivery = await self.sim.socket_mode.deliver(
+            type_,
+            payload,
+            accepts_response_payload=accepts_response_payload,
+            retry_attempt=retry_attempt,
+            retry_reason=retry_reason or "",
+            ack_timeout=self.ack_timeout,
+        )
+        result = delivery.response()
+        self.last_response = result
+        return result
+
     # ---- slash commands ------------------------------------------------------------------------
 
     def command_form(
@@ -184,8 +214,11 @@ class SlackPlayer:
     ) -> CommandResponse:
         """Run `command text` as `user` in `channel`; the answer is recorded as Slack shows it."""
         form = self.command_form(user, text, channel=channel, command=command)
-        body = urllib.parse.urlencode(form).encode()
-        response = await self.post(body, "application/x-www-form-urlencoded")
+        if self.transport == "socket":
+            response = await self.envelope("slash_commands", form, accepts_response_payload=True)
+        else:
+            body = urllib.parse.urlencode(form).encode()
+            response = await self.post(body, "application/x-www-form-urlencoded")
         self.sim.record_command_response(form["channel_id"], form["user_id"], command, response)
         return response
 
@@ -260,6 +293,8 @@ class SlackPlayer:
         to simulate a click on a card the user has not seen refreshed.
         """
         payload = self.click_payload(user, message, action_id, channel=channel)
+        if self.transport == "socket":
+            return (await self.envelope("interactive", payload)).status
         body = urllib.parse.urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
         response = await self.post(body, "application/x-www-form-urlencoded")
         return response.status
@@ -296,6 +331,10 @@ class SlackPlayer:
         self, envelope: Mapping[str, Any], *, retry_num: int = 0, retry_reason: str | None = None
     ) -> CommandResponse:
         """One signed delivery of an Events API envelope (with retry headers when retry_num > 0)."""
+        if self.transport == "socket":
+            return await self.envelope(
+                "events_api", envelope, retry_attempt=retry_num, retry_reason=retry_reason
+            )
         body = json.dumps(envelope, separators=(",", ":")).encode()
         extra: dict[str, str] = {}
         if retry_num > 0:

@@ -7,6 +7,7 @@ Owns everything HTTP about the simulated Slack, on one aiohttp server bound to 1
   form/query parameter), Slack's response shapes and error codes, per-tier rate limits (HTTP 429 +
   integer `Retry-After`), and scripted faults. The semantics live in `workspace.py`.
 - `/hooks/response/<token>`: response_url endpoints (5 uses, 30 minutes).
+- `apps.connections.open` and `/link/`: Socket Mode (app token, WebSocket envelopes), in `socket_mode.py`.
 - `/sim/...`: JSON read-back (history, threads, ephemerals, API call log), live change
   notifications (Server-Sent Events), and actions the page asks for (run a slash command, click a
   button) which go to the bot as real signed requests through a `SlackPlayer`.
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from sandbox.slack.ratelimit import RateLimiter
+from sandbox.slack.socket_mode import SocketModeError, SocketModeServer
 from sandbox.slack.workspace import METHODS, SLACKBOT_ID, ApiError, Channel, Message, Workspace
 
 if TYPE_CHECKING:
@@ -133,6 +135,7 @@ class SlackSimulator:
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._page_player: SlackPlayer | None = None
+        self.socket_mode = SocketModeServer(self)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -159,6 +162,7 @@ class SlackSimulator:
         app.router.add_get("/sim/events", self._sim_events)
         app.router.add_post("/sim/command", self._sim_command)
         app.router.add_post("/sim/click", self._sim_click)
+        self.socket_mode.add_routes(app)
         self._closing.clear()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
@@ -175,6 +179,7 @@ class SlackSimulator:
         if self._page_player is not None:
             await self._page_player.close()
             self._page_player = None
+        await self.socket_mode.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -192,6 +197,11 @@ class SlackSimulator:
         if self._base_url is None:
             raise RuntimeError("SlackSimulator is not started")
         return self._base_url
+
+    @property
+    def app_token(self) -> str:
+        """The app-level token (`xapp-`) for Socket Mode; see `socket_mode`."""
+        return self.socket_mode.app_token
 
     @property
     def api_url(self) -> str:
@@ -321,11 +331,12 @@ class SlackSimulator:
 
     # ---- players -------------------------------------------------------------------------------
 
-    def player(self, bot_url: str | None = None) -> SlackPlayer:
-        """A new client that plays Slack towards `bot_url` (default: `self.bot_url`). Close it."""
+    def player(self, bot_url: str | None = None, *, transport: str = "http") -> SlackPlayer:
+        """A new client that plays Slack towards `bot_url` (default: `self.bot_url`), or over the app's
+        Socket Mode connections with `transport="socket"`. Close it."""
         from sandbox.slack.client import SlackPlayer
 
-        return SlackPlayer(self, bot_url=bot_url)
+        return SlackPlayer(self, bot_url=bot_url, transport=transport)
 
     def record_command_response(
         self, channel_id: str, user_id: str, command: str, response: CommandResponse
@@ -430,6 +441,16 @@ class SlackSimulator:
         fault = self._take_fault(method)
         if fault is not None:
             return await self._apply_fault(method, params, fault)
+        if method == "apps.connections.open":
+            # Socket Mode (app token only). Slack documents Tier 1 but lets an app open its connections
+            # in a burst, so no rate limit here; scripted faults above still apply.
+            try:
+                opened = self.socket_mode.connections_open(token)
+            except SocketModeError as e:
+                self._log(method, params, 200, e.error)
+                return self._json({"ok": False, "error": e.error})
+            self._log(method, params, 200, None)
+            return self._json({"ok": True, **opened})
         impl = METHODS.get(method)
         if impl is None:
             self._log(method, params, 200, "unknown_method")
@@ -438,6 +459,8 @@ class SlackSimulator:
         if method != "api.test":
             if not token:
                 auth_error = "not_authed"
+            elif secrets.compare_digest(token, self.socket_mode.app_token):
+                auth_error = "not_allowed_token_type"
             elif not secrets.compare_digest(token, self.bot_token):
                 auth_error = "invalid_auth"
             elif self.token_revoked:
@@ -595,6 +618,7 @@ class SlackSimulator:
     def _ensure_page_player(self) -> SlackPlayer:
         if self._page_player is None:
             self._page_player = self.player()
+        self._page_player.transport = "http" if self.bot_url else "socket"
         return self._page_player
 
     async def _page_request(self, request: web.Request) -> dict[str, Any]:
@@ -604,8 +628,10 @@ class SlackSimulator:
             body = None
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text="expected a JSON object")
-        if not self.bot_url:
-            raise web.HTTPConflict(text="no bot_url: start the simulator with --bot-url")
+        if not self.bot_url and not self.socket_mode.connections:
+            raise web.HTTPConflict(
+                text="no bot_url and no Socket Mode connection: start the simulator with --bot-url"
+            )
         return body
 
     async def _sim_command(self, request: web.Request) -> web.Response:

@@ -1,0 +1,685 @@
+"""`/release <app> <version> --bluegreen` (guide §1): a second, complete Deployment, then a Service switch.
+
+"Blue" is whichever Deployment the app's Service selects now (the catalog's Deployment the first time,
+the green of the previous blue-green release after that); "green" is a copy of blue's spec with the new
+image and `version` label, named by the catalog's `name_template`. The driver:
+
+    PENDING          create green (marked as ours: managed-by label, app and release-id annotations)
+    ROLLING_OUT      wait until every green pod is Ready (health gate: crash loops, pull errors,
+                     progressDeadlineSeconds); a green that never gets there is never switched to
+    AWAITING_SWITCH  Switch traffic (Promote) or Abort
+                     Promote: patch the Service selector's `version` (a JSON patch that tests the old
+                     selector first), then watch the Endpoints until they list only green pod IPs
+    SWITCHED         blue kept for `grace_seconds`: Rollback switches back at once (Endpoints checked
+                     again); Finish, or the end of the grace period, retires blue (scale to 0, or
+                     delete when the catalog says so and release-bot created it) -> SUCCEEDED
+    ROLLING_BACK     put the Service back on blue if needed, delete green -> ROLLED_BACK or ABORTED
+
+Every phase is re-entrant, so a bot restarted in the middle carries on: an existing green with this
+release's id is taken as created, a selector already pointing where we want is left alone, and a
+request stays on the record until the step it asked for is done. Nothing is deleted unless it carries
+release-bot's mark; a leftover green of an earlier release (ours, not live) is deleted and created
+again, with a note in the thread.
+
+The pure helpers (names, label values, quantities, the footprint, selector checks, endpoint checks) come
+first and are unit-tested; the driver follows.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from bot.catalog import App, Retire
+from bot.errors import Conflict, UserError
+from bot.kube.client import CHANGE_CAUSE, Kube, KubeConflict, NotFound, Obj
+from bot.releases import health, steps
+from bot.releases.record import Actor, Phase, Record, Request, utcnow
+from bot.releases.run import Run, Snapshot
+from bot.releases.store import MANAGED_BY
+from bot.slack import cards
+
+log = logging.getLogger(__name__)
+
+VERSION_LABEL = "version"  # the label the Service selector switches on (guide §1.3)
+RELEASE_ID = "release-bot.io/release-id"  # annotation: the release that created an object
+APP_ANNOTATION = "release-bot.io/app"  # annotation: the catalog app an object belongs to
+REPLICAS_BEFORE = "release-bot.io/replicas-before-retire"  # annotation on a blue scaled to 0
+SWITCH_TIMEOUT = 60.0  # seconds for the Endpoints to follow a selector change
+GONE_TIMEOUT = 60.0  # seconds for a deleted Deployment (and its pods) to go
+BOT = Actor(id="release-bot", name="release-bot")  # holds the request while the grace period retires blue
+
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE]([+-]?\d+))?$")
+_SUFFIX = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    **{s: Decimal(2) ** (10 * (i + 1)) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+}
+
+
+# --- Pure helpers ----------------------------------------------------------------------------------
+
+
+def dns_name(text: str, limit: int = 63) -> str:
+    """`text` as a DNS-1123 name (lower case, dot-separated labels of [a-z0-9-], alphanumeric at both
+    ends of each label); "" when nothing usable is left. Capped at 63 so pod names stay readable."""
+    labels = []
+    for part in text.lower().split("."):
+        part = re.sub(r"[^a-z0-9-]+", "-", part).strip("-")
+        if part:
+            labels.append(part)
+    return ".".join(labels)[:limit].rstrip(".-")
+
+
+def green_name(app: App, version: str) -> str:
+    """The green Deployment's name from the catalog's `name_template` (e.g. `hexo-v2.0`)."""
+    template = app.bluegreen.name_template
+    try:
+        raw = template.format_map({"deployment": app.deployment, "version": version, "app": app.name})
+    except (KeyError, ValueError, IndexError) as e:
+        raise UserError(cards.bg_bad_template(template)) from e
+    name = dns_name(raw)
+    if not name:
+        raise UserError(cards.bg_bad_template(template))
+    return name
+
+
+def label_value(version: str) -> str:
+    """`version` as a label value (63 characters of [A-Za-z0-9_.-], alphanumeric at both ends)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", version)[:63].strip("-_.")
+    return value or "unknown"
+
+
+def green_label(record: Record) -> str:
+    return label_value(health.version_of(record.to_image))
+
+
+def green_selector(record: Record) -> dict[str, str]:
+    """What the Service selects once switched: blue's selector with the new version."""
+    return {**record.selector, VERSION_LABEL: green_label(record)}
+
+
+def quantity(text: object) -> Decimal:
+    """A Kubernetes resource quantity (`100m`, `64M`, `1Gi`, `1e3`, `0.5`) as a number."""
+    m = _QUANTITY.match(str(text).strip())
+    if not m:
+        raise ValueError(f"not a quantity: {text!r}")
+    number, suffix, exponent = m.groups()
+    try:
+        value = Decimal(number)
+    except InvalidOperation as e:
+        raise ValueError(f"not a quantity: {text!r}") from e
+    if exponent is not None:
+        return value * Decimal(10) ** int(exponent)
+    return value * _SUFFIX[suffix or ""]
+
+
+def pod_requests(template: Obj) -> tuple[int, int]:
+    """(CPU millicores, memory bytes) one pod of this template requests, as the scheduler counts it:
+    the sum over its containers, or the largest init container if that is more."""
+
+    def requested(container: Obj, resource: str) -> Decimal:
+        value = ((container.get("resources") or {}).get("requests") or {}).get(resource)
+        if value is None:
+            return Decimal(0)
+        try:
+            return quantity(value)
+        except ValueError:
+            return Decimal(0)
+
+    spec = template.get("spec", {})
+    out = []
+    for resource, scale in (("cpu", 1000), ("memory", 1)):
+        main = sum((requested(c, resource) for c in spec.get("containers") or []), Decimal(0))
+        init = max((requested(c, resource) for c in spec.get("initContainers") or []), default=Decimal(0))
+        out.append(math.ceil(max(main, init) * scale))
+    return out[0], out[1]
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What one colour runs; both run during the release, so the release needs twice this."""
+
+    replicas: int
+    cpu_millis: int
+    memory_bytes: int
+
+    @property
+    def during(self) -> Footprint:
+        return Footprint(2 * self.replicas, 2 * self.cpu_millis, 2 * self.memory_bytes)
+
+
+def footprint(deployment: Obj) -> Footprint:
+    replicas = int(deployment.get("spec", {}).get("replicas", 1) or 0)
+    cpu, memory = pod_requests(deployment.get("spec", {}).get("template", {}))
+    return Footprint(replicas, cpu * replicas, memory * replicas)
+
+
+def template_labels(deployment: Obj) -> dict[str, str]:
+    labels: dict[str, str] = (
+        deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+    )
+    return labels
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def is_ours(obj: Obj, app: str) -> bool:
+    """Created by release-bot for this app (the mark checked before any delete)."""
+    meta = obj.get("metadata", {})
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    return all(labels.get(k) == v for k, v in MANAGED_BY.items()) and annotations.get(APP_ANNOTATION) == app
+
+
+def release_of(obj: Obj) -> str:
+    annotations: dict[str, str] = obj.get("metadata", {}).get("annotations") or {}
+    return annotations.get(RELEASE_ID, "")
+
+
+def find_live(app: App, service: Obj, deployments: Sequence[Obj]) -> Obj:
+    """The live colour: the one Deployment whose pods the Service selects (UserError saying why not)."""
+    service_name = app.service or ""
+    selector: dict[str, str] = service.get("spec", {}).get("selector") or {}
+    if not selector:
+        raise UserError(cards.bg_no_selector(service_name))
+    if VERSION_LABEL not in selector:
+        raise UserError(cards.bg_no_version(service_name, selector, VERSION_LABEL))
+    matching = [d for d in deployments if selects(selector, template_labels(d))]
+    if len(matching) > 1:  # a retired colour scaled to 0 may still carry the same labels
+        running = [d for d in matching if d.get("spec", {}).get("replicas", 1)]
+        matching = running or matching
+    if not matching:
+        catalog = next((d for d in deployments if d["metadata"]["name"] == app.deployment), None)
+        raise UserError(
+            cards.bg_nothing_selected(
+                app.namespace,
+                service_name,
+                selector,
+                app.deployment,
+                template_labels(catalog) if catalog is not None else None,
+            )
+        )
+    if len(matching) > 1:
+        raise UserError(cards.bg_ambiguous(service_name, sorted(d["metadata"]["name"] for d in matching)))
+    live = matching[0]
+    name = live["metadata"]["name"]
+    if name != app.deployment and not is_ours(live, app.name):
+        raise UserError(cards.bg_live_not_ours(service_name, name, app.name, app.deployment))
+    return live
+
+
+GreenAction = Literal["create", "reuse", "replace"]
+
+
+def green_action(existing: Obj | None, release_id: str | None, live: str, app: str) -> GreenAction:
+    """What to do about a Deployment already carrying the green's name (UserError when it is not ours
+    to replace): nothing there -> create; this release's -> reuse; an earlier release's -> replace."""
+    if existing is None:
+        return "create"
+    name = existing["metadata"]["name"]
+    if name == live:
+        raise UserError(cards.bg_green_is_live(name))
+    if not is_ours(existing, app):
+        raise UserError(cards.bg_name_taken(name))
+    if release_id is not None and release_of(existing) == release_id:
+        return "reuse"
+    return "replace"
+
+
+def green_body(blue: Obj, record: Record, app: App) -> Obj:
+    """Blue's spec with the new image and version label, marked as release-bot's (guide §1.2)."""
+    label = green_label(record)
+    spec = copy.deepcopy(blue["spec"])
+    spec.pop("paused", None)
+    spec["replicas"] = record.replicas
+    spec["progressDeadlineSeconds"] = app.progress_deadline_seconds
+    spec["selector"] = {**spec.get("selector", {}), "matchLabels": {**spec["selector"]["matchLabels"]}}
+    spec["selector"]["matchLabels"][VERSION_LABEL] = label
+    template = spec.setdefault("template", {})
+    template_meta = template.setdefault("metadata", {})
+    template_meta["labels"] = {**(template_meta.get("labels") or {}), VERSION_LABEL: label}
+    for container in template.get("spec", {}).get("containers", []):
+        if container.get("name") == app.container:
+            container["image"] = record.to_image
+    blue_meta = blue.get("metadata", {})
+    annotations = {
+        k: v
+        for k, v in (blue_meta.get("annotations") or {}).items()
+        if not k.startswith(("deployment.kubernetes.io/", "kubectl.kubernetes.io/", "release-bot.io/"))
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": record.green,
+            "namespace": record.namespace,
+            "labels": {**(blue_meta.get("labels") or {}), VERSION_LABEL: label, **MANAGED_BY},
+            "annotations": {
+                **annotations,
+                CHANGE_CAUSE: steps.change_cause(record),
+                RELEASE_ID: record.id,
+                APP_ANNOTATION: record.app,
+                "release-bot.io/blue": record.deployment,
+            },
+        },
+        "spec": spec,
+    }
+
+
+def endpoint_ips(endpoints: Obj) -> tuple[set[str], set[str]]:
+    """(ready, not ready) addresses of an Endpoints object."""
+    ready: set[str] = set()
+    not_ready: set[str] = set()
+    for subset in endpoints.get("subsets") or []:
+        ready |= {a["ip"] for a in subset.get("addresses") or [] if a.get("ip")}
+        not_ready |= {a["ip"] for a in subset.get("notReadyAddresses") or [] if a.get("ip")}
+    return ready, not_ready
+
+
+def _ready(pod: Obj) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def serves_only(endpoints: Obj, pods: Sequence[Obj]) -> bool:
+    """The Endpoints list only these pods' IPs, and every one of them that is Ready: traffic goes to
+    this colour and nowhere else."""
+    live = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
+    ips = {p.get("status", {}).get("podIP") for p in live} - {None, ""}
+    ready_ips = {p.get("status", {}).get("podIP") for p in live if _ready(p)} - {None, ""}
+    ready, not_ready = endpoint_ips(endpoints)
+    return bool(ready) and (ready | not_ready) <= ips and ready_ips <= ready
+
+
+# --- The pre-check at `/release ... --bluegreen` ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    blue: Obj
+    green: str
+    selector: dict[str, str]
+    footprint: Footprint
+
+    def fields(self) -> dict[str, object]:
+        """The record fields a blue-green release starts with."""
+        return {
+            "deployment": self.blue["metadata"]["name"],
+            "green": self.green,
+            "selector": dict(self.selector),
+            "replicas": self.footprint.replicas,
+            "cpu_millis": self.footprint.cpu_millis,
+            "memory_bytes": self.footprint.memory_bytes,
+        }
+
+
+async def plan(kube: Kube, app: App, to_image: str) -> Plan:
+    """Check a blue-green release can start, before anything is recorded (UserError saying why not)."""
+    service_name = app.service or ""
+    try:
+        service = await kube.service(app.namespace, service_name)
+    except NotFound:
+        raise UserError(cards.bg_no_service(app.namespace, service_name)) from None
+    deployments = await kube.deployments(app.namespace)
+    blue = find_live(app, service, deployments)
+    blue_name = blue["metadata"]["name"]
+    if health.container_image(blue, app.container) is None:
+        raise UserError(cards.bg_no_container(blue_name, app.container))
+    size = footprint(blue)
+    if not size.replicas:
+        raise UserError(cards.bg_scaled_to_zero(blue_name))
+    limit = app.bluegreen.max_replicas
+    if limit is not None and size.during.replicas > limit:
+        raise UserError(cards.bg_too_big(app.name, size.replicas, limit))
+    selector: dict[str, str] = service["spec"]["selector"]
+    version = health.version_of(to_image)
+    if label_value(version) == selector[VERSION_LABEL]:
+        raise UserError(cards.bg_same_version(service_name, VERSION_LABEL, selector[VERSION_LABEL]))
+    name = green_name(app, version)
+    existing = next((d for d in deployments if d["metadata"]["name"] == name), None)
+    green_action(existing, None, blue_name, app.name)  # refuses names that are not ours to take
+    return Plan(blue=blue, green=name, selector=selector, footprint=size)
+
+
+# --- The driver ------------------------------------------------------------------------------------
+
+
+async def drive(run: Run) -> None:
+    assert run.record.green, "a blue-green record names its green Deployment from the start"
+    await run.follow(run.record.green, green_selector(run.record))
+    while True:
+        record = run.record
+        match record.phase:
+            case Phase.PENDING:
+                await _create_green(run)
+            case Phase.ROLLING_OUT:
+                await _await_green(run)
+            case Phase.AWAITING_SWITCH:
+                await _await_switch(run)
+            case Phase.SWITCHED:
+                await _await_finish(run)
+            case Phase.FAILED if record.request is not None:
+                await steps.take_request(run)
+            case Phase.ROLLING_BACK:
+                await _clean_up(run)
+            case _:
+                return
+
+
+def _last_action(record: Record) -> str:
+    return record.history[-1].action if record.history else ""
+
+
+def _service_name(run: Run) -> str:
+    return run.app.service or ""
+
+
+async def _give_up(run: Run, reason: str, *, switched: bool = False) -> None:
+    """Green cannot serve: never switch to it (or switch back), and delete it."""
+    switched = switched or run.record.phase is Phase.SWITCHED
+    await run.note(cards.milestone_bg_failed(run.record, reason, switched=switched))
+    await run.audited("release", run.record.requester, f"failed: {reason}", warning=True)
+    await run.save(
+        lambda rec: rec.consume_request().to(Phase.ROLLING_BACK, reason=reason).entry("cleanup", None, reason)
+    )
+
+
+async def _green_or_none(run: Run) -> Obj | None:
+    try:
+        return await run.kube.deployment(run.record.namespace, run.record.green or "")
+    except NotFound:
+        return None
+
+
+def _no_live_pods(snap: Snapshot) -> bool | None:
+    return True if all(p["metadata"].get("deletionTimestamp") for p in snap.pods.values()) else None
+
+
+async def _create_green(run: Run) -> None:
+    r = run.record
+    ns, name = r.namespace, r.green or ""
+    try:
+        blue = await run.kube.deployment(ns, r.deployment)
+    except NotFound:
+        await _give_up(run, f"blue `{r.deployment}` no longer exists")
+        return
+    service = await run.kube.service(ns, _service_name(run))
+    selector = service.get("spec", {}).get("selector") or {}
+    if selector != r.selector:
+        changed = cards.selector_text(selector)
+        await _give_up(run, f"the Service's selector changed to `{changed}` after the release was asked for")
+        return
+    existing = await _green_or_none(run)
+    try:
+        action = green_action(existing, r.id, r.deployment, r.app)
+    except UserError as e:
+        await _give_up(run, str(e))
+        return
+    if action == "replace" and existing is not None:
+        await run.note(cards.milestone_bg_leftover(name, release_of(existing)))
+        await run.kube.delete_deployment(ns, name)  # ours: green_action checked the mark
+        await run.kube.wait_deployment_gone(ns, name, timeout=GONE_TIMEOUT)
+        await run.wait(_no_live_pods, timeout=GONE_TIMEOUT)
+    if action != "reuse":
+        try:
+            await run.kube.create_deployment(ns, green_body(blue, r, run.app))
+        except KubeConflict:
+            return  # created at the same moment (a second driver): look again
+    await run.save(lambda rec: rec.to(Phase.ROLLING_OUT).entry("started", rec.requester, f"green {name}"))
+    await run.audited("release", r.requester, f"started: green {name} created")
+    await run.note(cards.milestone_bg_green_created(run.record))
+
+
+async def _await_green(run: Run) -> None:
+    """Wait until every green pod is Ready, or the health gate or a request says otherwise."""
+
+    def verdict(snap: Snapshot) -> str | None:
+        if snap.record.request in (Request.ROLLBACK, Request.ABORT):
+            return "request"
+        if snap.deployment is None or not steps.runs_new_template(snap):
+            return None
+        pods = run.live().new_pods
+        if pods is not None and pods.fatal:
+            return f"{pods.fatal} ({pods.describe()})"
+        p = health.progress(snap.deployment)
+        if p.deadline_exceeded:
+            return steps.failure_reason(snap, p.deadline_exceeded)
+        if p.complete and pods is not None and pods.ready >= p.desired:
+            return "ready"
+        return None
+
+    deadline = run.app.progress_deadline_seconds + steps.SAFETY_MARGIN
+    try:
+        outcome = await run.wait(verdict, timeout=deadline)
+    except TimeoutError:
+        outcome = f"green was not Ready within {int(deadline)} s"
+    if outcome == "request":
+        await steps.take_request(run)
+    elif outcome == "ready":
+        await run.save(lambda rec: rec.to(Phase.AWAITING_SWITCH))
+        await run.note(cards.milestone_bg_green_ready(run.record, run.live().new_pods))
+    else:
+        await _give_up(run, outcome)
+
+
+async def _await_switch(run: Run) -> None:
+    """Green is ready and idle: wait for Switch traffic or Abort, still watching green's health."""
+
+    def decision(snap: Snapshot) -> str | None:
+        if snap.record.request is not None:
+            return "request"
+        pods = run.live().new_pods
+        if pods is not None and pods.fatal:
+            return f"{pods.fatal} ({pods.describe()})"
+        return None
+
+    while True:  # a decision has no deadline of its own; each wait does, and is re-armed
+        try:
+            verdict = await run.wait(decision, timeout=run.app.progress_deadline_seconds)
+            break
+        except TimeoutError:
+            continue
+    if verdict != "request":
+        await _give_up(run, verdict)
+    elif run.record.request is Request.PROMOTE:
+        await _switch(run)
+    else:
+        await steps.take_request(run)
+
+
+async def _point_service(run: Run, frm: dict[str, str], to: dict[str, str]) -> bool:
+    """Make the Service select `to` if it selects `frm` (a JSON patch that tests `frm` first, so a
+    selector someone else changed is never overwritten). False if it selects something else."""
+    ns, name = run.record.namespace, _service_name(run)
+    current = (await run.kube.service(ns, name)).get("spec", {}).get("selector") or {}
+    if current == to:
+        return True
+    if current != frm:
+        return False
+    patch = [
+        {"op": "test", "path": "/spec/selector", "value": frm},
+        {"op": "replace", "path": "/spec/selector", "value": to},
+    ]
+    await run.kube.patch_service(ns, name, patch)
+    return True
+
+
+async def _endpoints_follow(run: Run, selector: dict[str, str]) -> int | None:
+    """Watch the Service's Endpoints until they list only the pods `selector` matches; their number,
+    or None if that did not happen within SWITCH_TIMEOUT."""
+    ns = run.record.namespace
+    pods = [p for p in await run.kube.pods(ns, selector) if not p["metadata"].get("deletionTimestamp")]
+    try:
+        await run.kube.watch_endpoints(
+            ns,
+            _service_name(run),
+            lambda ep: True if serves_only(ep, pods) else None,
+            timeout=SWITCH_TIMEOUT,
+        )
+    except TimeoutError:
+        return None
+    return len(pods)
+
+
+async def _switch(run: Run) -> None:
+    """Switch traffic (guide §1.4). The Promote request stays on the record until the Endpoints show
+    green only, so a restart in the middle switches (idempotently) again."""
+    r = run.record
+    actor = r.request_by
+    if _last_action(r) != "switch":
+        await run.save(lambda rec: rec.entry("switch", actor))
+        await run.note(cards.milestone_action("switch traffic", actor.id if actor else None))
+    started = time.monotonic()
+    if not await _point_service(run, r.selector, green_selector(r)):
+        await _give_up(run, "the Service's selector was changed by someone else before the switch")
+        return
+    pods = await _endpoints_follow(run, green_selector(r))
+    if pods is None:
+        reason = f"the Service's endpoints did not list only green's pods within {int(SWITCH_TIMEOUT)} s"
+        await _give_up(run, reason, switched=True)
+        return
+    seconds = time.monotonic() - started
+    await run.save(lambda rec: rec.consume_request().to(Phase.SWITCHED))
+    await run.audited("promote", actor, f"switched traffic to {r.green}")
+    bg = run.app.bluegreen
+    await run.note(
+        cards.milestone_bg_switched(
+            run.record, _service_name(run), pods, seconds, bg.grace_seconds, bg.retire.value
+        )
+    )
+
+
+async def _await_finish(run: Run) -> None:
+    """Traffic is on green; blue is kept for an instant rollback until Finish or the grace period."""
+    app = run.app
+
+    def decision(snap: Snapshot) -> str | None:
+        if snap.record.request is not None:
+            return "request"
+        pods = run.live().new_pods
+        if app.auto_rollback and pods is not None and pods.fatal:
+            return f"{pods.fatal} ({pods.describe()})"
+        return None
+
+    left = app.bluegreen.grace_seconds - (utcnow() - run.record.phase_since).total_seconds()
+    try:
+        verdict = await run.wait(decision, timeout=max(0.0, left))
+    except TimeoutError:
+        verdict = "grace"
+    if verdict == "grace" or (verdict == "request" and run.record.request is Request.FINISH):
+        await _retire(run)
+    elif verdict == "request":
+        await steps.take_request(run)
+    else:
+        await _give_up(run, verdict)
+
+
+async def _retire(run: Run) -> None:
+    """Retire blue (scale to 0, or delete when configured and ours), then the release succeeded."""
+    r = run.record
+    if r.request is not Request.FINISH:  # the grace period is over: take the request slot ourselves
+        grace = cards.duration(run.app.bluegreen.grace_seconds)
+
+        def lock(rec: Record) -> Record:
+            if rec.request is not None:
+                raise Conflict("a request arrived first")
+            return rec.model_copy(update={"request": Request.FINISH, "request_by": BOT}).entry(
+                "finish", None, f"grace period of {grace} over"
+            )
+
+        try:
+            await run.save(lock)
+        except Conflict:
+            return  # a click won the race: the next turn carries it out
+        await run.note(cards.milestone_action("finish", None, f"The grace period of {grace} is over."))
+    elif _last_action(r) != "finish":
+        actor = r.request_by
+        await run.save(lambda rec: rec.entry("finish", actor))
+        await run.note(cards.milestone_action("finish", actor.id if actor else None))
+    how = await _retire_blue(run)
+    actor = run.record.request_by if run.record.request_by != BOT else None
+    done = await run.save(lambda rec: rec.consume_request().to(Phase.SUCCEEDED))
+    elapsed = ((done.finished_at or done.phase_since) - done.created_at).total_seconds()
+    await run.note(cards.milestone_bg_retired(done, how, elapsed))
+    await run.audited("release", actor or done.requester, f"succeeded in {elapsed:.1f} s; blue {how}")
+
+
+async def _retire_blue(run: Run) -> str:
+    r = run.record
+    ns, name = r.namespace, r.deployment
+    try:
+        blue = await run.kube.deployment(ns, name)
+    except NotFound:
+        return "gone"
+    ours = is_ours(blue, r.app)
+    if run.app.bluegreen.retire is Retire.DELETE and ours:
+        await run.kube.delete_deployment(ns, name)
+        return "deleted"
+    replicas = blue.get("spec", {}).get("replicas", 1)
+    if replicas:
+        patch = {"metadata": {"annotations": {REPLICAS_BEFORE: str(replicas)}}, "spec": {"replicas": 0}}
+        await run.kube.patch_deployment(ns, name, patch)
+
+    def scaled_down(dep: Obj) -> bool | None:
+        p = health.progress(dep)
+        return True if p.observed and p.total == 0 else None
+
+    try:
+        await run.kube.watch_deployment(ns, name, scaled_down, timeout=GONE_TIMEOUT)
+    except TimeoutError:
+        log.warning("blue %s/%s did not report 0 replicas within %s s", ns, name, GONE_TIMEOUT)
+    return "kept" if run.app.bluegreen.retire is Retire.DELETE else "scaled-down"
+
+
+async def _clean_up(run: Run) -> None:
+    """Roll back or abort: the Service back on blue (Endpoints checked), green deleted."""
+    r = run.record
+    ns, service = r.namespace, _service_name(run)
+    decided = next((e for e in reversed(r.history) if e.action in ("abort", "rollback", "cleanup")), None)
+    current = (await run.kube.service(ns, service)).get("spec", {}).get("selector") or {}
+    if current == green_selector(r):
+        started = time.monotonic()
+        await _point_service(run, green_selector(r), r.selector)
+        pods = await _endpoints_follow(run, r.selector)
+        if pods is None:
+            reason = f"the Service's endpoints did not list only blue's pods within {int(SWITCH_TIMEOUT)} s"
+            await run.save(lambda rec: rec.consume_request().to(Phase.FAILED, reason=reason))
+            await run.note(cards.milestone_failed(run.record, reason, auto_rollback=False))
+            return
+        await run.note(cards.milestone_bg_switched_back(r, service, pods, time.monotonic() - started))
+    elif current != r.selector:
+        await run.note(cards.milestone_bg_service_changed(service, current))
+    green = await _green_or_none(run)
+    deleted = False
+    if green is not None and is_ours(green, r.app) and release_of(green) == r.id:
+        await run.kube.delete_deployment(ns, r.green or "")
+        deleted = True
+        try:
+            await run.wait(_no_live_pods, timeout=GONE_TIMEOUT)
+        except TimeoutError:
+            log.warning("green %s/%s pods still running %s s after its deletion", ns, r.green, GONE_TIMEOUT)
+    elif green is not None:
+        await run.note(cards.milestone_bg_left_alone(r.green or ""))
+    final = Phase.ABORTED if decided is not None and decided.action == "abort" else Phase.ROLLED_BACK
+    done = await run.save(lambda rec: rec.consume_request().to(final))
+    who = decided.actor if decided is not None else None
+    await run.note(cards.milestone_bg_ended(done, who.id if who else None, green_deleted=deleted))
+    action = "abort" if final is Phase.ABORTED else "rollback"
+    await run.audited(action, who, f"{final.value}: traffic on {r.deployment} ({r.from_version})")

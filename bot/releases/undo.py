@@ -1,0 +1,67 @@
+"""`/release rollback <app> [--to-revision N]` (guide §2.3, §3.1.3): `kubectl rollout undo`, from Slack.
+
+The pod template of the chosen revision goes back into the Deployment exactly as kubectl puts it
+(history.undo), resuming the Deployment in the same patch when it is paused (kubectl refuses a paused
+Deployment), with a change-cause naming who rolled back from which channel. Reported on a card like a
+release; there is no automatic rollback of a rollback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.kube.client import CHANGE_CAUSE
+from bot.releases import steps
+from bot.releases.history import undo
+from bot.releases.record import Phase, Record, moving_to
+from bot.releases.run import Run
+from bot.slack import cards
+
+
+def change_cause(record: Record) -> str:
+    where = f"#{record.channel_name}" if record.channel_name else record.channel_id
+    return (
+        f"release-bot: {record.requester.name} ({record.requester.id}) rolled back to revision "
+        f"{record.undo_to} ({record.to_version}) via Slack {where} ({record.channel_id}), release {record.id}"
+    )
+
+
+def undo_patch(
+    deployment: dict[str, Any], replica_sets: list[dict[str, Any]], record: Record
+) -> list[dict[str, Any]]:
+    plan = undo(deployment, replica_sets, record.undo_to, unpause=True)
+    patch = [dict(op) for op in plan.patch]
+    for op in patch:
+        if op["path"] == "/metadata/annotations":
+            op["value"] = {**op["value"], CHANGE_CAUSE: change_cause(record)}
+    return patch
+
+
+async def drive(run: Run) -> None:
+    while True:
+        record = run.record
+        match record.phase:
+            case Phase.PENDING:
+                dep = await run.kube.deployment(record.namespace, record.deployment)
+                rs = await run.kube.replica_sets(dep)
+                await run.kube.patch_deployment(
+                    record.namespace, record.deployment, undo_patch(dep, rs, record)
+                )
+                await run.save(lambda rec: rec.to(Phase.ROLLING_OUT).entry("rollback started", rec.requester))
+                await run.audited("rollback", record.requester, f"started: undo to revision {record.undo_to}")
+            case Phase.ROLLING_OUT:
+                outcome = await steps.follow(run)
+                if outcome.kind == "complete":
+                    await steps.succeed(run)
+                elif outcome.kind == "failed":
+                    await run.note(cards.milestone_failed(record, outcome.reason, auto_rollback=False))
+                    await run.audited("rollback", record.requester, f"failed: {outcome.reason}", warning=True)
+                    await run.save(moving_to(Phase.FAILED, outcome.reason))
+                else:
+                    await steps.take_request(run)
+            case Phase.FAILED if record.request is not None:
+                await steps.take_request(run)
+            case Phase.ROLLING_BACK:
+                await steps.roll_back(run)
+            case _:
+                return
