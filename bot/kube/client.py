@@ -189,7 +189,7 @@ class Kube:
     ) -> T:
         async with asyncio.timeout(timeout):
             async for kind, obj in self.stream(what, lister, field_selector=field_selector):
-                if kind != "DELETED":
+                if kind in ("ADDED", "MODIFIED"):
                     found = predicate(obj)
                     if found is not None:
                         return found
@@ -203,8 +203,8 @@ class Kube:
         field_selector: str | None = None,
         label_selector: str | None = None,
     ) -> AsyncIterator[tuple[str, Obj]]:
-        """List, then watch, forever: every listed object comes as ADDED, then the watch's events.
-        After 410 Gone (history compacted) or a closed watch it lists again and goes on."""
+        """List, then watch, forever: every listed object comes as ADDED, then ("SYNCED", the listing),
+        then the watch's events. After 410 Gone (history compacted) it lists again and goes on."""
         selectors: dict[str, str] = {}
         if field_selector:
             selectors["field_selector"] = field_selector
@@ -214,6 +214,7 @@ class Kube:
             listing = await self.call(what, lister, **selectors)
             for item in listing.get("items", []):
                 yield "ADDED", item
+            yield "SYNCED", listing
             rv = listing["metadata"]["resourceVersion"]
             while rv:
                 self._count("watch")
@@ -398,37 +399,12 @@ class Kube:
         return items
 
     async def wait_deployment_gone(self, ns: str, name: str, timeout: float) -> None:
-        """Wait, driven by a watch from the listing's resourceVersion (so a deletion in between is not
-        missed), until Deployment `name` no longer exists; TimeoutError after `timeout` seconds."""
-        what, selector = f"deployment {ns}/{name}", f"metadata.name={name}"
-        lister: Callable[..., Awaitable[Any]] = self.apps.list_namespaced_deployment
+        """Wait, driven by a watch, until Deployment `name` no longer exists; TimeoutError after
+        `timeout` seconds."""
         async with asyncio.timeout(timeout):
-            while True:
-                listing = await self.call(what, lister, ns, field_selector=selector)
-                if not listing.get("items"):
+            async for kind, obj in self.deployment_events(ns, name):
+                if kind == "DELETED" or (kind == "SYNCED" and not obj.get("items")):
                     return
-                self._count("watch")
-                try:
-                    resp = await lister(
-                        ns,
-                        field_selector=selector,
-                        resource_version=listing["metadata"]["resourceVersion"],
-                        watch=True,
-                        timeout_seconds=290,
-                        _preload_content=False,
-                    )
-                except ApiException as e:
-                    if e.status == 410:
-                        continue
-                    raise _translate(e, what) from e
-                async with resp:
-                    if resp.status == 410:
-                        continue
-                    if not 200 <= resp.status <= 299:
-                        raise _translate(ApiException(status=resp.status, reason=await resp.text()), what)
-                    async for line in resp.content:
-                        if json.loads(line).get("type") in ("DELETED", "ERROR"):
-                            break  # gone, or the watch expired: the next listing says which
 
 
 @asynccontextmanager

@@ -54,12 +54,9 @@ async def drive(run: Run) -> None:
                 await _advance(run)
             case Phase.CANARY:
                 await _watch_canary(run)
-            case Phase.FAILED if record.request is not None:
-                await steps.take_request(run)
-            case Phase.ROLLING_BACK:
-                await steps.roll_back(run)
             case _:
-                return
+                if not await steps.wind_down(run):
+                    return
 
 
 async def _advance(run: Run) -> None:

@@ -166,6 +166,27 @@ class Engine:
         dep = await self._deployment(app)
         return dep, revisions(await self.kube.replica_sets(dep))
 
+    async def _undo_target(self, app: App, to_revision: int | None) -> tuple[dict[str, Any], Revision]:
+        """The running Deployment and the revision `kubectl rollout undo [--to-revision]` would restore."""
+        dep = await self._deployment(app)
+        rs = await self.kube.replica_sets(dep)
+        plan = undo(dep, rs, to_revision, unpause=True)
+        if plan.noop:
+            raise UserError(f"`{app.name}` already runs the template of revision {plan.revision}.")
+        return dep, next(r for r in revisions(rs) if r.number == plan.revision)
+
+    async def preview_undo(self, app: App, to_revision: int | None) -> tuple[int, Revision, str, bool]:
+        """(current revision, target revision, current version, paused) for the confirmation question."""
+        stored = await self.store.get(app.namespace, app.name)
+        if stored is not None and stored.record.active:
+            raise Conflict(
+                f"A release of `{app.name}` is running ({stored.record.phase.value}): use Rollback on its card, "
+                f"or `/release rollback {app.name}` without a revision."
+            )
+        dep, target = await self._undo_target(app, to_revision)
+        current = health.container_image(dep, app.container) or ""
+        return health.revision(dep), target, health.version_of(current), bool(dep["spec"].get("paused"))
+
     async def begin_undo(
         self,
         app: App,
@@ -177,17 +198,12 @@ class Engine:
     ) -> Record:
         """Start `kubectl rollout undo [--to-revision]` as a release of its own (one at a time per app).
         `seen` is the revision the person saw running when confirming: if it changed, refuse."""
-        dep = await self._deployment(app)
+        dep, target = await self._undo_target(app, to_revision)
         current = health.revision(dep)
         if seen is not None and current != seen:
             raise Conflict(
                 f"`{app.name}` changed since you asked (now at revision {current}); run the rollback command again."
             )
-        rs = await self.kube.replica_sets(dep)
-        plan = undo(dep, rs, to_revision, unpause=True)
-        if plan.noop:
-            raise UserError(f"`{app.name}` already runs the template of revision {plan.revision}.")
-        target = next(r for r in revisions(rs) if r.number == plan.revision)
         from_image = health.container_image(dep, app.container) or ""
         to_image = health.container_image(target.template, app.container) or ""
         now = utcnow()
@@ -202,33 +218,16 @@ class Engine:
             from_image=from_image,
             to_image=to_image,
             from_revision=current or None,
-            undo_to=plan.revision,
+            undo_to=target.number,
             requester=actor,
             channel_id=channel_id,
             channel_name=channel_name,
             created_at=now,
             phase_since=now,
-        ).entry("rollback requested", actor, f"to revision {plan.revision}")
+        ).entry("rollback requested", actor, f"to revision {target.number}")
         stored = await self.store.start(record)
         self.ensure_driver(app.namespace, app.name)
         return stored.record
-
-    async def preview_undo(self, app: App, to_revision: int | None) -> tuple[int, Revision, str, bool]:
-        """(current revision, target revision, current version, paused) for the confirmation question."""
-        stored = await self.store.get(app.namespace, app.name)
-        if stored is not None and stored.record.active:
-            raise Conflict(
-                f"A release of `{app.name}` is running ({stored.record.phase.value}): use Rollback on its card, "
-                f"or `/release rollback {app.name}` without a revision."
-            )
-        dep = await self._deployment(app)
-        rs = await self.kube.replica_sets(dep)
-        plan = undo(dep, rs, to_revision, unpause=True)
-        if plan.noop:
-            raise UserError(f"`{app.name}` already runs the template of revision {plan.revision}.")
-        target = next(r for r in revisions(rs) if r.number == plan.revision)
-        current = health.container_image(dep, app.container) or ""
-        return health.revision(dep), target, health.version_of(current), bool(dep["spec"].get("paused"))
 
     async def set_paused(self, app: App, paused: bool, actor: Actor, channel_id: str) -> None:
         """`kubectl rollout pause|resume`, refused while a release of the app is being driven."""

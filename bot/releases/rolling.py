@@ -15,16 +15,7 @@ async def drive(run: Run) -> None:
             case Phase.PENDING:
                 await steps.set_image(run)
             case Phase.ROLLING_OUT:
-                outcome = await steps.follow(run)
-                if outcome.kind == "complete":
-                    await steps.succeed(run)
-                elif outcome.kind == "failed":
-                    await steps.fail(run, outcome.reason)
-                else:
-                    await steps.take_request(run)
-            case Phase.FAILED if record.request is not None:
-                await steps.take_request(run)
-            case Phase.ROLLING_BACK:
-                await steps.roll_back(run)
+                await steps.complete_rollout(run)
             case _:
-                return
+                if not await steps.wind_down(run):
+                    return

@@ -84,6 +84,8 @@ class Run:
     ) -> None:
         async def pump() -> None:
             async for kind, obj in events:
+                if kind == "SYNCED":
+                    continue
                 apply(kind, obj)
                 async with self._changed:
                     self._changed.notify_all()

@@ -123,22 +123,50 @@ async def follow(run: Run) -> Outcome:
 async def succeed(run: Run) -> None:
     record = await run.save(lambda rec: rec.to(Phase.SUCCEEDED))
     elapsed = ((record.finished_at or record.phase_since) - record.created_at).total_seconds()
-    await run.note(cards.milestone_succeeded(record, elapsed))
     action = "rollback" if record.undo_to is not None else "release"
     await run.audited(action, record.requester, f"succeeded in {elapsed:.1f} s")
+    await run.note(cards.milestone_succeeded(record, elapsed))
 
 
 async def fail(run: Run, reason: str) -> None:
-    """The new version did not become healthy: roll back automatically or stop and offer Rollback."""
-    auto = run.app.auto_rollback
+    """The new version did not become healthy: roll back automatically (when the catalog says so; never
+    for a rollback) or stop and offer Rollback."""
+    undoing = run.record.undo_to is not None
+    auto = run.app.auto_rollback and not undoing
     await run.note(cards.milestone_failed(run.record, reason, auto_rollback=auto))
-    await run.audited("release", run.record.requester, f"failed: {reason}", warning=True)
+    await run.audited(
+        "rollback" if undoing else "release", run.record.requester, f"failed: {reason}", warning=True
+    )
     if auto:
         await run.save(
             lambda rec: rec.to(Phase.ROLLING_BACK, reason=reason).entry("auto-rollback", None, reason)
         )
     else:
         await run.save(lambda rec: rec.to(Phase.FAILED, reason=reason))
+
+
+async def complete_rollout(run: Run) -> None:
+    """Follow the rollout to its end: success, failure, or a Rollback/Abort request."""
+    outcome = await follow(run)
+    if outcome.kind == "complete":
+        await succeed(run)
+    elif outcome.kind == "failed":
+        await fail(run, outcome.reason)
+    else:
+        await take_request(run)
+
+
+async def wind_down(run: Run) -> bool:
+    """The phases every strategy ends the same way: a Rollback asked of a failed release, and rolling
+    back. False when there is nothing left to do."""
+    record = run.record
+    if record.phase is Phase.FAILED and record.request is not None:
+        await take_request(run)
+    elif record.phase is Phase.ROLLING_BACK:
+        await roll_back(run)
+    else:
+        return False
+    return True
 
 
 async def take_request(run: Run) -> tuple[Request, Actor | None]:
@@ -183,5 +211,5 @@ async def roll_back(run: Run) -> None:
         await run.note(cards.milestone_failed(record, reason, auto_rollback=False))
         return
     done = await run.save(lambda rec: rec.to(Phase.ROLLED_BACK))
-    await run.note(cards.milestone_rolled_back(done, actor.id if actor else None))
     await run.audited("rollback", actor, f"rolled back to {done.from_version}")
+    await run.note(cards.milestone_rolled_back(done, actor.id if actor else None))

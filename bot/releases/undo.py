@@ -13,9 +13,8 @@ from typing import Any
 from bot.kube.client import CHANGE_CAUSE
 from bot.releases import steps
 from bot.releases.history import undo
-from bot.releases.record import Phase, Record, moving_to
+from bot.releases.record import Phase, Record
 from bot.releases.run import Run
-from bot.slack import cards
 
 
 def change_cause(record: Record) -> str:
@@ -50,18 +49,7 @@ async def drive(run: Run) -> None:
                 await run.save(lambda rec: rec.to(Phase.ROLLING_OUT).entry("rollback started", rec.requester))
                 await run.audited("rollback", record.requester, f"started: undo to revision {record.undo_to}")
             case Phase.ROLLING_OUT:
-                outcome = await steps.follow(run)
-                if outcome.kind == "complete":
-                    await steps.succeed(run)
-                elif outcome.kind == "failed":
-                    await run.note(cards.milestone_failed(record, outcome.reason, auto_rollback=False))
-                    await run.audited("rollback", record.requester, f"failed: {outcome.reason}", warning=True)
-                    await run.save(moving_to(Phase.FAILED, outcome.reason))
-                else:
-                    await steps.take_request(run)
-            case Phase.FAILED if record.request is not None:
-                await steps.take_request(run)
-            case Phase.ROLLING_BACK:
-                await steps.roll_back(run)
+                await steps.complete_rollout(run)
             case _:
-                return
+                if not await steps.wind_down(run):
+                    return

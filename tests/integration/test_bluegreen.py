@@ -15,6 +15,8 @@ from sandbox.slack import SlackSimulator
 from tests.fixtures.bot import (
     Bots,
     card_text,
+    click,
+    command,
     kubectl,
     kubectl_json,
     pods_by_image,
@@ -26,22 +28,6 @@ pytestmark = pytest.mark.integration
 
 Msg = dict[str, Any]
 SHORT = {"bluegreen": {"grace_seconds": 2}}
-
-
-async def command(sim: SlackSimulator, user: str, text: str, bot_url: str | None = None) -> None:
-    player = sim.player(bot_url)
-    try:
-        assert (await player.command(user, text)).status == 200
-    finally:
-        await player.close()
-
-
-async def click(sim: SlackSimulator, user: str, card: Msg, action: str) -> None:
-    player = sim.player()
-    try:
-        assert await player.click(user, card, f"release:{action}") == 200
-    finally:
-        await player.close()
 
 
 async def start_bluegreen(bots: Bots, sim: SlackSimulator, version: str = "v2.0", **catalog: Any) -> Msg:
@@ -133,14 +119,14 @@ async def test_bluegreen_switch_then_finish(
     text = card_text(card)
     assert "12 pods (6 blue + 6 green) requesting 1.2 CPU and 768 MB" in text  # 2 × 6 × (100m, 64M)
 
-    await click(slack_sim, "bob", card, "promote")
+    await click(slack_sim, "bob", card, "release:promote")
     switched = await wait_card(slack_sim, "Finish")
     assert "traffic on *green*" in card_text(switched)
     assert served(control_plane, ns) == green
     assert selector(control_plane, ns) == {"app": "hexo-server", "version": "v2.0"}
     assert pods_by_image(control_plane, ns) == {"v1.0": 6, "v2.0": 6}  # blue kept for rollback
 
-    await click(slack_sim, "alice", switched, "finish")
+    await click(slack_sim, "alice", switched, "release:finish")
     final = await wait_card(slack_sim, "Succeeded")
     assert "actions" not in [b["type"] for b in final["blocks"]]
     hexo = deployments(control_plane, ns)["hexo"]
@@ -167,11 +153,11 @@ async def test_bluegreen_instant_rollback_after_switch(
     ns = bots.namespace
     card = await start_bluegreen(bots, slack_sim)
     blue, green = pod_ips(control_plane, ns, "v1.0"), pod_ips(control_plane, ns, "v2.0")
-    await click(slack_sim, "alice", card, "promote")
+    await click(slack_sim, "alice", card, "release:promote")
     switched = await wait_card(slack_sim, "Finish")
     assert served(control_plane, ns) == green
 
-    await click(slack_sim, "bob", switched, "rollback")
+    await click(slack_sim, "bob", switched, "release:rollback")
     final = await wait_card(slack_sim, "Rolled back")
     assert served(control_plane, ns) == blue  # the same blue pods: nothing was restarted
     assert selector(control_plane, ns) == {"app": "hexo-server", "version": "v1.0"}
@@ -189,7 +175,7 @@ async def test_bluegreen_abort_before_switch(
     ns = bots.namespace
     card = await start_bluegreen(bots, slack_sim)
     blue = pod_ips(control_plane, ns, "v1.0")
-    await click(slack_sim, "bob", card, "abort")
+    await click(slack_sim, "bob", card, "release:abort")
     await wait_card(slack_sim, "Aborted")
     assert "hexo-v2.0" not in deployments(control_plane, ns)
     assert served(control_plane, ns) == blue
@@ -280,7 +266,7 @@ async def test_restart_while_awaiting_switch_then_click_the_same_card(
     uid = deployments(control_plane, ns)["hexo-v2.0"]["metadata"]["uid"]
 
     await bots.restart(bot, signal.SIGKILL)
-    await click(slack_sim, "bob", card, "promote")
+    await click(slack_sim, "bob", card, "release:promote")
     await wait_card(slack_sim, "Finish")
     assert deployments(control_plane, ns)["hexo-v2.0"]["metadata"]["uid"] == uid  # resumed, not recreated
     assert served(control_plane, ns) == pod_ips(control_plane, ns, "v2.0")
@@ -298,7 +284,7 @@ async def test_two_releases_in_a_row_start_from_the_live_colour(
     await bots.start(extra={"bluegreen": {"grace_seconds": 2, "retire": "delete"}})
     await command(slack_sim, "alice", "hexo v2.0 --bluegreen")
     first = await wait_card(slack_sim, "Switch traffic")
-    await click(slack_sim, "alice", first, "promote")
+    await click(slack_sim, "alice", first, "release:promote")
     await wait_card(slack_sim, "Succeeded")  # nobody clicked Finish: the grace period retired blue
     hexo = deployments(control_plane, ns)["hexo"]
     assert hexo["spec"]["replicas"] == 0  # retire: delete, but release-bot did not create `hexo`
@@ -312,7 +298,7 @@ async def test_two_releases_in_a_row_start_from_the_live_colour(
     assert "*Blue* `hexo-v2.0` (`v2.0`)" in card_text(second)
     v2, v3 = pod_ips(control_plane, ns, "v2.0"), pod_ips(control_plane, ns, "v3.0")
     assert served(control_plane, ns) == v2 and len(v3) == 6
-    await click(slack_sim, "bob", second, "promote")
+    await click(slack_sim, "bob", second, "release:promote")
     await wait_card(slack_sim, "Succeeded")
     assert served(control_plane, ns) == v3
     assert selector(control_plane, ns) == {"app": "hexo-server", "version": "v3.0"}

@@ -15,6 +15,8 @@ from sandbox.slack import SlackSimulator
 from tests.fixtures.bot import (
     Bots,
     card_text,
+    click,
+    command,
     kubectl,
     kubectl_json,
     pods_by_image,
@@ -27,21 +29,8 @@ pytestmark = pytest.mark.integration
 
 async def start_canary(bots: Bots, sim: SlackSimulator, version: str = "v2.0", **catalog: Any) -> dict:  # type: ignore[type-arg]
     await bots.start(**catalog)
-    player = sim.player()
-    try:
-        answer = await player.command("alice", f"hexo {version} --canary")
-    finally:
-        await player.close()
-    assert answer.status == 200
+    await command(sim, "alice", f"hexo {version} --canary")
     return await wait_card(sim, "Promote")
-
-
-async def click(sim: SlackSimulator, user: str, card: dict, action: str, bot_url: str | None = None) -> int:  # type: ignore[type-arg]
-    player = sim.player(bot_url)
-    try:
-        return await player.click(user, card, f"release:{action}")
-    finally:
-        await player.close()
 
 
 async def test_canary_shape_then_promote(
@@ -53,7 +42,7 @@ async def test_canary_shape_then_promote(
     assert dep["spec"]["paused"] is True
     assert "1 new / 6 old" in card_text(card)
 
-    assert await click(slack_sim, "bob", card, "promote") == 200
+    assert await click(slack_sim, "bob", card, "release:promote") == 200
     await wait_card(slack_sim, "Succeeded")
     assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
     dep = kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")
@@ -64,7 +53,7 @@ async def test_canary_rollback_restores_old_version(
     bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
 ) -> None:
     card = await start_canary(bots, slack_sim)
-    assert await click(slack_sim, "bob", card, "rollback") == 200
+    assert await click(slack_sim, "bob", card, "release:rollback") == 200
     final = await wait_card(slack_sim, "Rolled back")
     assert pods_by_image(control_plane, bots.namespace) == {"v1.0": 6}
     dep = kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")
@@ -81,7 +70,7 @@ async def test_multi_step_promotion(
 ) -> None:
     card = await start_canary(bots, slack_sim, extra={"canary": {"steps": [1, "50%"]}})
     assert pods_by_image(control_plane, bots.namespace)["v2.0"] == 1
-    assert await click(slack_sim, "alice", card, "promote") == 200
+    assert await click(slack_sim, "alice", card, "release:promote") == 200
 
     def at_second_step() -> dict | None:  # type: ignore[type-arg]
         c = slack_sim.history(slack_sim.channels["releases"])[0]
@@ -90,7 +79,7 @@ async def test_multi_step_promotion(
     card = await slack_sim.wait_for(at_second_step, timeout=60)
     counts = pods_by_image(control_plane, bots.namespace)
     assert counts["v2.0"] >= 3 and sum(counts.values()) == 7
-    assert await click(slack_sim, "alice", card, "promote") == 200
+    assert await click(slack_sim, "alice", card, "release:promote") == 200
     await wait_card(slack_sim, "Succeeded")
     assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
 
@@ -99,11 +88,7 @@ async def test_broken_canary_is_rolled_back_automatically(
     bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
 ) -> None:
     await bots.start()
-    player = slack_sim.player()
-    try:
-        await player.command("alice", "hexo v2.0-broken --canary")
-    finally:
-        await player.close()
+    await command(slack_sim, "alice", "hexo v2.0-broken --canary")
     final = await wait_card(slack_sim, "Rolled back", timeout=90)
     assert "CrashLoopBackOff" in card_text(final)
     assert pods_by_image(control_plane, bots.namespace) == {"v1.0": 6}
@@ -113,7 +98,7 @@ async def test_unauthorized_click_is_refused_and_changes_nothing(
     bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
 ) -> None:
     card = await start_canary(bots, slack_sim)
-    assert await click(slack_sim, "mallory", card, "promote") == 200
+    assert await click(slack_sim, "mallory", card, "release:promote") == 200
     text = await wait_ephemeral(slack_sim, "mallory", "not allowed")
     assert "promote" in text
     assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 1, "v1.0": 6}
@@ -128,9 +113,9 @@ async def test_double_click_and_racing_clicks_have_one_effect(
 ) -> None:
     card = await start_canary(bots, slack_sim)
     results = await asyncio.gather(
-        click(slack_sim, "alice", card, "promote"),
-        click(slack_sim, "alice", card, "promote"),
-        click(slack_sim, "bob", card, "rollback"),
+        click(slack_sim, "alice", card, "release:promote"),
+        click(slack_sim, "alice", card, "release:promote"),
+        click(slack_sim, "bob", card, "release:rollback"),
     )
     assert list(results) == [200, 200, 200]
     final = (
@@ -172,15 +157,11 @@ async def test_click_on_another_replica_and_after_restart(
     card = await start_canary_on(bots, slack_sim, first.url)
     # bot-a drives the release; kill it without warning, restart it, and click on bot-b.
     await bots.restart(first, signal.SIGKILL)
-    assert await click(slack_sim, "bob", card, "promote", bot_url=second.url) == 200
+    assert await click(slack_sim, "bob", card, "release:promote", bot_url=second.url) == 200
     await wait_card(slack_sim, "Succeeded", timeout=60)
     assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
 
 
 async def start_canary_on(bots: Bots, sim: SlackSimulator, url: str) -> dict:  # type: ignore[type-arg]
-    player = sim.player(url)
-    try:
-        assert (await player.command("alice", "hexo v2.0 --canary")).status == 200
-    finally:
-        await player.close()
+    await command(sim, "alice", "hexo v2.0 --canary", bot_url=url)
     return await wait_card(sim, "Promote")

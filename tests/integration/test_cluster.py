@@ -18,6 +18,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sandbox import hexo
 from sandbox.controlplane.launcher import STATE_FILE, ClusterInfo, ControlPlane, _alive, _start_ticks
 from tests.fixtures.cluster import (
     api_client_for,
@@ -37,60 +38,27 @@ REGISTRY = "registry.sword.org"
 HEXO_SELECTOR = "app=hexo-server"
 
 
+def _guide_object(kind: str, version: str, replicas: int = 6) -> dict[str, Any]:
+    """One of the guide's objects (sandbox.hexo), without a namespace (the test namespace is given
+    at creation)."""
+    obj = next(o for o in hexo.objects("unused", replicas=replicas, version=version) if o["kind"] == kind)
+    obj["metadata"].pop("namespace", None)
+    return obj
+
+
 def hexo_deployment(
     name: str = "hexo", version: str = "v1.0", image: str = f"{REGISTRY}/nginx:v1.0", replicas: int = 6
 ) -> dict[str, Any]:
     """The guide's Deployment (section "the example application")."""
-    labels = {"app": "hexo-server", "version": version}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "imagePullSecrets": [{"name": "regcred"}],
-                    "containers": [
-                        {
-                            "name": "hexo",
-                            "image": image,
-                            "ports": [{"containerPort": 80}],
-                            "resources": {
-                                "requests": {"cpu": "100m", "memory": "64M"},
-                                "limits": {"cpu": "100m", "memory": "100M"},
-                            },
-                            "volumeMounts": [
-                                {
-                                    "name": "nginx-conf",
-                                    "mountPath": "/etc/nginx/nginx.conf",
-                                    "subPath": "nginx.conf",
-                                }
-                            ],
-                        }
-                    ],
-                    "volumes": [{"name": "nginx-conf", "configMap": {"name": "hexo-nginx-conf"}}],
-                },
-            },
-        },
-    }
+    dep = _guide_object("Deployment", version, replicas)
+    dep["metadata"]["name"] = name
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    return dep
 
 
 def hexo_service(version: str = "v1.0") -> dict[str, Any]:
     """The guide's NodePort Service (nodePort left to the apiserver: parallel runs never collide)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "hexo-service"},
-        "spec": {
-            "type": "NodePort",
-            "sessionAffinity": "ClientIP",
-            "selector": {"app": "hexo-server", "version": version},
-            "ports": [{"port": 80, "targetPort": 80, "protocol": "TCP"}],
-        },
-    }
+    return _guide_object("Service", version)
 
 
 async def create_hexo(api: client.ApiClient, ns: str, *, service: bool = True) -> None:

@@ -18,6 +18,9 @@ from sandbox.slack import SlackSimulator
 from tests.fixtures.bot import (
     Bots,
     card_text,
+    click,
+    command,
+    create_hexo,
     kubectl,
     kubectl_json,
     pods_by_image,
@@ -30,17 +33,9 @@ pytestmark = pytest.mark.integration
 REPO = hexo_app.IMAGE_REPO
 
 
-async def run(sim: SlackSimulator, user: str, text: str) -> Any:
-    player = sim.player()
-    try:
-        return await player.command(user, text)
-    finally:
-        await player.close()
-
-
 async def release(sim: SlackSimulator, text: str) -> None:
     before = len(sim.history(sim.channels["releases"]))
-    await run(sim, "alice", text)
+    await command(sim, "alice", text)
 
     def done() -> bool:
         msgs = sim.history(sim.channels["releases"])
@@ -55,7 +50,7 @@ async def confirm_rollback(sim: SlackSimulator, user: str, text: str) -> None:
     """Type the rollback command, click the confirm button on the private answer, wait for the card."""
     channel, uid = sim.channels["releases"], sim.users[user]
     before, offers = len(sim.history(channel)), len(sim.ephemerals(channel, uid))
-    await run(sim, user, text)
+    await command(sim, user, text)
     offer = await sim.wait_for(
         lambda: next(
             (
@@ -66,11 +61,7 @@ async def confirm_rollback(sim: SlackSimulator, user: str, text: str) -> None:
             None,
         )
     )
-    player = sim.player()
-    try:
-        assert await player.click(user, offer, "undo:rollback") == 200
-    finally:
-        await player.close()
+    assert await click(sim, user, offer, "undo:rollback") == 200
 
     def done() -> bool:
         msgs = sim.history(channel)
@@ -84,19 +75,11 @@ def kubectl_ns(cluster: ClusterInfo, ns: str, *args: str) -> str:
 
 
 async def twin(kube_admin: client.ApiClient, name: str) -> str:
-    core, apps = client.CoreV1Api(kube_admin), client.AppsV1Api(kube_admin)
+    core = client.CoreV1Api(kube_admin)
     body: Any = {"metadata": {"name": name, "labels": {"release-bot.test": "true"}}}
     await core.create_namespace(body)
     await wait_for_object(core.list_namespaced_service_account, "default", sa_has_token, namespace=name)
-    for body in hexo_app.objects(name):
-        match body["kind"]:
-            case "ConfigMap":
-                await core.create_namespaced_config_map(name, body)
-            case "Deployment":
-                await apps.create_namespaced_deployment(name, body)
-            case "Service":
-                await core.create_namespaced_service(name, body)
-    await wait_for_deployment(kube_admin, name, "hexo", rollout_complete)
+    await create_hexo(kube_admin, name)
     return name
 
 
@@ -159,34 +142,30 @@ async def test_history_status_pause_resume_and_audit_trail(
     await bots.start(audit_log=audit)
     channel = slack_sim.channels["releases"]
     await release(slack_sim, "hexo v2.0")
-    await run(slack_sim, "alice", "hexo v3.0 --canary")
+    await command(slack_sim, "alice", "hexo v3.0 --canary")
     card = await wait_card(slack_sim, "Promote")
-    player = slack_sim.player()
-    try:
-        await player.click("bob", card, "release:rollback")
-    finally:
-        await player.close()
+    assert await click(slack_sim, "bob", card, "release:rollback") == 200
     await wait_card(slack_sim, "Rolled back")
 
-    await run(slack_sim, "bob", "history hexo")
+    await command(slack_sim, "bob", "history hexo")
     text = await wait_ephemeral(slack_sim, "bob", "Revisions of hexo")
     lines = [line for line in text.splitlines() if line.startswith("`")]
     assert [line.split("`")[1] for line in lines] == ["4", "3", "1"]  # v2.0 came back as revision 4
     assert "release-bot: alice" in text
     assert "running" in lines[0]
 
-    await run(slack_sim, "bob", "history hexo --revision 1")
+    await command(slack_sim, "bob", "history hexo --revision 1")
     detail = await wait_ephemeral(slack_sim, "bob", "revision 1")
     assert "Differs from the running template" in detail
     assert "v1.0" in detail and "v2.0" in detail
 
-    await run(slack_sim, "bob", "status hexo")
+    await command(slack_sim, "bob", "status hexo")
     status = await wait_ephemeral(slack_sim, "bob", "Replicas:")
     assert "nginx:v2.0" in status and "desired 6" in status and "rolled back" in status
 
-    await run(slack_sim, "mallory", "pause hexo")
+    await command(slack_sim, "mallory", "pause hexo")
     await wait_ephemeral(slack_sim, "mallory", "not allowed")
-    await run(slack_sim, "alice", "pause hexo")
+    await command(slack_sim, "alice", "pause hexo")
     await slack_sim.wait_for(
         lambda: any("paused the rollout" in m.get("text", "") for m in slack_sim.history(channel))
     )
@@ -194,7 +173,7 @@ async def test_history_status_pause_resume_and_audit_trail(
         kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")["spec"]["paused"]
         is True
     )
-    await run(slack_sim, "alice", "resume hexo")
+    await command(slack_sim, "alice", "resume hexo")
     await slack_sim.wait_for(
         lambda: any("resumed the rollout" in m.get("text", "") for m in slack_sim.history(channel))
     )
@@ -205,7 +184,9 @@ async def test_history_status_pause_resume_and_audit_trail(
     # Audit: JSON lines and Kubernetes Events that outlive the channel.
     entries = [json.loads(line) for line in audit.read_text().splitlines()]
     actions = {(e["action"], e["actor_name"]) for e in entries}
-    assert {("release", "alice"), ("rollback", "bob"), ("pause", "alice"), ("resume", "alice")} <= actions
+    assert {("release", "alice"), ("rollback", "bob"), ("pause", "alice"), ("resume", "alice")} <= actions, (
+        entries
+    )
     assert any(e["action"].startswith("refused") and e["actor_name"] == "mallory" for e in entries)
     assert all(e["namespace"] == bots.namespace and e["app"] == "hexo" for e in entries)
     assert any(e["card"].startswith("https://") for e in entries)
@@ -220,7 +201,7 @@ async def test_rollback_of_a_paused_deployment_resumes_it_and_is_refused_during_
 ) -> None:
     await bots.start()
     await release(slack_sim, "hexo v2.0")
-    await run(slack_sim, "alice", "pause hexo")
+    await command(slack_sim, "alice", "pause hexo")
     await slack_sim.wait_for(
         lambda: kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")["spec"].get(
             "paused"
@@ -231,8 +212,8 @@ async def test_rollback_of_a_paused_deployment_resumes_it_and_is_refused_during_
     assert not dep["spec"].get("paused")
     assert pods_by_image(control_plane, bots.namespace) == {"v1.0": 6}
 
-    await run(slack_sim, "alice", "hexo v3.0 --canary")
+    await command(slack_sim, "alice", "hexo v3.0 --canary")
     await wait_card(slack_sim, "Promote")
-    await run(slack_sim, "bob", "rollback hexo --to-revision 1")
+    await command(slack_sim, "bob", "rollback hexo --to-revision 1")
     refused = await wait_ephemeral(slack_sim, "bob", "is running")
     assert "Rollback on its card" in refused
