@@ -122,7 +122,7 @@ async def serve(
             lease_seconds=settings.lease_seconds,
             audit=Auditor(kube, settings.audit_log, metrics=metrics),
         )
-        bolt = build_app(client, settings.slack_signing_secret.get_secret_value(), engine, catalog)
+        bolt, handlers = build_app(client, settings.slack_signing_secret.get_secret_value(), engine, catalog)
         web_app = build_web_app(bolt, metrics)
         socket = SocketMode(bolt, app_token(settings), client, metrics) if socket_mode else None
         runner = web.AppRunner(web_app, access_log=None)
@@ -152,6 +152,7 @@ async def serve(
         finally:
             if socket is not None:
                 await socket.stop()
+            await handlers.drain(settings.drain_seconds)
             await engine.stop(settings.drain_seconds)
             await reporter.close()
             await runner.cleanup()

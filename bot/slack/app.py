@@ -30,15 +30,23 @@ def web_client(token: str, session: aiohttp.ClientSession, api_url: str | None) 
     )
 
 
-def build_app(client: AsyncWebClient, signing_secret: str, engine: Engine, catalog: Catalog) -> AsyncApp:
+def build_app(
+    client: AsyncWebClient, signing_secret: str, engine: Engine, catalog: Catalog
+) -> tuple[AsyncApp, Handlers]:
+    """The Bolt app and the handlers that own the work done after each ack (drain them on shutdown).
+
+    process_before_response=True: Bolt runs each listener inline and answers when it returns. The
+    listeners ack and hand everything else to tasks of their own, so the answer leaves at once (with
+    False Bolt polls for the ack every 10 ms and runs listeners in untracked tasks)."""
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,
         request_verification_enabled=True,
-        process_before_response=False,
+        process_before_response=True,
     )
-    Handlers(engine, catalog, client).register(app)
-    return app
+    handlers = Handlers(engine, catalog, client)
+    handlers.register(app)
+    return app, handlers
 
 
 def bolt_request(raw_body: str, query: str, headers: dict[str, str | Sequence[str]]) -> AsyncBoltRequest:

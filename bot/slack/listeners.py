@@ -7,6 +7,7 @@ verbatim, anything else gets an error id that is also in the log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -66,6 +67,7 @@ class Handlers:
         self.catalog = catalog
         self.client = client
         self.groups = Groups(client)
+        self._tasks: set[asyncio.Task[None]] = set()  # work after the ack, answered privately
 
     def register(self, app: AsyncApp) -> None:
         app.command("/release")(self.on_command)
@@ -81,8 +83,21 @@ class Handlers:
         except SlackApiError as e:
             log.warning("ephemeral answer to %s failed: %s", user, e.response.get("error"))
 
-    async def _guard(self, channel: str, user: str, work: Callable[[], Awaitable[Answer | None]]) -> None:
-        """Run the work after the ack; whatever happens, the person gets an answer."""
+    def _after_ack(self, channel: str, user: str, work: Callable[[], Awaitable[Answer | None]]) -> None:
+        """Run the work in a task of ours once the ack has gone out; whatever happens, the person gets
+        an answer. The tasks are tracked and drained on shutdown."""
+        task = asyncio.create_task(self._answering(channel, user, work), name=f"after-ack:{user}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> None:
+        """Let answers in progress finish (up to `timeout` seconds), then cancel the rest."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+    async def _answering(self, channel: str, user: str, work: Callable[[], Awaitable[Answer | None]]) -> None:
         answer: Answer | None
         try:
             answer = await work()
@@ -128,7 +143,7 @@ class Handlers:
         await ack()
         user_id, channel_id = body["user_id"], body["channel_id"]
         actor = Actor(id=user_id, name=body.get("user_name") or user_id)
-        await self._guard(channel_id, user_id, lambda: self._command(intent, actor, channel_id, body))
+        self._after_ack(channel_id, user_id, lambda: self._command(intent, actor, channel_id, body))
 
     async def _command(
         self, intent: intents.Intent, actor: Actor, channel_id: str, body: dict[str, Any]
@@ -192,7 +207,7 @@ class Handlers:
         user_id = user.get("id", "")
         channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
         actor = Actor(id=user_id, name=user.get("username") or user.get("name") or user_id)
-        await self._guard(channel_id, user_id, lambda: self._click(action, actor, channel_id))
+        self._after_ack(channel_id, user_id, lambda: self._click(action, actor, channel_id))
 
     async def on_undo_click(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -217,7 +232,7 @@ class Handlers:
             await self.engine.begin_undo(app, target, actor, channel_id, channel.get("name", ""), seen)
             return None
 
-        await self._guard(channel_id, user_id, work)
+        self._after_ack(channel_id, user_id, work)
 
     async def _click(self, action: dict[str, Any], actor: Actor, channel_id: str) -> str | None:
         try:
