@@ -165,3 +165,18 @@ async def test_click_on_another_replica_and_after_restart(
 async def start_canary_on(bots: Bots, sim: SlackSimulator, url: str) -> dict:  # type: ignore[type-arg]
     await command(sim, "alice", "hexo v2.0 --canary", bot_url=url)
     return await wait_card(sim, "Promote")
+
+
+async def test_analysis_window_refuses_an_early_promote_then_promotes_by_itself(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    card = await start_canary(
+        bots, slack_sim, extra={"canary": {"analysis_minutes": 0.1, "auto_promote": True}}
+    )
+    assert await click(slack_sim, "bob", card, "release:promote") == 200
+    refused = await wait_ephemeral(slack_sim, "bob", "must stay healthy")
+    assert "0.1 min" in refused
+    final = await wait_card(slack_sim, "Succeeded", timeout=60)
+    thread = slack_sim.replies(slack_sim.channels["releases"], final["ts"])
+    assert any("Auto-promote" in m.get("text", "") for m in thread)
+    assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}

@@ -152,3 +152,26 @@ async def test_forged_and_stale_signatures_are_refused(
     assert stale.status == 401
     assert generation(control_plane, bots.namespace) == before
     assert card_of(slack_sim, slack_sim.channels["releases"]) is None
+
+
+async def test_release_right_through_a_user_group(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    group = slack_sim.usergroups["release-managers"]  # alice is a member, bob is not
+    bob = slack_sim.users["bob"]
+    rules = {"release": {"usergroups": [group]}, "promote": {"users": [bob]}, "rollback": {"users": [bob]}}
+    await bots.start(extra={"permissions": rules})
+    await command(slack_sim, "bob", "hexo v2.0")
+    await wait_ephemeral(slack_sim, "bob", "not allowed to release")
+    await command(slack_sim, "alice", "hexo v2.0")
+    await wait_card(slack_sim, "Succeeded")
+    assert any(c.params.get("usergroup") == group for c in slack_sim.calls_to("usergroups.users.list"))
+
+
+async def test_release_only_from_the_apps_channels(bots: Bots, slack_sim: SlackSimulator) -> None:
+    alice = slack_sim.users["alice"]
+    await bots.start(extra={"permissions": {"release": {"users": [alice], "channels": ["C0ELSEWHERE"]}}})
+    await command(slack_sim, "alice", "hexo v2.0")
+    text = await wait_ephemeral(slack_sim, "alice", "release channels")
+    assert "hexo" in text
+    assert card_of(slack_sim, slack_sim.channels["releases"]) is None

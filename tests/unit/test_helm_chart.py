@@ -352,3 +352,15 @@ def test_schema_accepts_the_defaults_and_a_full_example() -> None:
                 extraEnv=[{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
             )
         )
+
+
+def test_socket_mode_runs_serve_with_the_flag() -> None:
+    values = {
+        **SLACK_VALUES,
+        "catalog": catalog_for("devops"),
+        "slack": {**SLACK_VALUES["slack"], "socketMode": True, "appToken": "xapp-1-A-1-x"},
+    }
+    container = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["serve", "--socket-mode"]
+    default = one(render({**SLACK_VALUES, "catalog": catalog_for("devops")}), "Deployment")
+    assert default["spec"]["template"]["spec"]["containers"][0]["args"] == ["serve"]
