@@ -175,3 +175,16 @@ async def test_release_only_from_the_apps_channels(bots: Bots, slack_sim: SlackS
     text = await wait_ephemeral(slack_sim, "alice", "release channels")
     assert "hexo" in text
     assert card_of(slack_sim, slack_sim.channels["releases"]) is None
+
+
+async def test_sigterm_hands_the_release_to_another_replica(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    first = await bots.start(instance="bot-a")
+    await bots.start(instance="bot-b")
+    await command(slack_sim, "alice", "hexo v2.0", bot_url=first.url)
+    card = await wait_card(slack_sim, "Rolling out")
+    assert await first.stop(signal.SIGTERM) == 0  # drains: hands its lease back and exits cleanly
+    final = await wait_card(slack_sim, "Succeeded", timeout=60)
+    assert final["ts"] == card["ts"]
+    assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
