@@ -61,6 +61,9 @@ class SlackReporter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._update(record, live, force=True)
+        if not record.active:  # nothing more will be shown for this release
+            self._sent.pop(record.id, None)
+            self._permalinks.pop(record.id, None)
 
     async def _update(self, record: Record, live: Live, *, force: bool = False) -> None:
         if not record.card_ts:
