@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     socket_mode = bool(getattr(args, "socket_mode", False))
     if socket_mode:
         app_token(settings)
+    elif settings.slack_signing_secret is None:
+        raise ConfigError(
+            "set SLACK_SIGNING_SECRET in the environment (HTTP mode verifies every request with it)"
+        )
     catalog = Catalog.load(settings.catalog)
     try:
         configure_logging()
@@ -122,8 +126,9 @@ async def serve(
             lease_seconds=settings.lease_seconds,
             audit=Auditor(kube, settings.audit_log, metrics=metrics),
         )
-        bolt, handlers = build_app(client, settings.slack_signing_secret.get_secret_value(), engine, catalog)
-        web_app = build_web_app(bolt, metrics)
+        secret = settings.slack_signing_secret
+        bolt, handlers = build_app(client, secret.get_secret_value() if secret else "", engine, catalog)
+        web_app = build_web_app(bolt, metrics, slack_events=secret is not None)
         socket = SocketMode(bolt, app_token(settings), client, metrics) if socket_mode else None
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()

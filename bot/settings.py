@@ -18,7 +18,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
     slack_bot_token: SecretStr = Field(description="xoxb- token for the Web API")
-    slack_signing_secret: SecretStr = Field(description="verifies every request Slack sends")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="verifies every request Slack sends over HTTP; required unless in Socket Mode",
+    )
     slack_api_url: str | None = Field(
         default=None, description="Web API base URL, e.g. a local simulator; default Slack's own"
     )

@@ -18,14 +18,16 @@ from bot.slack.app import bolt_request
 log = logging.getLogger(__name__)
 
 READY = web.AppKey("ready", list[bool])
-ACK_TIMES = web.AppKey("ack_times", list[float])
 METRICS = web.AppKey("metrics", Metrics)
 
 
-def build_web_app(bolt: AsyncApp, metrics: Metrics | None = None) -> web.Application:
+def build_web_app(
+    bolt: AsyncApp, metrics: Metrics | None = None, *, slack_events: bool = True
+) -> web.Application:
+    """The aiohttp app. `slack_events=False` (Socket Mode without a signing secret) leaves
+    /slack/events out: without a secret no HTTP request from Slack could be verified."""
     app = web.Application(client_max_size=1 << 20)
     app[READY] = [False]
-    app[ACK_TIMES] = []
     app[METRICS] = metrics if metrics is not None else Metrics()
 
     async def events(request: web.Request) -> web.StreamResponse:
@@ -34,9 +36,6 @@ def build_web_app(bolt: AsyncApp, metrics: Metrics | None = None) -> web.Applica
         bolt_req = bolt_request(raw, request.query_string, {k: v for k, v in request.headers.items()})
         resp = await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
         elapsed = time.perf_counter() - started
-        times = app[ACK_TIMES]
-        times.append(elapsed)
-        del times[:-1000]
         app[METRICS].ack("http", payload_kind(bolt_req.body), elapsed)
         return resp
 
@@ -50,7 +49,8 @@ def build_web_app(bolt: AsyncApp, metrics: Metrics | None = None) -> web.Applica
     async def metrics_page(_: web.Request) -> web.Response:
         return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
-    app.router.add_post("/slack/events", events)
+    if slack_events:
+        app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)

@@ -67,6 +67,13 @@ async def test_slash_command_is_answered_through_the_ack(bots: Bots, slack_sim: 
         async with http.get(f"http://127.0.0.1:{bot.port}/metrics") as resp:
             text = await resp.text()
     assert 'release_bot_ack_seconds_count{kind="slash_commands",mode="socket"} 1.0' in text
+    # no signing secret in Socket Mode: nothing could verify an HTTP request, so none is accepted
+    player = slack_sim.player(f"http://127.0.0.1:{bot.port}/slack/events")
+    try:
+        forged = await player.command("alice", "hexo v2.0")
+    finally:
+        await player.close()
+    assert forged.status == 404
 
     log = bot.log_path.read_text()
     for secret in (slack_sim.app_token, slack_sim.bot_token, slack_sim.signing_secret):
