@@ -161,10 +161,13 @@ class Catalog(_Model):
         for name, body in data["apps"].items():
             if not isinstance(body, dict):
                 raise ConfigError(f"catalog: app {name!r}: expected a mapping")
-            try:
-                apps[str(name)] = App.model_validate({**body, "name": name})
-            except ValidationError as e:
-                raise ConfigError(f"catalog: app {name!r}: {_describe(e)}") from e
+            for full, merged in _environments(str(name), body):
+                if full in apps:
+                    raise ConfigError(f"catalog: app {full!r} is defined twice")
+                try:
+                    apps[full] = App.model_validate({**merged, "name": full})
+                except ValidationError as e:
+                    raise ConfigError(f"catalog: app {full!r}: {_describe(e)}") from e
         return cls(apps=apps)
 
     @classmethod
@@ -183,6 +186,26 @@ class Catalog(_Model):
 
     def namespaces(self) -> set[str]:
         return {a.namespace for a in self.apps.values()}
+
+
+def _environments(name: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """An app with `environments:` becomes one app per environment, named `<app>-<env>`
+    (`/release hexo v2.0 --env prod` is `/release hexo-prod v2.0`): the app's fields, with each
+    environment's fields replacing them (e.g. its own namespace and stricter permissions)."""
+    envs = body.get("environments")
+    if envs is None:
+        return [(name, body)]
+    if not isinstance(envs, dict) or not envs:
+        raise ConfigError(f"catalog: app {name!r}: `environments` must map environment names to fields")
+    base = {k: v for k, v in body.items() if k != "environments"}
+    out = []
+    for env, fields in envs.items():
+        if not isinstance(fields, dict) or not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", str(env)):
+            raise ConfigError(
+                f"catalog: app {name!r}: environment {env!r} needs a lower-case name and a mapping"
+            )
+        out.append((f"{name}-{env}", {**base, **fields}))
+    return out
 
 
 def _describe(e: ValidationError) -> str:

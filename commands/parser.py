@@ -29,7 +29,7 @@ from commands.intents import (
 )
 
 USAGE = """\
-`/release <app> <version> [--rolling|--canary|--bluegreen]`  release a version
+`/release <app> <version> [--rolling|--canary|--bluegreen] [--env E]`  release a version
 `/release promote <app>`  next canary step, or switch traffic to green
 `/release rollback <app> [--to-revision N]`  go back to the previous (or a given) revision
 `/release abort <app>`  stop the running release and put the old version back
@@ -116,10 +116,12 @@ def parse(text: str, apps: Collection[str] | None = None) -> Intent:
             return Help()
         if word.startswith("-") and len(word) > 1:
             name, eq, value = word.partition("=")
-            if name in ("--to-revision", "--revision"):
+            if name in ("--to-revision", "--revision", "--env"):
                 if not eq:
                     if i + 1 >= len(words):
-                        raise UsageError(f"`{name}` needs a revision number, for example `{name} 3`.")
+                        what = "an environment" if name == "--env" else "a revision number"
+                        example = "prod" if name == "--env" else "3"
+                        raise UsageError(f"`{name}` needs {what}, for example `{name} {example}`.")
                     i += 1
                     value = words[i]
                 flags[name] = value
@@ -128,7 +130,8 @@ def parse(text: str, apps: Collection[str] | None = None) -> Intent:
             else:
                 raise UsageError(
                     f"Unknown option `{word}`. Options: `--rolling`, `--canary`, `--bluegreen` "
-                    "(releases), `--to-revision N` (rollback), `--revision N` (history). "
+                    "(releases), `--to-revision N` (rollback), `--revision N` (history), "
+                    "`--env E` (an app's environment). "
                     "Type `/release help` for more."
                 )
         else:
@@ -139,6 +142,7 @@ def parse(text: str, apps: Collection[str] | None = None) -> Intent:
 
 def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] | None) -> Intent:
     strategies = [f for f in flags if f in STRATEGY_FLAGS]
+    env = flags.pop("--env", None)
     if not args:
         if flags:
             raise UsageError("Which app? Type `/release <app> <version>`, for example `/release hexo v2.0`.")
@@ -154,7 +158,7 @@ def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] 
         if not rest:
             raise UsageError(f"`/release {verb}` needs an app. Type `/release {verb} <app>`.")
         _no_extra(verb, rest, 1)
-        app = _app(rest[0], apps)
+        app = _app(rest[0], apps, env)
         if verb == "history":
             return History(app=app, revision=_revision(flags.get("--revision"), "--revision"))
         if verb == "rollback":
@@ -169,7 +173,7 @@ def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] 
     if len(strategies) > 1:
         given = " and ".join(f"`{s}`" for s in strategies)
         raise UsageError(f"Choose one strategy: {given} were both given.")
-    app = _app(args[0], apps)
+    app = _app(args[0], apps, env)
     if len(rest) == 0:
         raise UsageError(
             f"`/release {app}` needs a version. Type `/release {app} <version>`, "
@@ -182,12 +186,21 @@ def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] 
     return Release(app=app, version=version, version_kind=kind, strategy=strategy)
 
 
-def _app(name: str, apps: Collection[str] | None) -> str:
+def _app(name: str, apps: Collection[str] | None, env: str | None = None) -> str:
+    """The catalog's name for `name` (in environment `env`: `<name>-<env>`), or a UsageError."""
     if not APP_RE.fullmatch(name):
         raise UsageError(
             f"`{name}` is not an app name. Type `/release apps` to see the apps you can release."
         )
+    if env is not None:
+        if not APP_RE.fullmatch(env):
+            raise UsageError(f"`{env}` is not an environment name (for example `--env prod`).")
+        name = f"{name}-{env}"
     if apps is not None and name not in apps:
+        envs = sorted(a.removeprefix(f"{name}-") for a in apps if a.startswith(f"{name}-"))
+        if envs and env is None:
+            options = ", ".join(f"`--env {e}`" for e in envs)
+            raise UsageError(f"`{name}` has several environments: add one of {options}.")
         close = difflib.get_close_matches(name, sorted(apps), n=1, cutoff=0.6)
         hint = f" Did you mean `{close[0]}`?" if close else ""
         raise UsageError(f"Unknown app `{name}`.{hint} Type `/release apps` to see the apps you can release.")

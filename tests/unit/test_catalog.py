@@ -319,3 +319,30 @@ def test_app_model_is_frozen() -> None:
     app = App.model_validate(hexo()["apps"]["hexo"] | {"name": "hexo"})
     with pytest.raises(ValueError, match="frozen"):
         app.namespace = "other"
+
+
+def test_environments_become_one_app_each_with_their_own_fields() -> None:
+    base = {
+        "namespace": "staging",
+        "deployment": "hexo",
+        "container": "hexo",
+        "image": "registry.sword.org/nginx",
+        "permissions": {"release": {"users": ["U0ALICE"]}},
+        "environments": {
+            "staging": {},
+            "prod": {"namespace": "prod", "permissions": {"release": {"users": ["U0BOSS"]}}},
+        },
+    }
+    catalog = Catalog.from_mapping({"apps": {"hexo": base}})
+    assert sorted(catalog.apps) == ["hexo-prod", "hexo-staging"]
+    assert catalog.apps["hexo-staging"].namespace == "staging"
+    assert catalog.apps["hexo-staging"].permissions.release.users == ("U0ALICE",)
+    assert catalog.apps["hexo-prod"].namespace == "prod"
+    assert catalog.apps["hexo-prod"].permissions.release.users == ("U0BOSS",)
+
+
+@pytest.mark.parametrize("envs", [{}, {"Prod": {}}, {"prod": "x"}])
+def test_bad_environments_are_refused(envs: object) -> None:
+    body = {"namespace": "d", "deployment": "h", "container": "h", "image": "r/h", "environments": envs}
+    with pytest.raises(ConfigError, match="environment"):
+        Catalog.from_mapping({"apps": {"hexo": body}})

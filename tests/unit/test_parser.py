@@ -463,3 +463,31 @@ def test_parse_structured_commands(
     order.shuffle(words)
     text = " ".join(words)
     _check(text, APPS if with_apps else None)
+
+
+ENV_APPS = frozenset({"hexo-staging", "hexo-prod", "web"})
+
+
+@pytest.mark.parametrize(
+    ("text", "app"),
+    [
+        ("hexo v2.0 --env prod", "hexo-prod"),
+        ("hexo-prod v2.0", "hexo-prod"),
+        ("status hexo --env staging", "hexo-staging"),
+        ("rollback hexo --env=prod --to-revision 2", "hexo-prod"),
+    ],
+)
+def test_env_flag_names_the_apps_environment(text: str, app: str) -> None:
+    intent = parse(text, apps=ENV_APPS)
+    assert isinstance(intent, Release | Status | Rollback)
+    assert intent.app == app
+
+
+def test_an_app_with_environments_needs_one() -> None:
+    message = usage("hexo v2.0", apps=ENV_APPS)
+    assert "`--env prod`" in message and "`--env staging`" in message
+
+
+def test_env_flag_needs_a_valid_name() -> None:
+    assert "needs an environment" in usage("hexo v2.0 --env")
+    assert "not an environment name" in usage("hexo v2.0 --env Prod!", apps=ENV_APPS)
