@@ -26,7 +26,6 @@ from bot.releases.record import Actor, Phase, Record, Request, new_id, setting, 
 from bot.releases.run import Reporter, Run
 from bot.releases.store import Leases, Store, Stored
 from bot.slack import cards
-from bot.slack.cards import stale_card
 from commands.intents import Release, Strategy, VersionKind
 
 log = logging.getLogger(__name__)
@@ -103,34 +102,26 @@ class Engine:
         try:
             return self.catalog.apps[name]
         except KeyError:
-            raise UserError(f"Unknown app `{name}`. Type `/release apps`.") from None
+            raise UserError(cards.unknown_app(name)) from None
 
     async def begin(self, intent: Release, actor: Actor, channel_id: str, channel_name: str) -> Record:
         app = self.app(intent.app)
         strategy = intent.strategy or app.default_strategy
         if strategy not in app.strategies:
-            allowed = ", ".join(f"`--{s.value}`" for s in app.strategies)
-            raise UserError(f"`{app.name}` cannot be released with `--{strategy.value}`; allowed: {allowed}.")
-        if strategy not in STRATEGIES:
-            raise UserError(f"`--{strategy.value}` releases are not available yet.")
+            raise UserError(cards.strategy_not_allowed(app, strategy))
         full = intent.version_kind is VersionKind.IMAGE
         if full and not app.allow_image_override:
-            raise UserError(
-                f"`{app.name}` takes a version (an image tag such as `v2.0`), not a full image reference; "
-                f"its image is `{app.image}`."
-            )
+            raise UserError(cards.no_image_override(app))
         plan = await self._bluegreen_precheck(app, intent) if strategy is Strategy.BLUEGREEN else None
         dep = plan.blue if plan else await self._deployment(app)
         from_image = health.container_image(dep, app.container)
         if from_image is None:
-            raise UserError(f"Deployment `{dep['metadata']['name']}` has no container `{app.container}`.")
+            raise UserError(cards.no_container(dep["metadata"]["name"], app.container))
         if strategy is Strategy.CANARY and not dep["spec"].get("replicas", 1):
-            raise UserError(
-                f"`{dep['metadata']['name']}` is scaled to 0: there is nothing to run a canary beside."
-            )
+            raise UserError(cards.canary_of_nothing(dep["metadata"]["name"]))
         to_image = app.image_for(intent.version, full_reference=full)
         if from_image == to_image and not dep["spec"].get("paused"):
-            raise UserError(f"`{app.name}` already runs `{intent.version}`.")
+            raise UserError(cards.already_runs(app.name, intent.version))
         now = utcnow()
         record = Record(
             id=new_id(app.name, now),
@@ -172,17 +163,14 @@ class Engine:
         rs = await self.kube.replica_sets(dep)
         plan = undo(dep, rs, to_revision, unpause=True)
         if plan.noop:
-            raise UserError(f"`{app.name}` already runs the template of revision {plan.revision}.")
+            raise UserError(cards.already_runs_revision(app.name, plan.revision))
         return dep, next(r for r in revisions(rs) if r.number == plan.revision)
 
     async def preview_undo(self, app: App, to_revision: int | None) -> tuple[int, Revision, str, bool]:
         """(current revision, target revision, current version, paused) for the confirmation question."""
         stored = await self.store.get(app.namespace, app.name)
         if stored is not None and stored.record.active:
-            raise Conflict(
-                f"A release of `{app.name}` is running ({stored.record.phase.value}): use Rollback on its card, "
-                f"or `/release rollback {app.name}` without a revision."
-            )
+            raise Conflict(cards.undo_while_releasing(stored.record))
         dep, target = await self._undo_target(app, to_revision)
         current = health.container_image(dep, app.container) or ""
         return health.revision(dep), target, health.version_of(current), bool(dep["spec"].get("paused"))
@@ -201,9 +189,7 @@ class Engine:
         dep, target = await self._undo_target(app, to_revision)
         current = health.revision(dep)
         if seen is not None and current != seen:
-            raise Conflict(
-                f"`{app.name}` changed since you asked (now at revision {current}); run the rollback command again."
-            )
+            raise Conflict(cards.undo_offer_stale(app.name, current))
         from_image = health.container_image(dep, app.container) or ""
         to_image = health.container_image(target.template, app.container) or ""
         now = utcnow()
@@ -233,13 +219,10 @@ class Engine:
         """`kubectl rollout pause|resume`, refused while a release of the app is being driven."""
         stored = await self.store.get(app.namespace, app.name)
         if stored is not None and stored.record.active:
-            raise Conflict(
-                f"A release of `{app.name}` is running ({stored.record.phase.value}): use its card's buttons, "
-                f"or `/release rollback {app.name}`."
-            )
+            raise Conflict(cards.pause_while_releasing(stored.record))
         dep = await self._deployment(app)
         if bool(dep["spec"].get("paused")) == paused:
-            raise UserError(f"`{app.name}` is already {'paused' if paused else 'running (not paused)'}.")
+            raise UserError(cards.already_paused(app.name, paused))
         name = dep["metadata"]["name"]
         await self.kube.patch_deployment(app.namespace, name, {"spec": {"paused": paused}})
         verb = "pause" if paused else "resume"
@@ -266,7 +249,7 @@ class Engine:
         try:
             return await self.kube.deployment(app.namespace, app.deployment)
         except NotFound:
-            raise UserError(f"Deployment `{app.namespace}/{app.deployment}` does not exist.") from None
+            raise UserError(cards.no_deployment(app)) from None
 
     async def status(self, app: App) -> tuple[dict[str, Any], Stored | None]:
         """The app's Deployment as it is now and its current (or last) release record."""
@@ -286,19 +269,13 @@ class Engine:
             if seen is not None:
                 release_id, phase, step = seen
                 if record.id != release_id:
-                    raise Conflict(
-                        f"That card is for an earlier release of `{app.name}` ({release_id}); "
-                        f"the current one is {record.id} ({record.phase.value})."
-                    )
+                    raise Conflict(cards.card_of_earlier_release(record, release_id))
                 if (record.phase.value, record.step) != (phase, step) or record.request is not None:
-                    raise Conflict(stale_card(record))
+                    raise Conflict(cards.stale_card(record))
             if request is Request.PROMOTE and record.phase is Phase.CANARY and app.canary.analysis_minutes:
                 left = app.canary.analysis_minutes * 60 - (utcnow() - record.phase_since).total_seconds()
                 if left > 0:
-                    raise Conflict(
-                        f"The canary of `{app.name}` must stay healthy for {app.canary.analysis_minutes:g} min "
-                        f"before Promote; {int(left)} s to go."
-                    )
+                    raise Conflict(cards.promote_too_early(app, left))
             return record.with_request(request, actor)
 
         stored = await self.store.update(app.namespace, app.name, change)

@@ -22,6 +22,7 @@ from typing import Any
 from bot.errors import Conflict
 from bot.kube.client import Kube, KubeConflict, Obj
 from bot.releases.record import Record
+from bot.slack import cards
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "release-bot"}
 APP_LABEL = "release-bot.io/app"
@@ -70,12 +71,12 @@ class Store:
         for _ in range(5):
             current = await self.get(namespace, app)
             if current is None:
-                raise Conflict(f"There is no release of `{app}` to change.")
+                raise Conflict(cards.no_release(app))
             try:
                 return await self.put(change(current.record), current.resource_version)
             except KubeConflict:
                 continue
-        raise Conflict(f"The release of `{app}` is changing too fast; try again.")
+        raise Conflict(cards.release_too_busy(app))
 
     async def active(self, namespace: str) -> list[Stored]:
         cms = await self.kube.configmaps(namespace, f"{ACTIVE_LABEL}=true")
@@ -83,13 +84,7 @@ class Store:
 
     @staticmethod
     def _busy(current: Stored | None) -> Conflict:
-        if current is None:
-            return Conflict("Another release started at the same moment; try again.")
-        r = current.record
-        return Conflict(
-            f"`{r.app}` is already being released: {r.to_version} ({r.strategy.value}) by {r.requester.name}, "
-            f"{r.phase.value}. Wait for it to finish, or roll it back."
-        )
+        return Conflict(cards.app_busy(current.record if current else None))
 
 
 def _encode(record: Record, resource_version: str | None) -> Obj:

@@ -17,6 +17,7 @@ from bot.releases.health import progress as progress_of
 from bot.releases.health import revision as revision_of
 from bot.releases.history import Revision, template_diff
 from bot.releases.record import Phase, Record, Request, describe_phase
+from commands.intents import Strategy
 from commands.parser import USAGE
 
 Block = dict[str, Any]
@@ -337,6 +338,98 @@ def not_yet(kind: str) -> str:
 
 def accepted(record: Record) -> str:
     return f":rocket: Releasing `{esc(record.app)}` `{esc(record.to_version)}` ({esc(record.strategy.value)}): follow the card in this channel."
+
+
+# --- Refusals raised by the engine (plain text: escaped where they are shown) ----------------------
+
+
+def unknown_app(name: str) -> str:
+    return f"Unknown app `{name}`. Type `/release apps`."
+
+
+def strategy_not_allowed(app: App, strategy: Strategy) -> str:
+    allowed = ", ".join(f"`--{s.value}`" for s in app.strategies)
+    return f"`{app.name}` cannot be released with `--{strategy.value}`; allowed: {allowed}."
+
+
+def no_image_override(app: App) -> str:
+    return (
+        f"`{app.name}` takes a version (an image tag such as `v2.0`), not a full image reference; "
+        f"its image is `{app.image}`."
+    )
+
+
+def no_container(deployment: str, container: str) -> str:
+    return f"Deployment `{deployment}` has no container `{container}`."
+
+
+def no_deployment(app: App) -> str:
+    return f"Deployment `{app.namespace}/{app.deployment}` does not exist."
+
+
+def canary_of_nothing(deployment: str) -> str:
+    return f"`{deployment}` is scaled to 0: there is nothing to run a canary beside."
+
+
+def already_runs(app: str, version: str) -> str:
+    return f"`{app}` already runs `{version}`."
+
+
+def already_runs_revision(app: str, revision: int) -> str:
+    return f"`{app}` already runs the template of revision {revision}."
+
+
+def undo_while_releasing(record: Record) -> str:
+    return (
+        f"A release of `{record.app}` is running ({record.phase.value}): use Rollback on its card, "
+        f"or `/release rollback {record.app}` without a revision."
+    )
+
+
+def undo_offer_stale(app: str, current: int) -> str:
+    return f"`{app}` changed since you asked (now at revision {current}); run the rollback command again."
+
+
+def pause_while_releasing(record: Record) -> str:
+    return (
+        f"A release of `{record.app}` is running ({record.phase.value}): use its card's buttons, "
+        f"or `/release rollback {record.app}`."
+    )
+
+
+def already_paused(app: str, paused: bool) -> str:
+    return f"`{app}` is already {'paused' if paused else 'running (not paused)'}."
+
+
+def card_of_earlier_release(record: Record, release_id: str) -> str:
+    return (
+        f"That card is for an earlier release of `{record.app}` ({release_id}); "
+        f"the current one is {record.id} ({record.phase.value})."
+    )
+
+
+def promote_too_early(app: App, seconds_left: float) -> str:
+    return (
+        f"The canary of `{app.name}` must stay healthy for {app.canary.analysis_minutes:g} min "
+        f"before Promote; {int(seconds_left)} s to go."
+    )
+
+
+def no_release(app: str) -> str:
+    return f"There is no release of `{app}` to change."
+
+
+def release_too_busy(app: str) -> str:
+    return f"The release of `{app}` is changing too fast; try again."
+
+
+def app_busy(record: Record | None) -> str:
+    if record is None:
+        return "Another release started at the same moment; try again."
+    return (
+        f"`{record.app}` is already being released: {record.to_version} ({record.strategy.value}) by "
+        f"{record.requester.name}, {record.phase.value}. Wait for it to finish, or roll it back."
+    )
 
 
 def stale_card(record: Record) -> str:
