@@ -57,6 +57,7 @@ class Engine:
         self.audit = audit
         self.lease_seconds = lease_seconds
         self._drivers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._again: set[tuple[str, str]] = set()  # asked for while their driver was finishing
         self._janitor: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -285,14 +286,25 @@ class Engine:
     # --- driving -----------------------------------------------------------------------------------
 
     def ensure_driver(self, namespace: str, app: str) -> None:
+        """Make sure this app's release is being driven. If this process's driver is just finishing,
+        it starts again afterwards (so a release asked for in that moment is not left waiting)."""
         key = (namespace, app)
-        if self._stopping or (key in self._drivers and not self._drivers[key].done()):
+        if self._stopping:
+            return
+        running = self._drivers.get(key)
+        if running is not None and not running.done():
+            self._again.add(key)
             return
         task = asyncio.create_task(self._drive(namespace, app), name=f"release:{namespace}/{app}")
         self._drivers[key] = task
-        task.add_done_callback(
-            lambda t: self._drivers.pop(key, None) if self._drivers.get(key) is t else None
-        )
+        task.add_done_callback(lambda t: self._driver_done(key, t))
+
+    def _driver_done(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._drivers.get(key) is task:
+            del self._drivers[key]
+        if key in self._again:
+            self._again.discard(key)
+            self.ensure_driver(*key)
 
     async def _drive(self, namespace: str, app_name: str) -> None:
         if not await self.leases.acquire(namespace, app_name):
@@ -334,7 +346,6 @@ class Engine:
                 record = (await self.store.update(namespace, app_name, setting(card_ts=ts))).record
                 await self.reporter.note(record, cards.milestone_started(record, app))
             if not record.active:
-                await self.reporter.final(record, health.Live(now=utcnow()))
                 return
             drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy]
             async with Run(self.kube, self.store, self.reporter, self.audit, app, record) as run:
@@ -342,8 +353,7 @@ class Engine:
                 final = run.record
                 live = run.live()
             await self.reporter.final(final, live)
-            if not final.active:
-                return
+            # and look again: a request on this record, or the app's next release, may be waiting
 
 
 __all__ = ["Engine", "Phase"]

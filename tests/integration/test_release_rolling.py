@@ -9,7 +9,7 @@ from kubernetes_asyncio import client
 
 from sandbox.controlplane.launcher import ClusterInfo
 from sandbox.slack import SlackSimulator
-from tests.fixtures.bot import Bots, card_text, kubectl, wait_card
+from tests.fixtures.bot import Bots, card_text, kubectl, thread_with, wait_card
 
 pytestmark = __import__("pytest").mark.integration
 
@@ -44,6 +44,6 @@ async def test_rolling_release_end_to_end(
     text = card_text(card)
     assert "v1.0" in text and "v2.0" in text and "rolling" in text
     assert slack_sim.users["alice"] in text
-    thread = slack_sim.replies(slack_sim.channels["releases"], card["ts"])
-    words = " ".join(m.get("text", "") for m in thread[1:])
-    assert "started releasing" in words and "now runs" in words
+
+    words = await thread_with(slack_sim, card, "now runs")
+    assert "started releasing" in words

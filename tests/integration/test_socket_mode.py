@@ -17,7 +17,15 @@ import pytest
 
 from sandbox.controlplane.launcher import ClusterInfo
 from sandbox.slack import SlackPlayer, SlackSimulator
-from tests.fixtures.bot import BotProcess, Bots, card_text, kubectl_json, pods_by_image, wait_card
+from tests.fixtures.bot import (
+    BotProcess,
+    Bots,
+    card_text,
+    kubectl_json,
+    pods_by_image,
+    thread_with,
+    wait_card,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -92,9 +100,8 @@ async def test_rolling_release_to_success_over_socket_mode(
     assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
     text = card_text(card)
     assert "v1.0" in text and "v2.0" in text and "rolling" in text
-    thread = slack_sim.replies(slack_sim.channels["releases"], card["ts"])
-    words = " ".join(m.get("text", "") for m in thread[1:])
-    assert "started releasing" in words and "now runs" in words
+    words = await thread_with(slack_sim, card, "now runs")
+    assert "started releasing" in words
 
 
 async def test_promote_click_over_socket_mode(
