@@ -131,12 +131,14 @@ class Kube:
         return r
 
     async def delete_deployment(self, ns: str, name: str) -> None:
+        """Delete in the foreground: the Deployment stays (with a deletionTimestamp) until its
+        ReplicaSets and pods are gone, so `wait_deployment_gone` means the pods are gone too."""
         await self.call(
             f"deployment {ns}/{name}",
             self.apps.delete_namespaced_deployment,
             name,
             ns,
-            body={"propagationPolicy": "Background"},
+            body={"propagationPolicy": "Foreground"},
         )
 
     async def replica_sets(self, deployment: Obj) -> list[Obj]:

@@ -408,10 +408,6 @@ async def _green_or_none(run: Run) -> Obj | None:
         return None
 
 
-def _no_live_pods(snap: Snapshot) -> bool | None:
-    return True if all(p["metadata"].get("deletionTimestamp") for p in snap.pods.values()) else None
-
-
 async def _create_green(run: Run) -> None:
     r = run.record
     ns, name = r.namespace, r.green or ""
@@ -436,7 +432,6 @@ async def _create_green(run: Run) -> None:
         await run.note(cards.milestone_bg_leftover(name, release_of(existing)))
         await run.kube.delete_deployment(ns, name)  # ours: green_action checked the mark
         await run.kube.wait_deployment_gone(ns, name, timeout=GONE_TIMEOUT)
-        await run.wait(_no_live_pods, timeout=GONE_TIMEOUT)
     if action != "reuse":
         try:
             await run.kube.create_deployment(ns, green_body(blue, r, run.app))
@@ -631,6 +626,10 @@ async def _retire_blue(run: Run) -> str:
     ours = is_ours(blue, r.app)
     if run.app.bluegreen.retire is Retire.DELETE and ours:
         await run.kube.delete_deployment(ns, name)
+        try:
+            await run.kube.wait_deployment_gone(ns, name, timeout=GONE_TIMEOUT)
+        except TimeoutError:
+            log.warning("blue %s/%s and its pods were not gone %s s after deletion", ns, name, GONE_TIMEOUT)
         return "deleted"
     replicas = blue.get("spec", {}).get("replicas", 1)
     if replicas:
@@ -672,7 +671,7 @@ async def _clean_up(run: Run) -> None:
         await run.kube.delete_deployment(ns, r.green or "")
         deleted = True
         try:
-            await run.wait(_no_live_pods, timeout=GONE_TIMEOUT)
+            await run.kube.wait_deployment_gone(ns, r.green or "", timeout=GONE_TIMEOUT)
         except TimeoutError:
             log.warning("green %s/%s pods still running %s s after its deletion", ns, r.green, GONE_TIMEOUT)
     elif green is not None:
