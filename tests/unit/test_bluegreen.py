@@ -4,7 +4,6 @@ the green Deployment's body, the Endpoints check, and the card's wording."""
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,12 +15,13 @@ from bot.catalog import App
 from bot.errors import UserError
 from bot.releases import bluegreen as bg
 from bot.releases.health import Live
-from bot.releases.record import Actor, Phase, Record
+from bot.releases.record import Phase, Record
 from bot.slack import cards
 from commands.intents import Strategy
 from sandbox import hexo
+from tests.unit.records import T0
+from tests.unit.records import record as base_record
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 OURS = {"app.kubernetes.io/managed-by": "release-bot"}
 
 
@@ -57,27 +57,16 @@ def deployment(name: str, version: str, *, replicas: int = 6, ours: bool = False
 
 def record(**changes: Any) -> Record:
     fields: dict[str, Any] = {
-        "id": "hexo-20240501-120000-abcd",
-        "app": "hexo",
-        "namespace": "devops",
-        "deployment": "hexo",
         "strategy": Strategy.BLUEGREEN,
-        "from_version": "v1.0",
-        "to_version": "v2.0",
-        "from_image": "registry.sword.org/nginx:v1.0",
-        "to_image": "registry.sword.org/nginx:v2.0",
-        "requester": Actor(id="U123", name="alice"),
         "channel_id": "C123",
         "channel_name": "releases",
-        "created_at": T0,
-        "phase_since": T0,
         "green": "hexo-v2.0",
         "selector": {"app": "hexo-server", "version": "v1.0"},
         "replicas": 6,
         "cpu_millis": 600,
         "memory_bytes": 384_000_000,
     }
-    return Record(**{**fields, **changes})
+    return base_record(**{**fields, **changes})
 
 
 # --- names and label values ------------------------------------------------------------------------

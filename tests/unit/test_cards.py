@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,32 +22,10 @@ from bot.releases.record import (
     new_id,
 )
 from bot.slack import cards
-from commands.intents import Strategy
 from commands.parser import USAGE
+from tests.unit.records import ALICE, T0, record
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-ALICE = Actor(id="U123", name="alice")
 HOSTILE = ("<!channel>", "<!here>", "<!everyone>", "<https://evil", "<@U999>", "<!subteam^S1>")
-
-
-def record(**changes: Any) -> Record:
-    fields: dict[str, Any] = {
-        "id": "hexo-20240501-120000-abcd",
-        "app": "hexo",
-        "namespace": "devops",
-        "deployment": "hexo",
-        "strategy": Strategy.CANARY,
-        "from_version": "v1.0",
-        "to_version": "v2.0",
-        "from_image": "registry.sword.org/nginx:v1.0",
-        "to_image": "registry.sword.org/nginx:v2.0",
-        "requester": ALICE,
-        "channel_id": "C1",
-        "created_at": T0,
-        "phase_since": T0,
-    }
-    fields.update(changes)
-    return Record(**fields)
 
 
 def progress(**changes: Any) -> Progress:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -23,11 +22,9 @@ from bot.releases.record import (
     new_id,
     setting,
 )
-from commands.intents import Strategy
 from commands.parser import APP_RE
+from tests.unit.records import ALICE, T0, record
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-ALICE = Actor(id="U123", name="alice")
 BOB = Actor(id="U456", name="bob")
 
 # The spec of which button or command each phase takes, written out independently of ACCEPTS.
@@ -49,26 +46,6 @@ PAST = {
     Request.ABORT: "aborted",
     Request.FINISH: "finished",
 }
-
-
-def record(**changes: Any) -> Record:
-    fields: dict[str, Any] = {
-        "id": "hexo-20240501-120000-abcd",
-        "app": "hexo",
-        "namespace": "devops",
-        "deployment": "hexo",
-        "strategy": Strategy.CANARY,
-        "from_version": "v1.0",
-        "to_version": "v2.0",
-        "from_image": "registry.sword.org/nginx:v1.0",
-        "to_image": "registry.sword.org/nginx:v2.0",
-        "requester": ALICE,
-        "channel_id": "C1",
-        "created_at": T0,
-        "phase_since": T0,
-    }
-    fields.update(changes)
-    return Record(**fields)
 
 
 def test_accepts_matches_the_spec() -> None:
