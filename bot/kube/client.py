@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -27,9 +30,21 @@ Obj = dict[str, Any]
 T = TypeVar("T")
 
 CHANGE_CAUSE = "kubernetes.io/change-cause"
-REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+# One API call (not a watch) gives up after this long: a hung apiserver must not hang a release.
+REQUEST_TIMEOUT_S = 20.0
+# Server-side length of one watch request; the stream re-opens it from the last resourceVersion.
+WATCH_SECONDS = 290
+# A watch connection that delivers nothing (not even the server closing it) for this long is dead.
+WATCH_READ_TIMEOUT_S = WATCH_SECONDS + 30.0
+# Backoff between attempts after a transport error: capped, with full jitter.
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+# Errors of the transport or of an overloaded/restarting server: worth trying again.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError, OSError)
+# ... and, inside a watch's body, a line cut in half.
+STREAM_ERRORS: tuple[type[BaseException], ...] = (*TRANSPORT_ERRORS, ValueError)
 
 
 class KubeError(InfraError):
@@ -40,6 +55,19 @@ class KubeError(InfraError):
 
 class NotFound(KubeError):
     pass
+
+
+class KubeUnavailable(KubeError):
+    """The API server could not be reached or answered 5xx/429: the facts we have may be stale."""
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt` (0-based) after a transport error: capped and jittered."""
+    return random.uniform(BACKOFF_MIN_S, min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**attempt))  # noqa: S311
+
+
+def transient_status(status: int | None) -> bool:
+    return status is not None and (status == 429 or status >= 500)
 
 
 class KubeConflict(Conflict):
@@ -54,6 +82,8 @@ def _translate(e: ApiException, what: str) -> Exception:
         return NotFound(f"{what}: not found", 404)
     if e.status == 409:
         return KubeConflict(f"{what}: changed by someone else ({message})")
+    if transient_status(e.status):
+        return KubeUnavailable(f"{what}: the API server answered {e.status} ({message})", e.status)
     return KubeError(f"{what}: {message or e.status}", e.status)
 
 
@@ -67,6 +97,8 @@ class Kube:
         self.coordination = client.CoordinationV1Api(api)
         self.requests = 0  # API requests made, for the benchmarks
         self.metrics: Metrics | None = None  # counts failed calls when set
+        # When the API server last stopped answering (None while it answers): cards say so.
+        self.unreachable_since: datetime | None = None
 
     @classmethod
     async def connect(cls, kubeconfig: Path | None = None) -> Kube:
@@ -77,6 +109,8 @@ class Kube:
             await config.load_kube_config(
                 config_file=str(kubeconfig) if kubeconfig else None, client_configuration=cfg
             )
+        # Watches hold a connection each for minutes: a pool big enough that they never starve writes.
+        cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 1000)
         return cls(client.ApiClient(configuration=cfg))
 
     async def close(self) -> None:
@@ -87,26 +121,39 @@ class Kube:
         if self.metrics is not None:
             self.metrics.kube_requests.labels(kind).inc()
 
+    def _reached(self) -> None:
+        self.unreachable_since = None
+
+    def _unreachable(self) -> None:
+        if self.unreachable_since is None:
+            self.unreachable_since = datetime.now(UTC)
+
+    def _failed(self, what: str, status: int | None) -> None:
+        if self.metrics is not None:
+            self.metrics.kube_error(what, status)
+        if status is None or transient_status(status):
+            self._unreachable()
+
     async def call(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-        """Call one API operation and return the raw JSON body as dicts."""
+        """Call one API operation and return the raw JSON body as dicts. Raises KubeUnavailable when
+        the server cannot be reached, does not answer within REQUEST_TIMEOUT_S, or answers 5xx/429."""
         self._count("call")
         try:
-            resp = await fn(*args, _preload_content=False, **kwargs)
-            async with resp:
-                body = await resp.read()
-                status = resp.status
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                resp = await fn(*args, _preload_content=False, **kwargs)
+                async with resp:
+                    body = await resp.read()
+                    status = resp.status
         except ApiException as e:
-            if self.metrics is not None:
-                self.metrics.kube_error(what, e.status)
+            self._failed(what, e.status)
             raise _translate(e, what) from e
-        except (TimeoutError, OSError) as e:
-            if self.metrics is not None:
-                self.metrics.kube_error(what, None)
-            raise KubeError(f"{what}: cannot reach the API server ({e})") from e
+        except TRANSPORT_ERRORS as e:
+            self._failed(what, None)
+            raise KubeUnavailable(f"{what}: cannot reach the API server ({e or type(e).__name__})") from e
         if not 200 <= status <= 299:
-            if self.metrics is not None:
-                self.metrics.kube_error(what, status)
+            self._failed(what, status)
             raise _translate(ApiException(status=status, reason=body.decode(errors="replace")), what)
+        self._reached()
         return json.loads(body) if body else {}
 
     # --- Deployments -------------------------------------------------------------------------------
@@ -205,50 +252,100 @@ class Kube:
         field_selector: str | None = None,
         label_selector: str | None = None,
     ) -> AsyncIterator[tuple[str, Obj]]:
-        """List, then watch, forever: every listed object comes as ADDED, then ("SYNCED", the listing),
-        then the watch's events. After 410 Gone (history compacted) it lists again and goes on."""
+        """List, then watch, forever, whatever the transport does.
+
+        Every listed object comes as ADDED, then ("SYNCED", the listing), then the watch's events. Any
+        transport error (refused or reset connections, incomplete payloads, TLS errors, timeouts, 5xx,
+        429) yields ("DOWN", {"error": text}) once and retries with capped, jittered backoff from the
+        last resourceVersion; ("UP", {}) says the watch is open again. 410 Gone (history compacted)
+        lists again. The stream only ends by cancellation."""
         selectors: dict[str, str] = {}
         if field_selector:
             selectors["field_selector"] = field_selector
         if label_selector:
             selectors["label_selector"] = label_selector
+        rv = ""
+        down = False
+        attempt = 0
         while True:
-            listing = await self.call(what, lister, **selectors)
-            for item in listing.get("items", []):
-                yield "ADDED", item
-            yield "SYNCED", listing
-            rv = listing["metadata"]["resourceVersion"]
-            while rv:
-                self._count("watch")
-                try:
-                    resp = await lister(
-                        resource_version=rv,
-                        watch=True,
-                        allow_watch_bookmarks=True,
-                        timeout_seconds=290,
-                        _preload_content=False,
-                        **selectors,
-                    )
-                except ApiException as e:
-                    if e.status == 410:
+            try:
+                if not rv:
+                    listing = await self.call(what, lister, **selectors)
+                    for item in listing.get("items", []):
+                        yield "ADDED", item
+                    down, attempt = False, 0
+                    yield "SYNCED", listing
+                    rv = listing["metadata"]["resourceVersion"]
+                async for kind, obj in self._watch_once(what, lister, rv, selectors):
+                    if kind == "OPEN":
+                        if down:
+                            down, attempt = False, 0
+                            yield "UP", {}
+                        continue
+                    if kind == "GONE":
+                        rv = ""
                         break
-                    raise _translate(e, what) from e
-                async with resp:
-                    if resp.status == 410:
-                        break
-                    if not 200 <= resp.status <= 299:
-                        raise _translate(ApiException(status=resp.status, reason=await resp.text()), what)
-                    async for line in resp.content:
-                        event = json.loads(line)
-                        kind, obj = event["type"], event["object"]
-                        if kind == "ERROR":
-                            if obj.get("code") == 410:
-                                rv = ""
-                                break
-                            raise KubeError(f"{what}: watch failed: {obj.get('message')}", obj.get("code"))
-                        rv = obj["metadata"]["resourceVersion"]
-                        if kind != "BOOKMARK":
-                            yield kind, obj
+                    rv = obj.get("metadata", {}).get("resourceVersion") or rv
+                    if kind != "BOOKMARK":
+                        yield kind, obj
+            except KubeError as e:
+                if not down:
+                    down = True
+                    yield "DOWN", {"error": str(e)}
+                if not isinstance(e, KubeUnavailable):
+                    log.warning("watch of %s failed (%s); retrying", what, e)
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+
+    async def _watch_once(
+        self, what: str, lister: Callable[..., Awaitable[Any]], rv: str, selectors: dict[str, str]
+    ) -> AsyncIterator[tuple[str, Obj]]:
+        """One watch request from `rv`: its events, ("OPEN", {}) once the server accepted it, and
+        ("GONE", {}) on 410. Transport errors become KubeUnavailable."""
+        self._count("watch")
+        try:
+            resp = await lister(
+                resource_version=rv,
+                watch=True,
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_SECONDS,
+                _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(total=None, sock_read=WATCH_READ_TIMEOUT_S),
+                **selectors,
+            )
+        except ApiException as e:
+            if e.status == 410:
+                yield "GONE", {}
+                return
+            self._failed(what, e.status)
+            raise _translate(e, what) from e
+        except TRANSPORT_ERRORS as e:
+            self._failed(what, None)
+            raise KubeUnavailable(f"{what}: cannot watch ({e or type(e).__name__})") from e
+        try:
+            async with resp:
+                if resp.status == 410:
+                    yield "GONE", {}
+                    return
+                if not 200 <= resp.status <= 299:
+                    self._failed(what, resp.status)
+                    raise _translate(ApiException(status=resp.status, reason=await resp.text()), what)
+                self._reached()
+                yield "OPEN", {}
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind, obj = event["type"], event["object"]
+                    if kind == "ERROR":
+                        if obj.get("code") == 410:
+                            yield "GONE", {}
+                            return
+                        raise KubeUnavailable(f"{what}: watch failed: {obj.get('message')}", obj.get("code"))
+                    yield kind, obj
+        except STREAM_ERRORS as e:
+            self._failed(what, None)
+            raise KubeUnavailable(f"{what}: watch broken ({e or type(e).__name__})") from e
 
     def deployment_events(self, ns: str, name: str) -> AsyncIterator[tuple[str, Obj]]:
         return self.stream(

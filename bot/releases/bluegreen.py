@@ -42,7 +42,7 @@ from bot.errors import Conflict, UserError
 from bot.kube.client import CHANGE_CAUSE, Kube, KubeConflict, NotFound, Obj
 from bot.releases import health, steps
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
-from bot.releases.run import Run, Snapshot
+from bot.releases.run import Outcome, Run, Snapshot
 from bot.releases.store import MANAGED_BY
 from bot.slack import cards
 
@@ -394,11 +394,13 @@ def _service_name(run: Run) -> str:
 async def _give_up(run: Run, reason: str, *, switched: bool = False) -> None:
     """Green cannot serve: never switch to it (or switch back), and delete it."""
     switched = switched or run.record.phase is Phase.SWITCHED
-    await run.note(cards.milestone_bg_failed(run.record, reason, switched=switched))
-    await run.audited("release", run.record.requester, f"failed: {reason}", warning=True)
     await run.save(
-        lambda rec: rec.consume_request().to(Phase.ROLLING_BACK, reason=reason).entry("cleanup", None, reason)
+        lambda rec: (
+            rec.consume_request().to(Phase.ROLLING_BACK, reason=reason).entry("cleanup", None, reason)
+        ),
+        note=cards.milestone_bg_failed(run.record, reason, switched=switched),
     )
+    await run.audited("release", run.record.requester, f"failed: {reason}", warning=True)
 
 
 async def _green_or_none(run: Run) -> Obj | None:
@@ -437,52 +439,56 @@ async def _create_green(run: Run) -> None:
             await run.kube.create_deployment(ns, green_body(blue, r, run.app))
         except KubeConflict:
             return  # created at the same moment (a second driver): look again
-    await run.save(lambda rec: rec.to(Phase.ROLLING_OUT).entry("started", rec.requester, f"green {name}"))
+    await run.save(
+        lambda rec: rec.to(Phase.ROLLING_OUT).entry("started", rec.requester, f"green {name}"),
+        note=cards.milestone_bg_green_created(r),
+    )
     await run.audited("release", r.requester, f"started: green {name} created")
-    await run.note(cards.milestone_bg_green_created(run.record))
 
 
 async def _await_green(run: Run) -> None:
     """Wait until every green pod is Ready, or the health gate or a request says otherwise."""
 
-    def verdict(snap: Snapshot) -> str | None:
+    def verdict(snap: Snapshot) -> Outcome | None:
         if snap.record.request in (Request.ROLLBACK, Request.ABORT):
-            return "request"
+            return Outcome("request")
         if snap.deployment is None or not steps.runs_new_template(snap):
             return None
         pods = run.live().new_pods
         if pods is not None and pods.fatal:
-            return f"{pods.fatal} ({pods.describe()})"
+            return Outcome("failed", f"{pods.fatal} ({pods.describe()})")
         p = health.progress(snap.deployment)
         if p.deadline_exceeded:
-            return steps.failure_reason(snap, p.deadline_exceeded)
+            return Outcome("failed", steps.failure_reason(snap, p.deadline_exceeded))
         if p.complete and pods is not None and pods.ready >= p.desired:
-            return "ready"
+            return Outcome("ready")
         return None
 
     deadline = run.app.progress_deadline_seconds + steps.SAFETY_MARGIN
     try:
         outcome = await run.wait(verdict, timeout=deadline)
     except TimeoutError:
-        outcome = f"green was not Ready within {int(deadline)} s"
-    if outcome == "request":
+        outcome = Outcome("failed", f"green was not Ready within {int(deadline)} s")
+    if outcome.kind == "request":
         await steps.take_request(run)
-    elif outcome == "ready":
-        await run.save(lambda rec: rec.to(Phase.AWAITING_SWITCH))
-        await run.note(cards.milestone_bg_green_ready(run.record, run.live().new_pods))
+    elif outcome.kind == "ready":
+        await run.save(
+            lambda rec: rec.to(Phase.AWAITING_SWITCH),
+            note=cards.milestone_bg_green_ready(run.record, run.live().new_pods),
+        )
     else:
-        await _give_up(run, outcome)
+        await _give_up(run, outcome.reason)
 
 
 async def _await_switch(run: Run) -> None:
     """Green is ready and idle: wait for Switch traffic or Abort, still watching green's health."""
 
-    def decision(snap: Snapshot) -> str | None:
+    def decision(snap: Snapshot) -> Outcome | None:
         if snap.record.request is not None:
-            return "request"
+            return Outcome("request")
         pods = run.live().new_pods
         if pods is not None and pods.fatal:
-            return f"{pods.fatal} ({pods.describe()})"
+            return Outcome("failed", f"{pods.fatal} ({pods.describe()})")
         return None
 
     while True:  # a decision has no deadline of its own; each wait does, and is re-armed
@@ -491,8 +497,8 @@ async def _await_switch(run: Run) -> None:
             break
         except TimeoutError:
             continue
-    if verdict != "request":
-        await _give_up(run, verdict)
+    if verdict.kind != "request":
+        await _give_up(run, verdict.reason)
     elif run.record.request is Request.PROMOTE:
         await _switch(run)
     else:
@@ -539,8 +545,10 @@ async def _switch(run: Run) -> None:
     r = run.record
     actor = r.request_by
     if _last_action(r) != "switch":
-        await run.save(lambda rec: rec.entry("switch", actor))
-        await run.note(cards.milestone_action("switch traffic", actor.id if actor else None))
+        await run.save(
+            lambda rec: rec.entry("switch", actor),
+            note=cards.milestone_action("switch traffic", actor.id if actor else None),
+        )
     started = time.monotonic()
     if not await _point_service(run, r.selector, green_selector(r)):
         await _give_up(run, "the Service's selector was changed by someone else before the switch")
@@ -551,39 +559,39 @@ async def _switch(run: Run) -> None:
         await _give_up(run, reason, switched=True)
         return
     seconds = time.monotonic() - started
-    await run.save(lambda rec: rec.consume_request().to(Phase.SWITCHED))
-    await run.audited("promote", actor, f"switched traffic to {r.green}")
     bg = run.app.bluegreen
-    await run.note(
-        cards.milestone_bg_switched(
-            run.record, _service_name(run), pods, seconds, bg.grace_seconds, bg.retire.value
-        )
+    await run.save(
+        lambda rec: rec.consume_request().to(Phase.SWITCHED),
+        note=lambda rec: cards.milestone_bg_switched(
+            rec, _service_name(run), pods, seconds, bg.grace_seconds, bg.retire.value
+        ),
     )
+    await run.audited("promote", actor, f"switched traffic to {r.green}")
 
 
 async def _await_finish(run: Run) -> None:
     """Traffic is on green; blue is kept for an instant rollback until Finish or the grace period."""
     app = run.app
 
-    def decision(snap: Snapshot) -> str | None:
+    def decision(snap: Snapshot) -> Outcome | None:
         if snap.record.request is not None:
-            return "request"
+            return Outcome("request")
         pods = run.live().new_pods
         if app.auto_rollback and pods is not None and pods.fatal:
-            return f"{pods.fatal} ({pods.describe()})"
+            return Outcome("failed", f"{pods.fatal} ({pods.describe()})")
         return None
 
     left = app.bluegreen.grace_seconds - (utcnow() - run.record.phase_since).total_seconds()
     try:
         verdict = await run.wait(decision, timeout=max(0.0, left))
     except TimeoutError:
-        verdict = "grace"
-    if verdict == "grace" or (verdict == "request" and run.record.request is Request.FINISH):
+        verdict = Outcome("grace")
+    if verdict.kind == "grace" or (verdict.kind == "request" and run.record.request is Request.FINISH):
         await _retire(run)
-    elif verdict == "request":
+    elif verdict.kind == "request":
         await steps.take_request(run)
     else:
-        await _give_up(run, verdict)
+        await _give_up(run, verdict.reason)
 
 
 async def _retire(run: Run) -> None:
@@ -600,19 +608,28 @@ async def _retire(run: Run) -> None:
             )
 
         try:
-            await run.save(lock)
+            await run.save(
+                lock, note=cards.milestone_action("finish", None, f"The grace period of {grace} is over.")
+            )
         except Conflict:
             return  # a click won the race: the next turn carries it out
-        await run.note(cards.milestone_action("finish", None, f"The grace period of {grace} is over."))
     elif _last_action(r) != "finish":
         actor = r.request_by
-        await run.save(lambda rec: rec.entry("finish", actor))
-        await run.note(cards.milestone_action("finish", actor.id if actor else None))
+        await run.save(
+            lambda rec: rec.entry("finish", actor),
+            note=cards.milestone_action("finish", actor.id if actor else None),
+        )
     how = await _retire_blue(run)
     actor = run.record.request_by if run.record.request_by != BOT else None
-    done = await run.save(lambda rec: rec.consume_request().to(Phase.SUCCEEDED))
-    elapsed = ((done.finished_at or done.phase_since) - done.created_at).total_seconds()
-    await run.note(cards.milestone_bg_retired(done, how, elapsed))
+
+    def elapsed_of(rec: Record) -> float:
+        return ((rec.finished_at or rec.phase_since) - rec.created_at).total_seconds()
+
+    done = await run.save(
+        lambda rec: rec.consume_request().to(Phase.SUCCEEDED),
+        note=lambda rec: cards.milestone_bg_retired(rec, how, elapsed_of(rec)),
+    )
+    elapsed = elapsed_of(done)
     await run.audited("release", actor or done.requester, f"succeeded in {elapsed:.1f} s; blue {how}")
 
 
@@ -659,8 +676,10 @@ async def _clean_up(run: Run) -> None:
         pods = await _endpoints_follow(run, r.selector)
         if pods is None:
             reason = f"the Service's endpoints did not list only blue's pods within {int(SWITCH_TIMEOUT)} s"
-            await run.save(lambda rec: rec.consume_request().to(Phase.FAILED, reason=reason))
-            await run.note(cards.milestone_failed(run.record, reason, auto_rollback=False))
+            await run.save(
+                lambda rec: rec.consume_request().to(Phase.FAILED, reason=reason),
+                note=cards.milestone_failed(run.record, reason, auto_rollback=False),
+            )
             return
         await run.note(cards.milestone_bg_switched_back(r, service, pods, time.monotonic() - started))
     elif current != r.selector:
@@ -677,8 +696,10 @@ async def _clean_up(run: Run) -> None:
     elif green is not None:
         await run.note(cards.milestone_bg_left_alone(r.green or ""))
     final = Phase.ABORTED if decided is not None and decided.action == "abort" else Phase.ROLLED_BACK
-    done = await run.save(lambda rec: rec.consume_request().to(final))
     who = decided.actor if decided is not None else None
-    await run.note(cards.milestone_bg_ended(done, who.id if who else None, green_deleted=deleted))
+    await run.save(
+        lambda rec: rec.consume_request().to(final),
+        note=lambda rec: cards.milestone_bg_ended(rec, who.id if who else None, green_deleted=deleted),
+    )
     action = "abort" if final is Phase.ABORTED else "rollback"
     await run.audited(action, who, f"{final.value}: traffic on {r.deployment} ({r.from_version})")

@@ -17,7 +17,7 @@ from datetime import timedelta
 from bot.catalog import App
 from bot.releases import health, steps
 from bot.releases.record import Phase, Request, setting, utcnow
-from bot.releases.run import Run, Snapshot
+from bot.releases.run import Outcome, Run, Snapshot
 from bot.slack import cards
 
 
@@ -72,21 +72,21 @@ async def _advance(run: Run) -> None:
         outcome = await steps.follow(run)
     else:
 
-        def reached(snap: Snapshot) -> steps.Outcome | None:
+        def reached(snap: Snapshot) -> Outcome | None:
             # New pods appear in the pod watch before the Deployment's status counts them: pause on
             # whichever shows the step reached first.
             p = health.progress(snap.deployment or {})
             new = run.live().new_pods
             created = new.pods if new else 0
             if steps.runs_new_template(snap) and (created >= target or (p.observed and p.updated >= target)):
-                return steps.Outcome("complete")
+                return Outcome("complete")
             return steps.rollout_outcome(snap)
 
         deadline = run.app.progress_deadline_seconds + steps.SAFETY_MARGIN
         try:
             outcome = await run.wait(reached, timeout=deadline)
         except TimeoutError:
-            outcome = steps.Outcome("failed", f"the canary step did not start within {int(deadline)} s")
+            outcome = Outcome("failed", f"the canary step did not start within {int(deadline)} s")
     if outcome.kind == "request":
         await steps.take_request(run)
     elif outcome.kind == "failed":
@@ -104,8 +104,9 @@ async def _advance(run: Run) -> None:
         await run.kube.patch_deployment(record.namespace, record.deployment, pause)
         # Read back what the controller really did before the pause took effect.
         observed = await run.wait(_paused_and_observed, timeout=30)
-        await run.save(lambda rec: rec.to(Phase.CANARY))
-        await run.note(cards.milestone_canary(observed, run.live().new_pods))
+        await run.save(
+            lambda rec: rec.to(Phase.CANARY), note=cards.milestone_canary(observed, run.live().new_pods)
+        )
 
 
 def _paused_and_observed(snap: Snapshot) -> health.Progress | None:
@@ -121,19 +122,22 @@ async def _watch_canary(run: Run) -> None:
     analysis = timedelta(minutes=app.canary.analysis_minutes)
     deadline = timedelta(seconds=app.progress_deadline_seconds)
 
-    def decision(snap: Snapshot) -> str | None:
+    def decision(snap: Snapshot) -> Outcome | None:
         if snap.record.request is not None:
-            return "request"
+            return Outcome("request")
         live = run.live()
         if live.new_pods is not None and live.new_pods.fatal:
-            return f"{live.new_pods.fatal} ({live.new_pods.describe()})"
-        waited = utcnow() - snap.record.phase_since
+            return Outcome("failed", f"{live.new_pods.fatal} ({live.new_pods.describe()})")
+        # Time the cluster could not be seen does not count against the canary.
+        waited = utcnow() - snap.record.phase_since - timedelta(seconds=run.blind_seconds)
         healthy = live.new_pods is not None and live.new_pods.ready == live.new_pods.pods > 0
         if not healthy and waited > deadline:
             what = live.new_pods.describe() if live.new_pods else "no canary pods"
-            return f"the canary was not Ready within {int(deadline.total_seconds())} s ({what})"
+            return Outcome(
+                "failed", f"the canary was not Ready within {int(deadline.total_seconds())} s ({what})"
+            )
         if healthy and app.canary.auto_promote and waited >= analysis:
-            return "auto-promote"
+            return Outcome("auto-promote")
         return None
 
     # Timers the watches cannot see: the readiness deadline and the analysis window.
@@ -145,7 +149,7 @@ async def _watch_canary(run: Run) -> None:
             break
         except TimeoutError:
             continue
-    if verdict == "request":
+    if verdict.kind == "request":
         request = run.record.request
         if request is Request.PROMOTE:
             actor = run.record.request_by
@@ -155,22 +159,22 @@ async def _watch_canary(run: Run) -> None:
                     .to(Phase.ROLLING_OUT)
                     .model_copy(update={"step": rec.step + 1})
                     .entry("promote", actor)
-                )
+                ),
+                note=cards.milestone_action("promote", actor.id if actor else None),
             )
-            await run.note(cards.milestone_action("promote", actor.id if actor else None))
             await run.audited("promote", actor, f"promoted to step {run.record.step + 1}")
         else:
             await steps.take_request(run)
-    elif verdict == "auto-promote":
+    elif verdict.kind == "auto-promote":
         await run.save(
             lambda rec: (
                 rec.to(Phase.ROLLING_OUT)
                 .model_copy(update={"step": rec.step + 1})
                 .entry("auto-promote", None, f"healthy for {app.canary.analysis_minutes:g} min")
-            )
-        )
-        await run.note(
-            cards.milestone_action("auto-promote", None, f"Healthy for {app.canary.analysis_minutes:g} min.")
+            ),
+            note=cards.milestone_action(
+                "auto-promote", None, f"Healthy for {app.canary.analysis_minutes:g} min."
+            ),
         )
     else:
-        await steps.fail(run, verdict)
+        await steps.fail(run, verdict.reason)

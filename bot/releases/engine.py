@@ -12,20 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.catalog import App, Catalog
 from bot.errors import Conflict, UserError
-from bot.kube.client import Kube, NotFound
-from bot.releases import bluegreen, canary, health, rolling
+from bot.kube.cache import Caches
+from bot.kube.client import Kube, KubeError, KubeUnavailable, NotFound, backoff
+from bot.releases import bluegreen, canary, health, rolling, steps
 from bot.releases import undo as undo_driver
 from bot.releases.audit import Auditor
 from bot.releases.history import Revision, revisions, undo
 from bot.releases.record import Actor, Phase, Record, Request, new_id, setting, utcnow
-from bot.releases.run import Reporter, Run
-from bot.releases.store import Leases, Store, Stored
+from bot.releases.run import CardRefused, Reporter, Run
+from bot.releases.store import MANAGED_SELECTOR, Leases, Store, Stored, decode, is_record
 from bot.slack import cards
+from bot.tasks import Tasks
 from commands.intents import Release, Strategy, VersionKind
 
 log = logging.getLogger(__name__)
@@ -52,50 +55,50 @@ class Engine:
         self.kube = kube
         self.catalog = catalog
         self.reporter = reporter
+        self.caches = Caches(kube)
         self.store = Store(kube)
         self.leases = Leases(kube, identity, lease_seconds)
         self.audit = audit
         self.lease_seconds = lease_seconds
+        self.tasks = Tasks("engine")
         self._drivers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()  # asked for while their driver was finishing
-        self._janitor: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._failures: dict[tuple[str, str], int] = {}  # driver attempts that failed in a row
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        await self.adopt_orphans()
-        self._janitor = asyncio.create_task(self._janitor_loop(), name="engine:janitor")
+    async def start(self, sync_timeout: float = 10.0) -> None:
+        """Follow the release records of every namespace of the catalog: an unfinished one (or one
+        whose end the channel does not show yet) is taken up as soon as it is seen, and again whenever
+        its driver's lease runs out. Waits (up to `sync_timeout`) until the records have been listed."""
+        informers = [self.caches.configmaps(ns, MANAGED_SELECTOR) for ns in sorted(self.catalog.namespaces())]
+        for informer in informers:
+            informer.subscribe(self._on_record)
+        synced = await asyncio.gather(*(i.wait_synced(sync_timeout) for i in informers))
+        for informer, ok in zip(informers, synced, strict=True):
+            if not ok:
+                log.warning("%s not listed yet; releases there are taken up once it is", informer.what)
 
     async def stop(self, drain: float) -> None:
         """Stop driving: cancel release tasks (their state is in the cluster) and hand the leases back."""
-        self._stopping = True
-        tasks = [t for t in [self._janitor, *self._drivers.values()] if t]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=drain)
+        await self.tasks.stop(0)
+        await self.caches.stop()
 
     @property
     def busy(self) -> int:
         return len(self._drivers)
 
-    async def adopt_orphans(self) -> None:
-        """Drive every unfinished release whose driver is gone (or is this process, restarted)."""
-        for ns in sorted(self.catalog.namespaces()):
-            try:
-                active = await self.store.active(ns)
-            except Exception as e:  # a namespace we cannot read must not stop the others
-                log.warning("cannot list releases in %s: %s", ns, e)
-                continue
-            for stored in active:
-                if stored.record.app in self.catalog.apps:
-                    self.ensure_driver(stored.record.namespace, stored.record.app)
-
-    async def _janitor_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds)
-            await self.adopt_orphans()
+    def _on_record(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind not in ("ADDED", "MODIFIED") or not is_record(obj):
+            return
+        try:
+            record = decode(obj).record
+        except ValueError as e:
+            log.warning("unreadable release record %s: %s", obj["metadata"].get("name"), e)
+            return
+        key = (record.namespace, record.app)
+        if record.app in self.catalog.apps and record.needs_driver and key not in self._drivers:
+            self.ensure_driver(*key)
 
     # --- commands ----------------------------------------------------------------------------------
 
@@ -105,7 +108,9 @@ class Engine:
         except KeyError:
             raise UserError(cards.unknown_app(name)) from None
 
-    async def begin(self, intent: Release, actor: Actor, channel_id: str, channel_name: str) -> Record:
+    async def begin(
+        self, intent: Release, actor: Actor, channel_id: str, channel_name: str, reply_to: str = ""
+    ) -> Record:
         app = self.app(intent.app)
         strategy = intent.strategy or app.default_strategy
         if strategy not in app.strategies:
@@ -138,6 +143,7 @@ class Engine:
             requester=actor,
             channel_id=channel_id,
             channel_name=channel_name,
+            reply_to=reply_to,
             created_at=now,
             phase_since=now,
         ).entry("requested", actor)
@@ -184,6 +190,7 @@ class Engine:
         channel_id: str,
         channel_name: str,
         seen: int | None,
+        reply_to: str = "",
     ) -> Record:
         """Start `kubectl rollout undo [--to-revision]` as a release of its own (one at a time per app).
         `seen` is the revision the person saw running when confirming: if it changed, refuse."""
@@ -209,6 +216,7 @@ class Engine:
             requester=actor,
             channel_id=channel_id,
             channel_name=channel_name,
+            reply_to=reply_to,
             created_at=now,
             phase_since=now,
         ).entry("rollback requested", actor, f"to revision {target.number}")
@@ -283,19 +291,19 @@ class Engine:
         self.ensure_driver(app.namespace, app.name)
         return stored.record
 
-    # --- driving -----------------------------------------------------------------------------------
+    # --- driving ---------------------------------------------------------------------------------
 
     def ensure_driver(self, namespace: str, app: str) -> None:
         """Make sure this app's release is being driven. If this process's driver is just finishing,
         it starts again afterwards (so a release asked for in that moment is not left waiting)."""
         key = (namespace, app)
-        if self._stopping:
+        if self.tasks.stopping:
             return
         running = self._drivers.get(key)
         if running is not None and not running.done():
             self._again.add(key)
             return
-        task = asyncio.create_task(self._drive(namespace, app), name=f"release:{namespace}/{app}")
+        task = self.tasks.spawn(f"release:{namespace}/{app}", self._drive(namespace, app))
         self._drivers[key] = task
         task.add_done_callback(lambda t: self._driver_done(key, t))
 
@@ -306,33 +314,73 @@ class Engine:
             self._again.discard(key)
             self.ensure_driver(*key)
 
+    def _retry(self, key: tuple[str, str], delay: float) -> None:
+        self.tasks.later(f"retry:{key[0]}/{key[1]}", delay, lambda: self.ensure_driver(*key))
+
     async def _drive(self, namespace: str, app_name: str) -> None:
-        if not await self.leases.acquire(namespace, app_name):
-            return  # another live process drives it
-        renew = asyncio.create_task(self._keep_lease(namespace, app_name, asyncio.current_task()))
+        key = (namespace, app_name)
+        try:
+            claim = await self.leases.acquire(namespace, app_name)
+        except KubeError as e:
+            log.warning("cannot take the lease of %s/%s yet: %s", namespace, app_name, e)
+            self._retry_after_failure(key)
+            return
+        if not claim:
+            # Another live process drives it: try again the moment its lease runs out.
+            wait = (claim.expires - utcnow()).total_seconds() if claim.expires else self.lease_seconds
+            self._retry(key, wait + TAKEOVER_SLACK_S)
+            return
+        driver = asyncio.current_task()
+        renew = self.tasks.spawn(
+            f"lease:{namespace}/{app_name}", self._keep_lease(namespace, app_name, driver)
+        )
         try:
             await self._drive_held(namespace, app_name)
+            self._failures.pop(key, None)
         except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("driving the release of %s/%s failed; will retry", namespace, app_name)
+            if self.tasks.stopping or not renew.done():
+                raise
+            # The lease could not be renewed in time: stepped down; take it up again when possible.
+            self._retry_after_failure(key)
+        except Exception as e:
+            if isinstance(e, KubeUnavailable):
+                log.warning("the cluster is unreachable while driving %s/%s: %s", namespace, app_name, e)
+            else:
+                log.exception("driving the release of %s/%s failed; will retry", namespace, app_name)
+            self._retry_after_failure(key)
         finally:
             renew.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.leases.release(namespace, app_name))
 
+    def _retry_after_failure(self, key: tuple[str, str]) -> None:
+        n = self._failures.get(key, 0)
+        self._failures[key] = n + 1
+        self._retry(key, min(self.lease_seconds, backoff(n)))
+
     async def _keep_lease(self, namespace: str, app: str, driver: asyncio.Task[object] | None) -> None:
+        """Renew the lease every third of its duration (every second while renewals fail). The driver
+        is stopped when another process holds the lease, or when the lease has run out without a
+        renewal: an apiserver outage shorter than the lease loses nothing; a longer one steps down."""
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            failing = time.monotonic() - renewed > self.lease_seconds / 3 + 1
+            await asyncio.sleep(1.0 if failing else self.lease_seconds / 3)
             try:
                 held = await self.leases.acquire(namespace, app)
-            except Exception as e:
+            except KubeError as e:
                 log.warning("lease renewal for %s/%s failed: %s", namespace, app, e)
+                if time.monotonic() - renewed >= self.lease_seconds and driver is not None:
+                    log.warning("the lease of %s/%s ran out unrenewed; stepping down", namespace, app)
+                    driver.cancel()
+                    return
                 continue
-            if not held and driver is not None:
-                log.warning("lost the lease for %s/%s; another process drives it now", namespace, app)
-                driver.cancel()
+            if not held:
+                if driver is not None:
+                    log.warning("lost the lease for %s/%s; another process drives it now", namespace, app)
+                    driver.cancel()
                 return
+            renewed = time.monotonic()
 
     async def _drive_held(self, namespace: str, app_name: str) -> None:
         app = self.app(app_name)
@@ -341,19 +389,89 @@ class Engine:
             if stored is None:
                 return
             record = stored.record
-            if record.card_ts is None:
-                ts = await self.reporter.open(record, health.Live(now=utcnow()))
-                record = (await self.store.update(namespace, app_name, setting(card_ts=ts))).record
-                await self.reporter.note(record, cards.milestone_started(record, app))
             if not record.active:
+                if not record.synced:  # finished, but the channel may not show it yet
+                    self.reporter.show(record, health.Live(now=utcnow()), final=True)
                 return
             drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy]
-            async with Run(self.kube, self.store, self.reporter, self.audit, app, record) as run:
-                await drive(run)
+            async with Run(self.kube, self.caches, self.store, self.reporter, self.audit, app, record) as run:
+                if run.record.card_ts is None and not await self._open_card(run, app):
+                    continue
+                if run.record.phase is Phase.PENDING and run.record.request is Request.ABORT:
+                    await steps.abort_unstarted(run)
+                else:
+                    await drive(run)
                 final = run.record
                 live = run.live()
-            await self.reporter.final(final, live)
+            self.reporter.show(final, live, final=True)
             # and look again: a request on this record, or the app's next release, may be waiting
+
+    async def _open_card(self, run: Run, app: App) -> bool:
+        """Post the card before touching the cluster. An abort asked for meanwhile is honoured; a card
+        Slack refuses for good ends the release here, and the requester is told why. False when the
+        release ended without a card."""
+        record = run.record
+        post = asyncio.ensure_future(self.reporter.open(record, run.live()))
+        aborted = asyncio.ensure_future(run.wait(lambda s: s.record.request is Request.ABORT or None, 1e9))
+        try:
+            await asyncio.wait({post, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            aborted.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await aborted
+        if not post.done():  # aborted before Slack took the card: nothing was changed
+            post.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await post
+            await steps.abort_unstarted(run)
+            return False
+        try:
+            ts = post.result()
+        except CardRefused as e:
+            reply_to, error = run.record.reply_to, e.error
+            reason = cards.card_refused_reason(error, record.channel_id)
+            await run.save(
+                lambda rec: (
+                    rec.to(Phase.ABORTED, reason=reason)
+                    .entry("card refused", None, error)
+                    .model_copy(update={"synced": True})
+                )  # there is no card to show it on
+            )
+            await run.audited("release", record.requester, f"not started: {reason}", warning=True)
+            await self.reporter.tell(run.record.model_copy(update={"reply_to": reply_to}), reason)
+            return False
+        await run.save(setting(card_ts=ts), note=cards.milestone_started(record, app))
+        return True
+
+    # --- what the reporter tells us ----------------------------------------------------------------
+
+    async def shown(self, record: Record, notes: int) -> None:
+        """The channel shows `record`'s final state and its first `notes` notes: remember it, so no one
+        re-sends them."""
+
+        def change(rec: Record) -> Record:
+            if rec.id != record.id:
+                raise Conflict("another release")
+            return rec.model_copy(
+                update={"synced": not rec.active, "notes_shown": max(rec.notes_shown, notes)}
+            )
+
+        with contextlib.suppress(Conflict, KubeError):
+            await self.store.update(record.namespace, record.app, change)
+
+    async def card_moved(self, record: Record, ref: str) -> None:
+        """The card had to be posted again (someone deleted it): remember where it is now."""
+
+        def change(rec: Record) -> Record:
+            if rec.id != record.id:
+                raise Conflict("another release")
+            return rec.model_copy(update={"card_ts": ref})
+
+        with contextlib.suppress(Conflict, KubeError):
+            await self.store.update(record.namespace, record.app, change)
+
+
+TAKEOVER_SLACK_S = 0.25  # after a holder's lease runs out, before trying to take it
 
 
 __all__ = ["Engine", "Phase"]

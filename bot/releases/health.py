@@ -154,6 +154,7 @@ class Live:
     progress: Progress | None = None
     new_pods: PodHealth | None = None
     now: datetime | None = None
+    unreachable_since: datetime | None = None  # the cluster stopped answering then: facts may be stale
 
 
 def pods_running(pods: list[Obj], container: str, image: str) -> list[Obj]:

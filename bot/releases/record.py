@@ -89,6 +89,9 @@ class Record(BaseModel):
     channel_id: str
     channel_name: str = ""
     card_ts: str | None = None
+    # Where the requester can always be told privately why the release could not start (Slack's
+    # response_url for the command, good for 30 minutes); dropped once the release has finished.
+    reply_to: str = ""
     phase: Phase = Phase.PENDING
     reason: str = ""  # why it failed or was rolled back, in the cluster's words
     request: Request | None = None
@@ -107,6 +110,12 @@ class Record(BaseModel):
     phase_since: datetime
     finished_at: datetime | None = None
     history: tuple[Entry, ...] = Field(default_factory=tuple)
+    # The release's thread milestones, in order, stored with the change they report so none is lost;
+    # `notes_shown` of them are known to be delivered, and `synced` says the channel shows the final
+    # state (until then whoever drives the app next re-sends what is missing).
+    notes: tuple[str, ...] = Field(default_factory=tuple)
+    notes_shown: int = 0
+    synced: bool = False
 
     @property
     def finished(self) -> bool:
@@ -116,6 +125,14 @@ class Record(BaseModel):
     def active(self) -> bool:
         """Something is left to do: the release runs, or a request on a failed one waits."""
         return not self.finished or self.request is not None
+
+    @property
+    def needs_driver(self) -> bool:
+        """Some process must take this record up: it is active, or the channel does not show its end."""
+        return self.active or not self.synced
+
+    def with_note(self, text: str) -> Record:
+        return self.model_copy(update={"notes": (*self.notes, text)})
 
     def entry(
         self, action: str, actor: Actor | None, detail: str = "", *, now: datetime | None = None
@@ -129,6 +146,8 @@ class Record(BaseModel):
         if reason is not None:
             update["reason"] = reason
         update["finished_at"] = now if phase in FINISHED else None
+        if phase in FINISHED:
+            update["reply_to"] = ""
         return self.model_copy(update=update)
 
     def with_request(self, request: Request, actor: Actor, *, now: datetime | None = None) -> Record:
@@ -153,11 +172,6 @@ class Record(BaseModel):
 def setting(**fields: object) -> Callable[[Record], Record]:
     """A change for Store.update/Run.save that sets fields (values bound now, not at call time)."""
     return lambda rec: rec.model_copy(update=fields)
-
-
-def moving_to(phase: Phase, reason: str | None = None) -> Callable[[Record], Record]:
-    """A change for Store.update/Run.save that moves to `phase` (values bound now)."""
-    return lambda rec: rec.to(phase, reason=reason)
 
 
 def describe_phase(phase: Phase) -> str:

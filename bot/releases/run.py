@@ -1,8 +1,13 @@
 """A release being driven: the live view of its cluster objects and record, and the verbs strategies use.
 
-While a strategy runs, three watches (the Deployment, its pods, the release record) keep a snapshot
-current; `wait` wakes on every change, so a Promote click or a pod turning Ready is seen at once, and
-every wait has a deadline. The card is refreshed (coalesced by the reporter) on every change.
+While a strategy runs, the shared watch caches (`bot.kube.cache`: the namespace's Deployments, pods and
+release records) keep a snapshot current; `wait` wakes on every change, so a Promote click or a pod
+turning Ready is seen at once, and every wait has a deadline. The card is refreshed (coalesced by the
+reporter) on every change.
+
+Stale facts never decide anything: while a cache's watch is down, predicates are not evaluated and
+deadlines do not run (the card says since when the cluster is unreachable); a failure is only declared
+after the objects have been read again, directly, and still say so.
 """
 
 from __future__ import annotations
@@ -10,31 +15,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from bot.catalog import App
-from bot.kube.client import Kube, Obj
+from bot.kube.cache import Caches, Informer
+from bot.kube.client import Kube, KubeUnavailable, Obj, backoff
 from bot.releases import health
 from bot.releases.audit import Auditor
 from bot.releases.health import Live
 from bot.releases.record import Record, utcnow
-from bot.releases.store import Store, decode, object_name
+from bot.releases.store import MANAGED_SELECTOR, Store, decode, object_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# A note for the thread: its text, or a function of the record as saved.
+Note = str | Callable[[Record], str]
+
+
+class CardRefused(Exception):
+    """Slack refused the card for good (the bot is not in the channel, the channel is archived, the
+    token was revoked...): retrying cannot help."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
 
 class Reporter(Protocol):
-    """How the engine shows a release in Slack (implemented in bot.slack.reporter)."""
+    """How the engine shows a release to people (implemented in bot.slack.reporter)."""
 
-    async def open(self, record: Record, live: Live) -> str: ...  # post the card, return its ts
-    def card(self, record: Record, live: Live) -> None: ...  # coalesced card update
-    async def final(self, record: Record, live: Live) -> None: ...  # card update now
-    async def note(self, record: Record, text: str) -> None: ...  # a milestone in the thread
+    async def open(self, record: Record, live: Live) -> str: ...  # post the card, return its reference
+    def show(self, record: Record, live: Live, *, final: bool = False) -> None: ...  # card + new notes
+    def delivered(self, release_id: str) -> int | None: ...  # notes delivered so far, if known here
+    async def tell(self, record: Record, text: str) -> None: ...  # privately, to the requester
     async def permalink(self, record: Record) -> str: ...
     async def announce(self, channel: str, text: str) -> None: ...  # a message without a card
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a wait decided: "complete", "failed" (with the cluster's reason), "request", or another
+    strategy-specific word. A "failed" outcome is confirmed on freshly read objects before it counts."""
+
+    kind: str
+    reason: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.kind == "failed"
 
 
 @dataclass
@@ -44,19 +77,42 @@ class Snapshot:
     pods: dict[str, Obj] = field(default_factory=dict)
 
 
+def _matches(pod: Obj, selector: dict[str, str]) -> bool:
+    labels = pod.get("metadata", {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
 class Run:
     def __init__(
-        self, kube: Kube, store: Store, reporter: Reporter, audit: Auditor, app: App, record: Record
+        self,
+        kube: Kube,
+        caches: Caches,
+        store: Store,
+        reporter: Reporter,
+        audit: Auditor,
+        app: App,
+        record: Record,
     ) -> None:
         self.kube, self.store, self.reporter, self.audit, self.app = kube, store, reporter, audit, app
         self.snap = Snapshot(record)
-        self._changed = asyncio.Condition()
-        self._watchers: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()  # replaced on every change: waiters hold the one they saw
+        ns = record.namespace
+        self._deployments = caches.deployments(ns)
+        self._pods = caches.pods(ns)
+        self._records = caches.configmaps(ns, MANAGED_SELECTOR)
+        self._unsubscribe: list[Callable[[], None]] = []
         self.deployment_name = record.deployment
+        self._selector: dict[str, str] = {}
+        self._blind_since: float | None = None  # monotonic, while the caches are stale
+        self.blind_seconds = 0.0  # time spent without fresh facts since the run began
 
     @property
     def record(self) -> Record:
         return self.snap.record
+
+    @property
+    def informers(self) -> tuple[Informer, ...]:
+        return (self._deployments, self._pods, self._records)
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -64,109 +120,170 @@ class Run:
         ns = self.record.namespace
         dep = await self.kube.deployment(ns, self.record.deployment)
         self.snap.deployment = dep
-        selector = dep["spec"]["selector"]["matchLabels"]
-        self._watch(
-            "deployment", self.kube.deployment_events(ns, self.record.deployment), self._on_deployment
-        )
-        self._watch("pods", self.kube.pod_events(ns, selector), self._on_pod)
-        self._watch("record", self.kube.configmap_events(ns, object_name(self.record.app)), self._on_record)
+        self._selector = dep["spec"]["selector"]["matchLabels"]
+        for informer, apply in (
+            (self._deployments, self._on_deployment),
+            (self._pods, self._on_pod),
+            (self._records, self._on_record),
+        ):
+            self._unsubscribe.append(informer.subscribe(apply))
+        self._rebuild()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for t in self._watchers:
-            t.cancel()
-        for t in self._watchers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
 
-    def _watch(
-        self, name: str, events: AsyncIterator[tuple[str, Obj]], apply: Callable[[str, Obj], None]
-    ) -> None:
-        async def pump() -> None:
-            async for kind, obj in events:
-                if kind == "SYNCED":
-                    continue
-                apply(kind, obj)
-                async with self._changed:
-                    self._changed.notify_all()
+    # --- the snapshot, from the shared caches ------------------------------------------------------
 
-        task = asyncio.create_task(pump(), name=f"watch:{self.record.id}:{name}")
-        task.add_done_callback(self._watch_ended)
-        self._watchers.append(task)
+    def _rebuild(self) -> None:
+        if self._deployments.synced.is_set():
+            self.snap.deployment = self._deployments.objects.get(self.deployment_name)
+        if self._pods.synced.is_set():
+            self.snap.pods = {
+                name: pod for name, pod in self._pods.objects.items() if _matches(pod, self._selector)
+            }
+        self._track_blindness()
 
-    def _watch_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("watch %s failed: %s", task.get_name(), task.exception())
+    def _track_blindness(self) -> None:
+        now = time.monotonic()
+        if self.stale:
+            if self._blind_since is None:
+                self._blind_since = now
+        elif self._blind_since is not None:
+            self.blind_seconds += now - self._blind_since
+            self._blind_since = None
+
+    def _wake(self) -> None:
+        self._rebuild()
+        self.refresh_card()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def _on_deployment(self, kind: str, obj: Obj) -> None:
-        if kind != "DELETED":
-            self.snap.deployment = obj
-            self.refresh_card()
+        if not obj or obj.get("metadata", {}).get("name") == self.deployment_name:
+            self._wake()
 
     def _on_pod(self, kind: str, obj: Obj) -> None:
-        name = obj["metadata"]["name"]
-        if kind == "DELETED":
-            self.snap.pods.pop(name, None)
-        else:
-            self.snap.pods[name] = obj
-        self.refresh_card()
+        if not obj or _matches(obj, self._selector):
+            self._wake()
 
     def _on_record(self, kind: str, obj: Obj) -> None:
-        if kind == "DELETED":
-            return
-        stored = decode(obj)
-        if stored.record.id == self.record.id and len(stored.record.history) >= len(self.record.history):
+        if obj and kind != "DELETED":
+            if obj.get("metadata", {}).get("name") != object_name(self.record.app):
+                return
+            stored = decode(obj)
+            if stored.record.id != self.record.id or len(stored.record.history) < len(self.record.history):
+                return
             self.snap.record = stored.record
-            self.refresh_card()
+        self._wake()
+
+    @property
+    def stale(self) -> bool:
+        """The caches' watches are down: what the snapshot says may no longer be true."""
+        return any(i.stale for i in self.informers)
+
+    def unreachable_since(self) -> datetime | None:
+        times = [t for t in (*(i.down_since for i in self.informers), self.kube.unreachable_since) if t]
+        return min(times) if times else None
+
+    async def reread(self) -> None:
+        """Read the Deployment, its pods and the record again, directly (not from the caches)."""
+        ns = self.record.namespace
+        dep = await self.kube.deployment(ns, self.deployment_name)
+        pods = await self.kube.pods(ns, self._selector)
+        stored = await self.store.get(ns, self.record.app)
+        self.snap.deployment = dep
+        self.snap.pods = {p["metadata"]["name"]: p for p in pods}
+        if stored is not None and stored.record.id == self.record.id:
+            self.snap.record = stored.record
 
     # --- what strategies use -----------------------------------------------------------------------
 
     async def follow(self, deployment: str, pod_selector: dict[str, str]) -> None:
-        """Watch another Deployment (which need not exist yet) and the pods `pod_selector` matches
+        """Follow another Deployment (which need not exist yet) and the pods `pod_selector` matches
         instead of the record's: blue-green follows the green Deployment it creates."""
-        old = [t for t in self._watchers if t.get_name().endswith((":deployment", ":pods"))]
-        for t in old:
-            t.cancel()
-        for t in old:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._watchers = [t for t in self._watchers if t not in old]
-        ns = self.record.namespace
         self.deployment_name = deployment
+        self._selector = dict(pod_selector)
         self.snap.deployment, self.snap.pods = None, {}
-        self._watch("deployment", self.kube.deployment_events(ns, deployment), self._on_deployment)
-        self._watch("pods", self.kube.pod_events(ns, pod_selector), self._on_pod)
+        self._wake()
 
     def live(self) -> Live:
         dep = self.snap.deployment
         progress = health.progress(dep) if dep else None
         new = health.pods_running(list(self.snap.pods.values()), self.app.container, self.record.to_image)
-        return Live(progress=progress, new_pods=health.pod_health(new) if new else None, now=utcnow())
+        return Live(
+            progress=progress,
+            new_pods=health.pod_health(new) if new else None,
+            now=utcnow(),
+            unreachable_since=self.unreachable_since() if self.stale or self.kube.unreachable_since else None,
+        )
 
     def refresh_card(self) -> None:
         if self.record.card_ts:
-            self.reporter.card(self.record, self.live())
+            self.reporter.show(self.record, self.live())
 
     async def wait(self, until: Callable[[Snapshot], T | None], timeout: float) -> T:
-        """Wait until `until(snapshot)` returns a value; TimeoutError after `timeout` seconds."""
-        async with asyncio.timeout(timeout), self._changed:
-            while True:
+        """Wait until `until(snapshot)` returns a value; TimeoutError after `timeout` seconds of fresh
+        facts. While the caches are stale nothing is decided and the clock stops; a failed Outcome, and
+        the timeout itself, are confirmed on freshly read objects first."""
+        left = timeout
+        while True:
+            changed = self._changed
+            if not self.stale:
                 found = until(self.snap)
-                if found is not None:
+                if found is not None and not (isinstance(found, Outcome) and found.failed):
                     return found
-                await self._changed.wait()
+                if found is not None or left <= 0:
+                    confirmed = await self._confirm(until)
+                    if confirmed is not None:
+                        return confirmed
+                    if left <= 0:
+                        raise TimeoutError
+                    continue
+            fresh = not self.stale
+            started = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(left, 0.05) if fresh else None):
+                    await changed.wait()
+            if fresh:
+                left -= time.monotonic() - started
 
-    async def save(self, change: Callable[[Record], Record]) -> Record:
-        """Change the record by compare-and-set (re-applied on a lost race) and show it."""
-        stored = await self.store.update(self.record.namespace, self.record.app, change)
+    async def _confirm(self, until: Callable[[Snapshot], T | None]) -> T | None:
+        """`until` on objects read again directly; None (go on waiting) when they cannot be read."""
+        attempt = 0
+        while True:
+            try:
+                await self.reread()
+                return until(self.snap)
+            except KubeUnavailable as e:
+                log.info("cannot confirm on fresh facts yet: %s", e)
+                self.refresh_card()
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+
+    async def save(self, change: Callable[[Record], Record], note: Note | None = None) -> Record:
+        """Change the record by compare-and-set (re-applied on a lost race) and show it. `note`, a
+        thread milestone, is stored in the same write, so it is never lost: Slack is told afterwards,
+        and whoever drives the release next re-sends what was not delivered."""
+        delivered = self.reporter.delivered(self.record.id)
+
+        def full(rec: Record) -> Record:
+            rec = change(rec)
+            if note is not None:
+                rec = rec.with_note(note(rec) if callable(note) else note)
+            if delivered is not None and delivered > rec.notes_shown:
+                rec = rec.model_copy(update={"notes_shown": min(delivered, len(rec.notes))})
+            return rec
+
+        stored = await self.store.update(self.record.namespace, self.record.app, full)
         self.snap.record = stored.record
-        self.refresh_card()
-        async with self._changed:
-            self._changed.notify_all()
+        self._wake()
         return stored.record
 
-    async def note(self, text: str) -> None:
-        await self.reporter.note(self.record, text)
+    async def note(self, text: Note) -> None:
+        await self.save(lambda rec: rec, note=text)
 
     async def audited(self, action: str, actor: Any, result: str, *, warning: bool = False) -> None:
         r = self.record

@@ -4,13 +4,11 @@ that restarts in the middle carries on from the recorded phase."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bot.kube.client import CHANGE_CAUSE
 from bot.releases import health
 from bot.releases.history import undo
 from bot.releases.record import Actor, Phase, Record, Request
-from bot.releases.run import Run, Snapshot
+from bot.releases.run import Outcome, Run, Snapshot
 from bot.slack import cards
 
 SAFETY_MARGIN = 60.0  # seconds beyond progressDeadlineSeconds before we stop trusting the controller
@@ -62,14 +60,10 @@ async def set_image(run: Run, *, hold_at: int | None = None) -> None:
     await run.audited("release", r.requester, "started")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    kind: str  # "complete" | "failed" | "request"
-    reason: str = ""
-
-
 def rollout_outcome(snap: Snapshot) -> Outcome | None:
-    """Complete, failed (deadline exceeded), or interrupted by a Rollback/Abort request."""
+    """Complete, failed (new pods that cannot start, or the deadline exceeded), or interrupted by a
+    Rollback/Abort request. The pod-health facts are the canary's: a crash-looping or unpullable
+    version fails at once, not at progressDeadlineSeconds."""
     if snap.record.request in (Request.ROLLBACK, Request.ABORT):
         return Outcome("request")
     if not runs_new_template(snap):
@@ -79,7 +73,21 @@ def rollout_outcome(snap: Snapshot) -> Outcome | None:
         return Outcome("complete")
     if p.deadline_exceeded:
         return Outcome("failed", failure_reason(snap, p.deadline_exceeded))
+    fatal = new_pod_health(snap).fatal
+    if fatal:
+        return Outcome("failed", failure_reason(snap, fatal))
     return None
+
+
+def new_pod_health(snap: Snapshot) -> health.PodHealth:
+    image = snap.record.to_image
+    return health.pod_health(
+        [
+            p
+            for p in snap.pods.values()
+            if any(c.get("image") == image for c in p.get("spec", {}).get("containers", []))
+        ]
+    )
 
 
 def runs_new_template(snap: Snapshot) -> bool:
@@ -94,20 +102,13 @@ def runs_new_template(snap: Snapshot) -> bool:
 
 
 def failure_reason(snap: Snapshot, headline: str) -> str:
-    record = snap.record
-    image = record.to_image
-    new = [
-        p
-        for p in snap.pods.values()
-        if any(c.get("image") == image for c in p.get("spec", {}).get("containers", []))
-    ]
-    h = health.pod_health(new)
+    h = new_pod_health(snap)
     reason = (
         "ProgressDeadlineExceeded"
         if "ProgressDeadlineExceeded" in headline or "progress" in headline
         else headline
     )
-    if h.fatal:
+    if h.fatal and h.fatal != reason:
         return f"{h.fatal} ({h.describe()}); {reason}"
     return f"{reason} ({h.describe()})" if h.pods else reason
 
@@ -120,12 +121,16 @@ async def follow(run: Run) -> Outcome:
         return Outcome("failed", f"the rollout did not finish within {int(deadline)} s")
 
 
+def _elapsed(record: Record) -> float:
+    return ((record.finished_at or record.phase_since) - record.created_at).total_seconds()
+
+
 async def succeed(run: Run) -> None:
-    record = await run.save(lambda rec: rec.to(Phase.SUCCEEDED))
-    elapsed = ((record.finished_at or record.phase_since) - record.created_at).total_seconds()
+    record = await run.save(
+        lambda rec: rec.to(Phase.SUCCEEDED), note=lambda rec: cards.milestone_succeeded(rec, _elapsed(rec))
+    )
     action = "rollback" if record.undo_to is not None else "release"
-    await run.audited(action, record.requester, f"succeeded in {elapsed:.1f} s")
-    await run.note(cards.milestone_succeeded(record, elapsed))
+    await run.audited(action, record.requester, f"succeeded in {_elapsed(record):.1f} s")
 
 
 async def fail(run: Run, reason: str) -> None:
@@ -133,16 +138,17 @@ async def fail(run: Run, reason: str) -> None:
     for a rollback) or stop and offer Rollback."""
     undoing = run.record.undo_to is not None
     auto = run.app.auto_rollback and not undoing
-    await run.note(cards.milestone_failed(run.record, reason, auto_rollback=auto))
+    note = cards.milestone_failed(run.record, reason, auto_rollback=auto)
+    if auto:
+        await run.save(
+            lambda rec: rec.to(Phase.ROLLING_BACK, reason=reason).entry("auto-rollback", None, reason),
+            note=note,
+        )
+    else:
+        await run.save(lambda rec: rec.to(Phase.FAILED, reason=reason), note=note)
     await run.audited(
         "rollback" if undoing else "release", run.record.requester, f"failed: {reason}", warning=True
     )
-    if auto:
-        await run.save(
-            lambda rec: rec.to(Phase.ROLLING_BACK, reason=reason).entry("auto-rollback", None, reason)
-        )
-    else:
-        await run.save(lambda rec: rec.to(Phase.FAILED, reason=reason))
 
 
 async def complete_rollout(run: Run) -> None:
@@ -175,9 +181,28 @@ async def take_request(run: Run) -> tuple[Request, Actor | None]:
     request, actor = record.request, record.request_by
     assert request is not None
     target = Phase.ROLLING_BACK
-    await run.save(lambda rec: rec.consume_request().to(target).entry(request.value, actor))
-    await run.note(cards.milestone_action(request.value, actor.id if actor else None))
+    await run.save(
+        lambda rec: rec.consume_request().to(target).entry(request.value, actor),
+        note=cards.milestone_action(request.value, actor.id if actor else None),
+    )
     return request, actor
+
+
+async def abort_unstarted(run: Run) -> None:
+    """Abort asked for before anything changed on the cluster: end here, touching nothing."""
+    actor = run.record.request_by
+    note = cards.milestone_action("abort", actor.id if actor else None, "Nothing was changed.")
+    shown = {} if run.record.card_ts else {"synced": True}  # no card: nothing to show
+    await run.save(
+        lambda rec: (
+            rec.consume_request()
+            .to(Phase.ABORTED)
+            .entry("abort", actor, "before any change")
+            .model_copy(update=shown)
+        ),
+        note=note if run.record.card_ts else None,
+    )
+    await run.audited("abort", actor, "aborted before any change")
 
 
 async def roll_back(run: Run) -> None:
@@ -207,9 +232,13 @@ async def roll_back(run: Run) -> None:
         await run.wait(back, timeout=deadline)
     except TimeoutError:
         reason = f"the rollback did not finish within {int(deadline)} s"
-        await run.save(lambda rec: rec.to(Phase.FAILED, reason=reason))
-        await run.note(cards.milestone_failed(record, reason, auto_rollback=False))
+        await run.save(
+            lambda rec: rec.to(Phase.FAILED, reason=reason),
+            note=cards.milestone_failed(record, reason, auto_rollback=False),
+        )
         return
-    done = await run.save(lambda rec: rec.to(Phase.ROLLED_BACK))
+    done = await run.save(
+        lambda rec: rec.to(Phase.ROLLED_BACK),
+        note=lambda rec: cards.milestone_rolled_back(rec, actor.id if actor else None),
+    )
     await run.audited("rollback", actor, f"rolled back to {done.from_version}")
-    await run.note(cards.milestone_rolled_back(done, actor.id if actor else None))

@@ -25,6 +25,7 @@ from bot.releases.record import Record
 from bot.slack import cards
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "release-bot"}
+MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 APP_LABEL = "release-bot.io/app"
 ACTIVE_LABEL = "release-bot.io/active"
 
@@ -78,10 +79,6 @@ class Store:
                 continue
         raise Conflict(cards.release_too_busy(app))
 
-    async def active(self, namespace: str) -> list[Stored]:
-        cms = await self.kube.configmaps(namespace, f"{ACTIVE_LABEL}=true")
-        return [decode(cm) for cm in cms]
-
     @staticmethod
     def _busy(current: Stored | None) -> Conflict:
         return Conflict(cards.app_busy(current.record if current else None))
@@ -113,7 +110,25 @@ def decode(cm: Obj) -> Stored:
     return Stored(record, cm["metadata"]["resourceVersion"])
 
 
+def is_record(cm: Obj) -> bool:
+    """A ConfigMap of ours that holds a release record (the caches watch every managed ConfigMap)."""
+    return APP_LABEL in (cm.get("metadata", {}).get("labels") or {}) and "record.json" in (
+        cm.get("data") or {}
+    )
+
+
 # --- Driver leases ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of trying to take an app's lease."""
+
+    held: bool
+    expires: datetime | None = None  # not held: when the holder's lease runs out (if it says)
+
+    def __bool__(self) -> bool:
+        return self.held
 
 
 class Leases:
@@ -124,8 +139,10 @@ class Leases:
         self.identity = identity
         self.duration = duration
 
-    async def acquire(self, namespace: str, app: str) -> bool:
-        """Take (or renew) the app's lease if it is free, expired or already ours."""
+    async def acquire(self, namespace: str, app: str) -> Claim:
+        """Take (or renew) the app's lease if it is free, expired or already ours. When another
+        process holds it, the claim says when that holder's lease runs out (so it can be tried again
+        then, instead of on a fixed period)."""
         now = datetime.now(UTC)
         name = object_name(app)
         lease = await self.kube.lease(namespace, name)
@@ -141,19 +158,19 @@ class Leases:
                     namespace,
                     {"metadata": {"name": name, "namespace": namespace, "labels": MANAGED_BY}, "spec": spec},
                 )
-                return True
+                return Claim(True)
             current = lease.get("spec", {})
             holder = current.get("holderIdentity")
             if holder and holder != self.identity and not _expired(current, now):
-                return False
+                return Claim(False, _expiry(current))
             if holder != self.identity:
                 spec["acquireTime"] = _micro(now)
                 spec["leaseTransitions"] = current.get("leaseTransitions", 0) + 1
             lease["spec"] = {**current, **spec}
             await self.kube.replace_lease(namespace, lease)
-            return True
+            return Claim(True)
         except KubeConflict:
-            return False
+            return Claim(False)
 
     async def release(self, namespace: str, app: str) -> None:
         lease = await self.kube.lease(namespace, object_name(app))
@@ -167,9 +184,14 @@ def _micro(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _expired(spec: dict[str, Any], now: datetime) -> bool:
+def _expiry(spec: dict[str, Any]) -> datetime | None:
     renew = spec.get("renewTime")
     if not renew:
-        return True
+        return None
     renewed = datetime.strptime(renew.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
-    return now > renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or 15)
+    return renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or 15)
+
+
+def _expired(spec: dict[str, Any], now: datetime) -> bool:
+    expiry = _expiry(spec)
+    return expiry is None or now > expiry

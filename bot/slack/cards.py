@@ -102,6 +102,8 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
     detail = _live_line(record, live, now)
     if detail:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip(detail, SECTION_MAX)}})
+    if live.unreachable_since is not None and not record.finished:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": unreachable_line(live)}})
     actions = _buttons(record)
     if actions:
         blocks.append(
@@ -129,6 +131,16 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
     )
     text = f"{esc(title)}: {describe_phase(record.phase)}"
     return text, blocks
+
+
+def unreachable_line(live: Live) -> str:
+    since = live.unreachable_since
+    assert since is not None
+    return (
+        f":warning: *Cluster unreachable since* <!date^{int(since.timestamp())}^{{time_secs}}|"
+        f"{since:%H:%M:%S} UTC>: what this card shows may be out of date. Nothing is decided until "
+        "the cluster answers again; the release then carries on."
+    )
 
 
 def _field(label: str, value: str) -> Block:
@@ -310,6 +322,19 @@ def milestone_action(action: str, user_id: str | None, detail: str = "") -> str:
 
 
 # --- Ephemeral answers -----------------------------------------------------------------------------
+
+
+def card_refused_reason(error: str, channel_id: str) -> str:
+    """Why a release could not start because Slack refused its card, and what to do."""
+    fix = {
+        "not_in_channel": f"invite the bot to <#{esc(channel_id)}> (`/invite @release-bot`) and ask again",
+        "channel_not_found": "run `/release` in a channel the bot is in (it cannot post here)",
+        "is_archived": "this channel is archived: ask again from an active channel",
+        "token_revoked": "the bot's Slack token was revoked: reinstall the app",
+        "invalid_auth": "the bot's Slack token is invalid: check SLACK_BOT_TOKEN",
+        "account_inactive": "the bot's Slack account is inactive: reinstall the app",
+    }.get(error, "check the bot's Slack setup and ask again")
+    return f"Slack refused the release card ({esc(error)}), so nothing was changed: {fix}."
 
 
 def help_text() -> str:

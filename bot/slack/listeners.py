@@ -15,9 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import policy
 from bot.catalog import Action, App, Catalog
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 Answer = str | tuple[str, list[dict[str, Any]]]
 
 GROUP_CACHE_SECONDS = 60.0
+ANSWER_TIMEOUT_S = 10.0  # a private answer that Slack does not take in this time is given up
 
 
 class Groups:
@@ -76,17 +79,34 @@ class Handlers:
 
     # --- boundary ----------------------------------------------------------------------------------
 
-    async def _answer(self, channel: str, user: str, answer: Answer) -> None:
+    async def _answer(self, channel: str, user: str, answer: Answer, reply_to: str = "") -> None:
+        """Answer privately: an ephemeral message, or, where the bot cannot post (not in the channel,
+        a DM), through the request's response_url, which always works."""
         text, blocks = (answer, None) if isinstance(answer, str) else answer
         try:
-            await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
+            return
         except SlackApiError as e:
             log.warning("ephemeral answer to %s failed: %s", user, e.response.get("error"))
+        except (TimeoutError, aiohttp.ClientError) as e:
+            log.warning("ephemeral answer to %s failed: %s", user, type(e).__name__)
+        if not reply_to:
+            return
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                await AsyncWebhookClient(reply_to, session=self.client.session).send(
+                    text=text, blocks=blocks, response_type="ephemeral"
+                )
+        except Exception as e:
+            log.warning("answer to %s through response_url failed: %s", user, type(e).__name__)
 
-    def _after_ack(self, channel: str, user: str, work: Callable[[], Awaitable[Answer | None]]) -> None:
+    def _after_ack(
+        self, channel: str, user: str, work: Callable[[], Awaitable[Answer | None]], reply_to: str = ""
+    ) -> None:
         """Run the work in a task of ours once the ack has gone out; whatever happens, the person gets
         an answer. The tasks are tracked and drained on shutdown."""
-        task = asyncio.create_task(self._answering(channel, user, work), name=f"after-ack:{user}")
+        task = asyncio.create_task(self._answering(channel, user, work, reply_to), name=f"after-ack:{user}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -97,7 +117,9 @@ class Handlers:
             for task in pending:
                 task.cancel()
 
-    async def _answering(self, channel: str, user: str, work: Callable[[], Awaitable[Answer | None]]) -> None:
+    async def _answering(
+        self, channel: str, user: str, work: Callable[[], Awaitable[Answer | None]], reply_to: str
+    ) -> None:
         answer: Answer | None
         try:
             answer = await work()
@@ -108,7 +130,7 @@ class Handlers:
             log.exception("error %s handling a request from %s", error_id, user)
             answer = cards.internal_error(error_id)
         if answer:
-            await self._answer(channel, user, answer)
+            await self._answer(channel, user, answer, reply_to)
 
     async def _authorize(
         self, app: App, action: Action, user_id: str, user_name: str, channel_id: str, what: str
@@ -143,7 +165,8 @@ class Handlers:
         await ack()
         user_id, channel_id = body["user_id"], body["channel_id"]
         actor = Actor(id=user_id, name=body.get("user_name") or user_id)
-        self._after_ack(channel_id, user_id, lambda: self._command(intent, actor, channel_id, body))
+        reply_to = str(body.get("response_url") or "")
+        self._after_ack(channel_id, user_id, lambda: self._command(intent, actor, channel_id, body), reply_to)
 
     async def _command(
         self, intent: intents.Intent, actor: Actor, channel_id: str, body: dict[str, Any]
@@ -165,7 +188,13 @@ class Handlers:
             return refusal
         match intent:
             case intents.Release():
-                record = await self.engine.begin(intent, actor, channel_id, body.get("channel_name", ""))
+                record = await self.engine.begin(
+                    intent,
+                    actor,
+                    channel_id,
+                    body.get("channel_name", ""),
+                    str(body.get("response_url") or ""),
+                )
                 return cards.accepted(record)
             case intents.Status():
                 dep, stored = await self.engine.status(app)
@@ -207,7 +236,8 @@ class Handlers:
         user_id = user.get("id", "")
         channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
         actor = Actor(id=user_id, name=user.get("username") or user.get("name") or user_id)
-        self._after_ack(channel_id, user_id, lambda: self._click(action, actor, channel_id))
+        reply_to = str(body.get("response_url") or "")
+        self._after_ack(channel_id, user_id, lambda: self._click(action, actor, channel_id), reply_to)
 
     async def on_undo_click(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -229,10 +259,13 @@ class Handlers:
             )
             if refusal:
                 return refusal
-            await self.engine.begin_undo(app, target, actor, channel_id, channel.get("name", ""), seen)
+            await self.engine.begin_undo(
+                app, target, actor, channel_id, channel.get("name", ""), seen, reply_to
+            )
             return None
 
-        self._after_ack(channel_id, user_id, work)
+        reply_to = str(body.get("response_url") or "")
+        self._after_ack(channel_id, user_id, work, reply_to)
 
     async def _click(self, action: dict[str, Any], actor: Actor, channel_id: str) -> str | None:
         try:

@@ -1,117 +1,162 @@
 """Shows releases in Slack: the card (chat.postMessage, then chat.update in place) and its thread.
 
-Card updates are coalesced per release: at most one chat.update per `interval` seconds (chat.update is
-Tier 3, about 50 a minute), always ending with the latest state. Thread replies are for milestones
-only. 429s are retried by the client's AsyncRateLimitErrorRetryHandler; other Slack errors are logged
-and never stop a release.
+Everything goes through the outbox (`bot.slack.outbox`): one sender per channel, card updates
+coalesced to the latest state (at most one chat.update per card per `interval`; chat.update is Tier 3,
+about 50 a minute), thread notes in order, transient failures retried until delivered. The notes come
+from the record itself (`Record.notes`, stored with the change they report), so a process that takes
+a release over re-sends exactly what was not delivered yet; once the channel shows a finished release
+completely, the record is marked `synced`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.releases.health import Live
 from bot.releases.record import Record
 from bot.slack import cards
+from bot.slack.outbox import Card, Outbox, Post
 
 log = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT_S = 5.0  # permalinks and private answers are best effort
+
+
+class Listener(Protocol):
+    """Told when the channel shows a finished release completely, and when a card had to move."""
+
+    async def shown(self, record: Record, notes: int) -> None: ...
+    async def card_moved(self, record: Record, ref: str) -> None: ...
+
+
+@dataclass
+class _Release:
+    record: Record
+    queued: int  # notes handed to the sender
+    delivered: int  # notes Slack took (or refused for good)
+    final: bool = False
 
 
 class SlackReporter:
     def __init__(self, client: AsyncWebClient, interval: float) -> None:
         self.client = client
-        self.interval = interval
-        self._latest: dict[str, tuple[Record, Live]] = {}
-        self._flushers: dict[str, asyncio.Task[None]] = {}
-        self._sent: dict[str, str] = {}  # release id -> last text+blocks sent, to skip no-op updates
+        self.outbox = Outbox(client, interval)
+        self.outbox.on_settled = self._settled
+        self.outbox.on_moved = self._moved
+        self.listener: Listener | None = None
+        self._releases: dict[str, _Release] = {}
         self._permalinks: dict[str, str] = {}
-        self.updates = 0
 
     async def open(self, record: Record, live: Live) -> str:
+        """Post the card (retried until Slack takes it); CardRefused when Slack refuses it for good."""
         text, blocks = cards.card(record, live)
-        resp = await self.client.chat_postMessage(channel=record.channel_id, text=text, blocks=blocks)
-        ts: str = resp["ts"]
-        return ts
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        sender = self.outbox.sender(record.channel_id)
+        sender.posts.appendleft(Post(text=text, blocks=blocks, done=done))
+        sender.kick()
+        return await done
 
-    def card(self, record: Record, live: Live) -> None:
-        self._latest[record.id] = (record, live)
-        task = self._flushers.get(record.id)
-        if task is None or task.done():
-            self._flushers[record.id] = asyncio.create_task(
-                self._flush_loop(record.id), name=f"card:{record.id}"
-            )
-
-    async def _flush_loop(self, release_id: str) -> None:
-        while release_id in self._latest:
-            record, live = self._latest.pop(release_id)
-            await self._update(record, live)
-            await asyncio.sleep(self.interval)
-
-    async def final(self, record: Record, live: Live) -> None:
-        """Show this state now (cancelling a pending coalesced update)."""
-        self._latest.pop(record.id, None)
-        task = self._flushers.pop(record.id, None)
-        if task and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._update(record, live, force=True)
-        if not record.active:  # nothing more will be shown for this release
-            self._sent.pop(record.id, None)
-            self._permalinks.pop(record.id, None)
-
-    async def _update(self, record: Record, live: Live, *, force: bool = False) -> None:
-        if not record.card_ts:
+    def show(self, record: Record, live: Live, *, final: bool = False) -> None:
+        """Make the channel show `record`: the card (coalesced) and any notes not handed over yet."""
+        if record.card_ts is None:
             return
+        state = self._releases.get(record.id)
+        if state is None:
+            state = self._releases[record.id] = _Release(record, record.notes_shown, record.notes_shown)
+        state.record = record
+        state.final = state.final or final
+        sender = self.outbox.sender(record.channel_id)
+        card = sender.cards.get(record.id)
+        if card is None:
+            card = sender.cards[record.id] = Card(record.id, record.card_ts)
         text, blocks = cards.card(record, live)
-        key = repr(blocks)
-        if not force and self._sent.get(record.id) == key:
-            return
-        try:
-            await self.client.chat_update(
-                channel=record.channel_id, ts=record.card_ts, text=text, blocks=blocks
+        card.text, card.blocks, card.key = text, blocks, repr(blocks)
+        card.final = card.final or final
+        for i in range(state.queued, len(record.notes)):
+            sender.posts.append(
+                Post(text=record.notes[i], release_id=record.id, on_sent=self._note_sent(state))
             )
-            self._sent[record.id] = key
-            self.updates += 1
-        except SlackApiError as e:
-            log.warning("card update for %s failed: %s", record.id, e.response.get("error"))
+        state.queued = max(state.queued, len(record.notes))
+        sender.kick()
 
-    async def note(self, record: Record, text: str) -> None:
-        try:
-            await self.client.chat_postMessage(
-                channel=record.channel_id, thread_ts=record.card_ts, text=text, unfurl_links=False
+    def _note_sent(self, state: _Release) -> Callable[[], None]:
+        def sent() -> None:
+            state.delivered += 1
+            self._check_synced(state)
+
+        return sent
+
+    def delivered(self, release_id: str) -> int | None:
+        state = self._releases.get(release_id)
+        return state.delivered if state else None
+
+    def _settled(self, channel: str, card: Card) -> None:
+        state = self._releases.get(card.release_id)
+        if state is not None:
+            self._check_synced(state)
+
+    def _check_synced(self, state: _Release) -> None:
+        record = state.record
+        sender = self.outbox.senders.get(record.channel_id)
+        card = sender.cards.get(record.id) if sender else None
+        if not state.final or card is None or card.sent_key != card.key:
+            return
+        if state.delivered < len(record.notes):
+            return
+        # Everything is out: forget the release here, and remember in the record that it is shown.
+        self._releases.pop(record.id, None)
+        self._permalinks.pop(record.id, None)
+        if sender is not None:
+            sender.cards.pop(record.id, None)
+        if self.listener is not None:
+            self.outbox.tasks.spawn(f"shown:{record.id}", self.listener.shown(record, state.delivered))
+
+    def _moved(self, card: Card) -> None:
+        state = self._releases.get(card.release_id)
+        if state is not None and self.listener is not None:
+            self.outbox.tasks.spawn(
+                f"moved:{card.release_id}", self.listener.card_moved(state.record, card.ref)
             )
-        except SlackApiError as e:
-            log.warning("thread note for %s failed: %s", record.id, e.response.get("error"))
+
+    async def tell(self, record: Record, text: str) -> None:
+        """Tell the requester privately, through the command's response_url (it works where the bot
+        cannot post: a channel it is not in, a DM)."""
+        if not record.reply_to:
+            log.warning("cannot tell %s about %s: no response_url", record.requester.id, record.id)
+            return
+        hook = AsyncWebhookClient(record.reply_to, session=self.client.session)
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                await hook.send(text=text, response_type="ephemeral")
+        except Exception as e:
+            log.warning("could not answer %s through response_url: %s", record.requester.id, type(e).__name__)
 
     async def announce(self, channel: str, text: str) -> None:
         """A message of its own in the channel (for actions that have no card)."""
-        try:
-            await self.client.chat_postMessage(channel=channel, text=text, unfurl_links=False)
-        except SlackApiError as e:
-            log.warning("announcement in %s failed: %s", channel, e.response.get("error"))
+        sender = self.outbox.sender(channel)
+        sender.posts.append(Post(text=text))
+        sender.kick()
 
     async def permalink(self, record: Record) -> str:
         if not record.card_ts:
             return ""
         if record.id not in self._permalinks:
             try:
-                resp = await self.client.chat_getPermalink(
-                    channel=record.channel_id, message_ts=record.card_ts
-                )
+                async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                    resp = await self.client.chat_getPermalink(
+                        channel=record.channel_id, message_ts=record.card_ts
+                    )
                 self._permalinks[record.id] = resp.get("permalink", "")
-            except SlackApiError:
+            except Exception:  # best effort: the audit line then has no link
                 return ""
         return self._permalinks[record.id]
 
     async def close(self) -> None:
-        for task in self._flushers.values():
-            task.cancel()
-        for task in self._flushers.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.outbox.close()
