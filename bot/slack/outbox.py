@@ -65,6 +65,10 @@ def transient(e: BaseException) -> float | None:
     return None
 
 
+class Abandoned(Exception):
+    """The message is no longer wanted; it was not (or no longer) tried."""
+
+
 @dataclass
 class Card:
     """What one release's card should show, and how far its delivery got."""
@@ -141,6 +145,8 @@ class ChannelSender:
 
     async def _post_next(self) -> None:
         post = self.posts.popleft()
+        if post.done is not None and post.done.cancelled():
+            return  # the release ended before its card went out
         joined = [post]
         if post.release_id is not None and post.done is None:  # notes for the same thread: one message
             while (
@@ -160,16 +166,28 @@ class ChannelSender:
                 log.warning("note for %s dropped: its card is unknown here", post.release_id)
                 return
             kwargs["thread_ts"] = card.ref
+        done = post.done
+        gave_up = done.cancelled if done is not None else None
         try:
             resp = await self.outbox.deliver(
-                "chat.postMessage", lambda: self.client.chat_postMessage(**kwargs)
+                "chat.postMessage", lambda: self.client.chat_postMessage(**kwargs), gave_up=gave_up
             )
+        except Abandoned:
+            return
         except CardRefused as e:
             if post.done is not None and not post.done.done():
                 post.done.set_exception(e)
                 return
             log.warning("message in %s refused by Slack: %s", self.channel, e.error)
             resp = None
+        if post.done is not None and post.done.cancelled() and resp is not None:
+            # Slack took the card after its release had ended without it: take it back.
+            ts = str(resp["ts"])
+            with contextlib.suppress(CardRefused, Abandoned):
+                await self.outbox.deliver(
+                    "chat.delete", lambda: self.client.chat_delete(channel=self.channel, ts=ts)
+                )
+            return
         if post.done is not None and not post.done.done() and resp is not None:
             post.done.set_result(str(resp["ts"]))
         for p in joined:
@@ -233,10 +251,15 @@ class Outbox:
             sender = self.senders[channel] = ChannelSender(self.client, channel, self.interval, self)
         return sender
 
-    async def deliver(self, method: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Make the call until Slack takes it; CardRefused for a permanent refusal."""
+    async def deliver(
+        self, method: str, call: Callable[[], Awaitable[Any]], gave_up: Callable[[], bool] | None = None
+    ) -> Any:
+        """Make the call until Slack takes it; CardRefused for a permanent refusal, Abandoned when
+        `gave_up()` says it is no longer wanted (checked before every retry)."""
         attempt = 0
         while True:
+            if attempt and gave_up is not None and gave_up():
+                raise Abandoned(method)
             try:
                 async with asyncio.timeout(CALL_TIMEOUT_S):
                     return await call()
