@@ -3,7 +3,13 @@
 Starts a real control plane with the guide's hexo app (Deployment `hexo` in `devops`, 6 replicas,
 v1.0, Service `hexo-service`), the Slack simulator with its channel page, and the bot wired to both,
 with sandbox users alice (may do everything), bob (may promote and roll back) and mallory (may do
-nothing). Runs until Ctrl-C or SIGTERM, then stops everything it started.
+nothing). Runs until Ctrl-C or SIGTERM, then stops everything it started, by PID.
+
+A place to break things: the bot runs as its own process (`python -m bot serve`, output on our
+stderr) under a supervisor that starts it again when it dies, and the control endpoints
+(`sandbox/control.py`, also the channel page's Sandbox panel) script Slack faults, restart the
+apiserver, etcd, the kubelet or the bot, and kill the bot. The JSON file (`--json-file`) says where
+everything is, including the current pids, and is rewritten when they change.
 """
 
 from __future__ import annotations
@@ -12,27 +18,31 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
+import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import SecretStr
 
-from bot.catalog import Catalog
-from bot.cli_serve import serve
 from bot.kube.client import KubeConflict, connected
 from bot.releases.health import progress
-from bot.settings import Settings
 from sandbox import hexo
-from sandbox.controlplane.launcher import ClusterInfo, ControlPlane
+from sandbox.control import control_app
+from sandbox.controlplane.launcher import ControlPlane
 from sandbox.slack import SlackSimulator
+from sandbox.supervisor import BotSupervisor
 
 NAMESPACE = "devops"
+_ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("sandbox")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,11 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not log.handlers:  # our own lines (restarts, the bot's exits) on stderr, next to the bot's log
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("sandbox: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="release-bot-sandbox-"))
     cp = ControlPlane(workdir / "cluster", ready_delay=args.ready_delay)
-    cluster = cp.start()
+    cp.start()
     try:
-        asyncio.run(_sandbox(args, cluster, workdir))
+        asyncio.run(_sandbox(args, cp, workdir))
     finally:
         cp.stop()
     return 0
@@ -91,40 +106,118 @@ async def install_hexo(kubeconfig: Path, namespace: str = NAMESPACE) -> None:
         )
 
 
-async def _sandbox(args: argparse.Namespace, cluster: ClusterInfo, workdir: Path) -> None:
+class Sandbox:
+    """The running sandbox as the control endpoints see it: restarts, kills, pids, the JSON file."""
+
+    def __init__(self, cp: ControlPlane, sim: SlackSimulator, json_file: Path | None) -> None:
+        self.cp = cp
+        self.sim = sim
+        self.bot: BotSupervisor | None = None  # once the simulator listens (the bot needs its URL)
+        self.json_file = json_file
+        self.info: dict[str, Any] = {}
+        self._written: dict[str, Any] | None = None
+        # the launcher is synchronous: restarts run here, one at a time, off the event loop
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-restart")
+
+    @property
+    def restartable(self) -> tuple[str, ...]:
+        return (*self.cp.components, "bot")
+
+    @property
+    def killable(self) -> tuple[str, ...]:
+        return ("bot",)
+
+    def pids(self) -> dict[str, int | None]:
+        return {"bot": self.bot.pid if self.bot is not None else None, **self.cp.pids}
+
+    def _bot(self) -> BotSupervisor:
+        if self.bot is None:
+            raise RuntimeError("the bot is not started yet")
+        return self.bot
+
+    async def restart(self, component: str) -> dict[str, Any]:
+        before = self.pids().get(component)
+        started = time.monotonic()
+        if component == "bot":
+            pid = await self._bot().restart()
+        else:
+            loop = asyncio.get_running_loop()
+            pid = await loop.run_in_executor(self._executor, self.cp.restart, component)
+        self.publish()
+        took = round(time.monotonic() - started, 2)
+        log.info("restarted %s: pid %s -> %s in %.1f s", component, before, pid, took)
+        return {"component": component, "pid": pid, "previous_pid": before, "seconds": took}
+
+    async def kill(self, component: str) -> dict[str, Any]:
+        pid = await self._bot().kill()
+        log.info("killed the bot (pid %s); its supervisor starts a new one", pid)
+        return {"component": component, "killed_pid": pid}
+
+    def publish(self) -> None:
+        """(Re)write the JSON file when what it says changed (atomically: readers never see half)."""
+        if not self.info:
+            return
+        current = {**self.info, "pids": self.pids()}
+        if current == self._written:
+            return
+        self._written = current
+        if self.json_file is not None:
+            tmp = self.json_file.with_name(self.json_file.name + ".tmp")
+            tmp.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, self.json_file)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def bot_environment(sim: SlackSimulator, kubeconfig: Path, catalog: Path, port: int) -> dict[str, str]:
+    """What `python -m bot serve` needs to run against the simulator and the sandbox cluster."""
+    drop = {"SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "SLACK_API_URL"}
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and k not in drop}
+    env.update(
+        {
+            "SLACK_BOT_TOKEN": sim.bot_token,
+            "SLACK_SIGNING_SECRET": sim.signing_secret,
+            "SLACK_API_URL": sim.api_url,
+            "KUBECONFIG": str(kubeconfig),
+            "RELEASE_BOT_CATALOG": str(catalog),
+            "RELEASE_BOT_HOST": "127.0.0.1",
+            "RELEASE_BOT_PORT": str(port),
+            "RELEASE_BOT_INSTANCE_ID": "sandbox",  # a restarted bot takes its releases back at once
+            "PYTHONPATH": os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        }
+    )
+    return env
+
+
+async def _sandbox(args: argparse.Namespace, cp: ControlPlane, workdir: Path) -> None:
+    cluster = cp.info
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await install_hexo(cluster.admin_kubeconfig)
     sim = SlackSimulator()
+    catalog_path = workdir / "catalog.yaml"
+    catalog_path.write_text(yaml.safe_dump(hexo.catalog(NAMESPACE, sim.users)), encoding="utf-8")
+    bot_port = args.bot_port or _free_port()
+    box = Sandbox(cp, sim, args.json_file)
+    sim.mount_control(control_app(sim, box))
+    sim.bot_url = f"http://127.0.0.1:{bot_port}/slack/events"
     await sim.start(args.port)
+    bot = box.bot = BotSupervisor(
+        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(bot_port)],
+        bot_environment(sim, cluster.admin_kubeconfig, catalog_path, bot_port),
+        readyz_url=f"http://127.0.0.1:{bot_port}/readyz",
+        on_change=box.publish,
+    )
     try:
-        catalog_path = workdir / "catalog.yaml"
-        catalog_path.write_text(yaml.safe_dump(hexo.catalog(NAMESPACE, sim.users)), encoding="utf-8")
-        bot_port = args.bot_port or _free_port()
-        settings = Settings(
-            slack_bot_token=SecretStr(sim.bot_token),
-            slack_signing_secret=SecretStr(sim.signing_secret),
-            slack_api_url=sim.api_url,
-            kubeconfig=cluster.admin_kubeconfig,
-            RELEASE_BOT_CATALOG=catalog_path,
-            RELEASE_BOT_HOST="127.0.0.1",
-            RELEASE_BOT_PORT=bot_port,
-            RELEASE_BOT_INSTANCE_ID="sandbox",
-        )
-        sim.bot_url = f"http://127.0.0.1:{bot_port}/slack/events"
-        started = asyncio.Event()
-        bot = asyncio.create_task(
-            serve(settings, Catalog.load(catalog_path), stop, started), name="sandbox:bot"
-        )
-        await asyncio.wait([bot, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
-        if bot.done():
-            await bot  # raises what stopped it
-        info = {
+        await bot.start()
+        box.info = {
             "bot_url": sim.bot_url,
             "slack_api_url": sim.api_url,
             "page_url": sim.page_url,
+            "control_url": sim.control_url,
             "signing_secret": sim.signing_secret,
             "bot_token": sim.bot_token,
             "channel_id": sim.channels["releases"],
@@ -132,20 +225,20 @@ async def _sandbox(args: argparse.Namespace, cluster: ClusterInfo, workdir: Path
             "kubeconfig": str(cluster.admin_kubeconfig),
             "namespace": NAMESPACE,
         }
-        if args.json_file:
-            tmp = args.json_file.with_name(args.json_file.name + ".tmp")
-            tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, args.json_file)
+        box.publish()
         print(
             f"release-bot sandbox is up.\n"
             f"  Slack channel page: {sim.page_url}\n"
             f"  Try: /release hexo v2.0   (as alice; bob may promote/roll back, mallory may do nothing)\n"
             f"  Watch the pods:   export KUBECONFIG={cluster.admin_kubeconfig}; "
             f"kubectl -n {NAMESPACE} get pods -w\n"
+            f"  Break things:     curl -X POST {sim.control_url}/restart/kube-apiserver  "
+            f"(or use the page's Sandbox panel)\n"
             f"Ctrl-C to stop everything.",
             flush=True,
         )
-        await bot
+        await stop.wait()
     finally:
-        stop.set()
+        await bot.stop()
         await sim.stop()
+        box.close()

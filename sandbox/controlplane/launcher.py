@@ -15,6 +15,12 @@ process runs in its own process group (``start_new_session``) and its PID is kep
 The API is synchronous (plain subprocesses and urllib): :meth:`ControlPlane.start` blocks until the
 cluster is usable (``/readyz`` ok, the ``default`` ServiceAccount exists, our nodes are Ready), about
 5 s. Call it from the main thread: the parent-death signal is tied to the thread that forks.
+
+One component can be stopped, started again or restarted (:meth:`ControlPlane.restart`) with the
+argv and environment it was first started with; etcd comes back on the same data dir, so nothing is
+lost. These may be called from any thread (an executor, say): processes started off the main thread
+are forked by one long-lived spawner thread, so their parent-death signal stays tied to a thread
+that lives as long as the control plane.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -35,10 +43,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from bot.errors import UserError
 from sandbox.controlplane.binaries import Binaries, MissingBinaryError, find_binaries
@@ -47,8 +57,11 @@ from sandbox.controlplane.pki import RESTRICTED_USER, Pki, PkiError, make_pki, w
 STATE_FILE = "cluster.json"
 STOP_GRACE_S = 3.0
 START_TIMEOUT_S = 90.0
+ALIVE_CHECK_S = 0.5
 NODE_PREFIX = "sandbox-node"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
 _PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 class ControlPlaneError(UserError):
@@ -67,6 +80,12 @@ class ClusterInfo:
     pids: dict[str, int]
     node_names: tuple[str, ...] = ()
 
+    def current_pids(self) -> dict[str, int]:
+        """The pids ``cluster.json`` records now (``pids`` above is a snapshot and goes stale when a
+        component is restarted); the snapshot when the state file is gone."""
+        state = ClusterState.read(self.workdir)
+        return dict(state.pids) if state is not None else dict(self.pids)
+
 
 @dataclass
 class _Proc:
@@ -74,6 +93,9 @@ class _Proc:
     pid: int
     start_ticks: int
     popen: subprocess.Popen[bytes] | None = None
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    log: IO[bytes] | None = None
 
 
 @dataclass
@@ -144,9 +166,44 @@ def _alive(pid: int, ticks: int) -> bool:
     return rest[0] != "Z" and int(rest[19]) == ticks
 
 
-def _set_pdeathsig() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+# Looked up once, here: the child of a multi-threaded parent must not resolve symbols (the dynamic
+# loader's lock may be held by a thread that does not exist in the child).
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def set_pdeathsig() -> None:
+    """``preexec_fn`` (runs in the child between fork and exec): the child gets SIGKILL when the
+    thread that forked it ends (PR_SET_PDEATHSIG)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class _Spawner:
+    """One long-lived daemon thread that forks the processes started off the main thread.
+
+    The parent-death signal fires when the *thread* that forked a child ends, not the process: a
+    server forked by a worker thread that later exits would be killed with it.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="control-plane-spawner", daemon=True)
+        self._thread.start()
+
+    def run(self, fn: Callable[[], T]) -> T:
+        done: Future[T] = Future()
+        self._jobs.put((fn, done))
+        return done.result()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, done = job
+            try:
+                done.set_result(fn())
+            except BaseException as e:  # handed to the caller
+                done.set_exception(e)
 
 
 def _killpg(pid: int, sig: int) -> None:
@@ -189,6 +246,15 @@ def _get(url: str, token: str, ctx: ssl.SSLContext, timeout: float = 2.0) -> tup
         return e.code, e.read()
     except (urllib.error.URLError, OSError):
         return 0, b""
+
+
+def _etcd_healthy(etcd_url: str, timeout: float = 2.0) -> bool:
+    """True if etcd at ``etcd_url`` (http://127.0.0.1:<port>) answers /health with health "true"."""
+    try:
+        with urllib.request.urlopen(f"{etcd_url}/health", timeout=timeout) as resp:  # noqa: S310
+            return bool(resp.status == 200 and json.loads(resp.read()).get("health") == "true")
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 def probe(api_url: str, admin_kubeconfig: Path) -> bool:
@@ -243,15 +309,91 @@ class ControlPlane:
         self._info: ClusterInfo | None = None
         self._prev_sigterm: Any = None
         self._atexit_registered = False
-        self._logs: list[Any] = []
+        self._lock = threading.RLock()  # guards _procs (read by pids from any thread)
+        self._ops = threading.RLock()  # one stop/start/restart of a component at a time
+        self._stopping = threading.Event()
+        self._spawner: _Spawner | None = None
+        self._api_url = ""
+        self._etcd_url = ""
+        self._kcfg: dict[str, Path] = {}
+        self._pki: Pki | None = None
 
     # -- public ---------------------------------------------------------------------------
 
     @property
     def info(self) -> ClusterInfo:
+        """How to reach the cluster; ``pids`` are the current ones (a new object after a restart)."""
         if self._info is None:
             raise RuntimeError("control plane not started")
         return self._info
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Component name -> the PID of its current process (the last one, while it is stopped)."""
+        with self._lock:
+            return {p.name: p.pid for p in self._procs}
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The components this control plane runs (kube-scheduler only when its binary was found)."""
+        with self._lock:
+            return tuple(n for n in COMPONENTS if any(p.name == n for p in self._procs))
+
+    def running(self, name: str) -> bool:
+        """True while the component's current process is alive."""
+        return self._running(self._proc(name))
+
+    def stop_component(self, name: str, grace: float = STOP_GRACE_S) -> None:
+        """Stop one component's process group by its PID: SIGTERM, then SIGKILL after ``grace``.
+
+        Its argv, environment and (for etcd) data dir are kept for :meth:`start_component`; stopping
+        a component that is not running does nothing.
+        """
+        with self._ops:
+            proc = self._proc(name)
+            stop_processes([(proc.name, proc.pid, proc.start_ticks)], grace)
+            if proc.popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.popen.wait(timeout=1.0)
+            if proc.log is not None:
+                proc.log.close()
+                proc.log = None
+
+    def start_component(self, name: str, timeout: float = START_TIMEOUT_S) -> int:
+        """Start one component again with the argv and environment it was first started with, and
+        block until it is usable; return its PID.
+
+        Usable means: kube-apiserver answers /readyz with 200, etcd answers /health, the others are
+        alive (they reconnect by themselves). A component already running is only waited for.
+        """
+        with self._ops:
+            proc = self._proc(name)
+            if not self._running(proc):
+                self._respawn(proc)
+                self._changed()
+            self._wait_usable(proc, timeout)
+            return proc.pid
+
+    def restart(self, name: str, down_seconds: float = 0.0) -> int:
+        """Stop one component, leave it down ``down_seconds``, start it again; return its new PID.
+
+        Returns once the cluster is usable again: after etcd, the apiserver must be ready too. Any
+        other component that exited meanwhile (the controllers, the kubelet) is started again.
+        """
+        if down_seconds < 0:
+            raise ValueError("down_seconds must not be negative")
+        with self._ops:
+            self._proc(name)
+            self.stop_component(name)
+            if down_seconds and self._stopping.wait(down_seconds):
+                raise ControlPlaneError("the control plane is stopping")
+            pid = self.start_component(name)
+            if name == "etcd" and "kube-apiserver" in self.components:
+                self.start_component("kube-apiserver")
+            for other in ("kube-controller-manager", "kube-scheduler", "kubelet"):
+                if other != name and other in self.components and not self.running(other):
+                    self.start_component(other)
+            return pid
 
     def start(self) -> ClusterInfo:
         """Start every process and block until the cluster is usable; stop everything on failure."""
@@ -264,6 +406,7 @@ class ControlPlane:
         if shutil.which("openssl") is None:
             raise ControlPlaneError("openssl not found: run ./scripts/bootstrap (installs it)")
         self._install_cleanup()
+        self._stopping.clear()
         try:
             self._info = self._start(binaries)
         except BaseException:
@@ -272,17 +415,23 @@ class ControlPlane:
         return self._info
 
     def stop(self) -> None:
-        """Stop every process this object started (idempotent; safe at any point of start)."""
-        procs = [(p.name, p.pid, p.start_ticks) for p in reversed(self._procs)]
-        stop_processes(procs)
-        for p in self._procs:
+        """Stop every process this object started (idempotent; safe at any point of start, and while
+        another thread restarts a component: that restart fails at once)."""
+        self._stopping.set()
+        with self._lock:
+            stopping = list(reversed(self._procs))
+            self._procs.clear()
+        stop_processes([(p.name, p.pid, p.start_ticks) for p in stopping])
+        for p in stopping:
             if p.popen is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.popen.wait(timeout=1.0)
-        self._procs.clear()
-        for f in self._logs:
-            f.close()
-        self._logs.clear()
+            if p.log is not None:
+                p.log.close()
+                p.log = None
+        if self._spawner is not None:
+            self._spawner.close()
+            self._spawner = None
         if self._etcd_dir is not None:
             shutil.rmtree(self._etcd_dir, ignore_errors=True)
             self._etcd_dir = None
@@ -329,22 +478,110 @@ class ControlPlane:
     # -- starting ---------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> _Proc:
-        assert self._workdir is not None
-        log = (self._workdir / "logs" / f"{name}.log").open("ab")
-        self._logs.append(log)
-        popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=None if self.detach else _set_pdeathsig,
-            env=env if env is not None else _clean_env(),
-            cwd=self._workdir,
-        )
-        proc = _Proc(name, popen.pid, _start_ticks(popen.pid) or 0, popen)
-        self._procs.append(proc)
+        proc = _Proc(name, 0, 0, argv=list(argv), env=dict(env if env is not None else _clean_env()))
+        with self._lock:
+            self._launch(proc)
+            self._procs.append(proc)
         return proc
+
+    def _respawn(self, proc: _Proc) -> None:
+        with self._lock:
+            if proc not in self._procs:
+                raise ControlPlaneError("the control plane is stopping")
+            self._launch(proc)
+
+    def _launch(self, proc: _Proc) -> None:
+        """Fork ``proc``'s argv (from the spawner thread when not on the main thread)."""
+        assert self._workdir is not None
+        if self._stopping.is_set():
+            raise ControlPlaneError("the control plane is stopping")
+        log = (self._workdir / "logs" / f"{proc.name}.log").open("ab")
+        cwd = self._workdir
+
+        def fork() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                proc.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=None if self.detach else set_pdeathsig,
+                env=proc.env,
+                cwd=cwd,
+            )
+
+        try:
+            if self.detach or threading.current_thread() is threading.main_thread():
+                popen = fork()
+            else:
+                if self._spawner is None:
+                    self._spawner = _Spawner()
+                popen = self._spawner.run(fork)
+        except BaseException:
+            log.close()
+            raise
+        if proc.log is not None:
+            proc.log.close()
+        proc.popen, proc.log = popen, log
+        proc.pid, proc.start_ticks = popen.pid, _start_ticks(popen.pid) or 0
+
+    def _proc(self, name: str) -> _Proc:
+        with self._lock:
+            found = next((p for p in self._procs if p.name == name), None)
+        if found is None:
+            if self._info is None:
+                raise ControlPlaneError("the control plane is not running")
+            known = ", ".join(self.components)
+            raise ControlPlaneError(f"no component {name!r} in this control plane (it runs: {known})")
+        return found
+
+    @staticmethod
+    def _running(proc: _Proc) -> bool:
+        if proc.popen is not None and proc.popen.poll() is not None:
+            return False
+        return _alive(proc.pid, proc.start_ticks)
+
+    def _changed(self) -> None:
+        """Record the current pids: in cluster.json and in ``info``."""
+        with self._lock:
+            if self._info is None:
+                return
+            self._write_state()
+            self._info = dataclasses.replace(self._info, pids={p.name: p.pid for p in self._procs})
+
+    def _wait_usable(self, proc: _Proc, timeout: float) -> None:
+        pki = self._pki
+        assert pki is not None
+        check: Callable[[], bool]
+        if proc.name == "kube-apiserver":
+            ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+            token, url = pki.identities["admin"].token, f"{self._api_url}/readyz"
+            what = "kube-apiserver to be ready (/readyz)"
+            check = lambda: _get(url, token, ctx)[0] == 200  # noqa: E731
+        elif proc.name == "etcd":
+            what, etcd_url = "etcd to answer /health", self._etcd_url
+            check = lambda: _etcd_healthy(etcd_url)  # noqa: E731
+        else:
+            what, up_since = f"{proc.name} to stay up", time.monotonic()
+            check = lambda: time.monotonic() - up_since >= ALIVE_CHECK_S  # noqa: E731
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._stopping.is_set():
+                raise ControlPlaneError("the control plane is stopping")
+            if not self._running(proc):
+                code = proc.popen.returncode if proc.popen is not None else None
+                raise ControlPlaneError(
+                    f"{proc.name} exited with status {code} while waiting for {what}; "
+                    f"last lines of its log:\n{self._log_tail(proc.name)}"
+                )
+            if check():
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"timed out after {timeout:.0f} s waiting for {what}; last lines of its log:\n"
+                    f"{self._log_tail(proc.name)}"
+                )
+            time.sleep(0.05)
 
     def _start(self, bins: Binaries) -> ClusterInfo:
         if self._workdir_arg is None:
@@ -365,6 +602,7 @@ class ControlPlane:
             raise ControlPlaneError(f"{e}; run ./scripts/bootstrap") from e
         etcd_port, peer_port, api_port, cm_port, sched_port = _free_ports(5)
         api_url = f"https://127.0.0.1:{api_port}"
+        self._api_url, self._pki = api_url, pki
         kcfg = {
             key: write_kubeconfig(
                 wd / f"{key}.kubeconfig", server=api_url, ca_cert=pki.ca_cert, identity=ident
@@ -372,7 +610,9 @@ class ControlPlane:
             for key, ident in pki.identities.items()
         }
 
+        self._kcfg = kcfg
         etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._etcd_url = etcd_url
         peer_url = f"http://127.0.0.1:{peer_port}"
         self._spawn(
             "etcd",
@@ -410,7 +650,7 @@ class ControlPlane:
             [str(Path(__file__).resolve().parents[2]), *filter(None, [env.get("PYTHONPATH")])]
         )
         self._spawn("kubelet", kubelet_argv, env=env)
-        self._write_state(api_url, kcfg, pki)
+        self._write_state()
 
         ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
         admin = pki.identities["admin"].token
@@ -421,7 +661,7 @@ class ControlPlane:
         self._spawn("kube-controller-manager", self._cm_argv(bins, pki, kcfg["controller-manager"], cm_port))
         if bins.scheduler is not None:
             self._spawn("kube-scheduler", self._scheduler_argv(bins, kcfg["scheduler"], sched_port))
-        self._write_state(api_url, kcfg, pki)
+        self._write_state()
 
         def default_sa() -> bool:
             return _get(f"{api_url}/api/v1/namespaces/default/serviceaccounts/default", admin, ctx)[0] == 200
@@ -451,17 +691,21 @@ class ControlPlane:
             node_names=node_names,
         )
 
-    def _write_state(self, api_url: str, kcfg: dict[str, Path], pki: Pki) -> None:
+    def _write_state(self) -> None:
         assert self._workdir is not None
         assert self._etcd_dir is not None
+        assert self._pki is not None
+        with self._lock:
+            pids = {p.name: p.pid for p in self._procs}
+            ticks = {p.name: p.start_ticks for p in self._procs}
         ClusterState(
             workdir=str(self._workdir),
-            api_url=api_url,
-            admin_kubeconfig=str(kcfg["admin"]),
-            restricted_kubeconfig=str(kcfg["restricted"]),
-            restricted_user=pki.identities["restricted"].user,
-            pids={p.name: p.pid for p in self._procs},
-            start_ticks={p.name: p.start_ticks for p in self._procs},
+            api_url=self._api_url,
+            admin_kubeconfig=str(self._kcfg["admin"]),
+            restricted_kubeconfig=str(self._kcfg["restricted"]),
+            restricted_user=self._pki.identities["restricted"].user,
+            pids=pids,
+            start_ticks=ticks,
             etcd_data_dir=str(self._etcd_dir),
             detached=self.detach,
             owner_pid=os.getpid(),
@@ -471,7 +715,9 @@ class ControlPlane:
     def _wait(self, what: str, ready: Any) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            for p in self._procs:
+            with self._lock:
+                procs = list(self._procs)
+            for p in procs:
                 if p.popen is not None and p.popen.poll() is not None:
                     raise ControlPlaneError(
                         f"{p.name} exited with status {p.popen.returncode} while waiting for {what}; "

@@ -12,6 +12,11 @@ It owns every write a real kubelet would make for the test cluster, and nothing 
 Everything runs on one asyncio loop: one task per concern, started and cancelled by :meth:`Kubelet.run`.
 Status writes go through a queue with a few workers so a burst of pods is handled in parallel, and a
 pod whose status changes over time (crash loops, the ready delay) is re-queued by a loop timer.
+
+Like a real kubelet it outlives restarts of the apiserver and of etcd: every loop retries transient
+errors (:func:`sandbox.kubelet.retry.is_transient`) with capped jittered backoff. The pod watch
+resumes from the last resourceVersion it saw and relists only on 410 Gone; a failed status patch,
+binding or deletion is retried for that pod alone.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from sandbox.kubelet.rawapi import MERGE_PATCH, RawApi
+from sandbox.kubelet.retry import Backoff, backoff_delay, is_transient
 from sandbox.kubelet.status import Container, PodFacts, fake_pod_ip, plan_status
 
 log = logging.getLogger("sandbox.kubelet")
@@ -39,6 +45,7 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_S = 40
 LEASE_RENEW_S = 10.0
 WATCH_TIMEOUT_S = 300
+REQUEST_TIMEOUT_S = 30.0  # one request (not a watch): the apiserver answers or gives up within 60 s
 REGISTER_TIMEOUT_S = 120.0
 STATUS_WORKERS = 4
 KUBELET_VERSION = "v1.20.2-sandbox"
@@ -57,6 +64,7 @@ class _Tracked:
     last_status: JsonDict | None = None
     timer: asyncio.TimerHandle | None = None
     deleting: bool = False
+    failures: int = 0  # consecutive failed writes, for the retry backoff
 
 
 def _pod_path(tracked: _Tracked) -> str:
@@ -76,23 +84,29 @@ class Kubelet:
     _queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     _queued: set[str] = field(default_factory=set)
     _ips: count[int] = field(default_factory=count)
+    _used_ips: set[str] = field(default_factory=set)  # never hand out an IP a pod already has
     _next_node: count[int] = field(default_factory=count)
-    _binding: set[str] = field(default_factory=set)
+    _binding: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _raw: RawApi = field(init=False)
+    pod_rv: str | None = field(default=None, init=False)  # the last resourceVersion the watch saw
 
     async def run(self, registered: asyncio.Event | None = None) -> None:
         """Register the nodes, then serve pods until cancelled."""
-        raw = RawApi(self.api)
+        raw = RawApi(self.api, timeout=REQUEST_TIMEOUT_S)
         self._raw = raw
         await self._register_nodes()
         if registered is not None:
             registered.set()
         log.info("nodes registered: %s", ", ".join(self.node_names))
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._renew_leases(), name="kubelet-leases")
-            tg.create_task(self._watch_pods(), name="kubelet-pod-watch")
-            for i in range(STATUS_WORKERS):
-                tg.create_task(self._status_worker(), name=f"kubelet-status-{i}")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._renew_leases(), name="kubelet-leases")
+                tg.create_task(self._watch_pods(), name="kubelet-pod-watch")
+                for i in range(STATUS_WORKERS):
+                    tg.create_task(self._status_worker(), name=f"kubelet-status-{i}")
+        finally:
+            for task in list(self._binding.values()):
+                task.cancel()
 
     # ---------------------------------------------------------------- nodes and leases
 
@@ -157,16 +171,19 @@ class Kubelet:
     async def _register_nodes(self) -> None:
         """Register every node, retrying while the apiserver is still starting (we may start first)."""
         deadline = asyncio.get_running_loop().time() + REGISTER_TIMEOUT_S
+        backoff = Backoff(base=0.1, cap=1.0)
         for name in self.node_names:
             while True:
                 try:
                     await self._register_node(name)
                     break
-                except (ApiException, OSError, TimeoutError) as e:
+                except Exception as e:
+                    if not (isinstance(e, ApiException) or is_transient(e)):
+                        raise
                     if asyncio.get_running_loop().time() > deadline:
                         raise
-                    log.debug("apiserver not ready yet (%s); retrying", e)
-                    await asyncio.sleep(0.1)
+                    log.debug("apiserver not ready yet (%s); retrying", _describe(e))
+                    await backoff.sleep()
 
     async def _register_node(self, name: str) -> None:
         body = self._node_body(name)
@@ -184,13 +201,24 @@ class Kubelet:
             )
 
     async def _renew_leases(self) -> None:
+        """Renew every node's Lease each LEASE_RENEW_S; after a failure, retry sooner with backoff."""
+        backoff = Backoff(cap=LEASE_RENEW_S)
         while True:
+            failed = False
             for name in self.node_names:
                 try:
                     await self._renew_lease(name)
-                except ApiException as e:
-                    log.warning("lease renewal for %s failed: %s", name, e.reason)
-            await asyncio.sleep(LEASE_RENEW_S)
+                except Exception as e:
+                    if not (isinstance(e, ApiException) or is_transient(e)):
+                        log.exception("lease renewal for %s failed", name)
+                    else:
+                        log.warning("lease renewal for %s failed: %s", name, _describe(e))
+                    failed = True
+            if failed:
+                await backoff.sleep()
+            else:
+                backoff.reset()
+                await asyncio.sleep(LEASE_RENEW_S)
 
     async def _renew_lease(self, name: str) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -208,22 +236,45 @@ class Kubelet:
     # ---------------------------------------------------------------- the pod watch
 
     async def _watch_pods(self) -> None:
+        """List, then follow the watch; resume from the last resourceVersion after any transient
+        error, relist on 410 Gone (and after other errors, which the apiserver should not give)."""
+        backoff = Backoff()
+        self.pod_rv = None
         while True:
             try:
-                rv = await self._relist()
-                while True:
-                    rv = await self._watch_from(rv)
+                if self.pod_rv is None:
+                    self.pod_rv = await self._relist()
+                    backoff.reset()
+                started = asyncio.get_running_loop().time()
+                if await self._watch_from(self.pod_rv):
+                    backoff.reset()
+                if asyncio.get_running_loop().time() - started > 1.0:
+                    continue  # the server ended the watch (timeoutSeconds): resume at once
+                # ended at once with nothing new (a server shutting down): not in a tight loop
             except ApiException as e:
                 if e.status == 410:
                     log.info("pod watch expired (410 Gone): relisting")
+                    self.pod_rv = None
                     continue
-                log.warning("pod watch failed (%s): relisting in 1 s", e.reason)
-            except (OSError, TimeoutError) as e:
-                log.warning("pod watch connection failed (%s): relisting in 1 s", e)
-            await asyncio.sleep(1.0)
+                if is_transient(e):
+                    log.warning("pod watch failed (%s): resuming from %s", _describe(e), self.pod_rv)
+                else:
+                    log.warning("pod watch failed (%s): relisting", _describe(e))
+                    self.pod_rv = None
+            except Exception as e:
+                if not is_transient(e) and not isinstance(e, ValueError):
+                    log.exception("pod watch failed: relisting")
+                    self.pod_rv = None
+                else:
+                    log.warning("pod watch interrupted (%s): resuming from %s", _describe(e), self.pod_rv)
+            await backoff.sleep()
 
     async def _relist(self) -> str:
         listing = await self._raw.request("GET", "/api/v1/pods")
+        for pod in listing.get("items", []):  # first: the IPs pods have (a restarted kubelet)
+            ip = pod.get("status", {}).get("podIP")
+            if ip and pod.get("spec", {}).get("nodeName") in self.node_names:
+                self._used_ips.add(ip)
         seen: set[str] = set()
         for pod in listing.get("items", []):
             uid = pod["metadata"]["uid"]
@@ -235,15 +286,17 @@ class Kubelet:
         rv: str = listing["metadata"]["resourceVersion"]
         return rv
 
-    async def _watch_from(self, rv: str) -> str:
-        """Follow the pod watch from ``rv`` until the server ends it; return the last version seen."""
+    async def _watch_from(self, rv: str) -> bool:
+        """Follow the pod watch from ``rv`` until the server ends it, keeping ``pod_rv`` at the last
+        version seen (so an interrupted watch resumes there); True if any event arrived."""
         query: dict[str, str | int | bool] = {
             "watch": True,
             "resourceVersion": rv,
             "allowWatchBookmarks": True,
             "timeoutSeconds": WATCH_TIMEOUT_S,
         }
-        resp = await self._raw.open("GET", "/api/v1/pods", query=query)
+        resp = await self._raw.open("GET", "/api/v1/pods", query=query, timeout=WATCH_TIMEOUT_S + 30)
+        seen = False
         try:
             async for line in resp.content:
                 if not line.strip():
@@ -252,7 +305,8 @@ class Kubelet:
                 kind, obj = event["type"], event["object"]
                 if kind == "ERROR":
                     raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
-                rv = obj["metadata"]["resourceVersion"]
+                seen = True
+                self.pod_rv = obj["metadata"]["resourceVersion"]
                 if kind == "BOOKMARK":
                     continue
                 if kind == "DELETED":
@@ -261,7 +315,7 @@ class Kubelet:
                     self._on_pod(obj)
         finally:
             resp.release()
-        return rv
+        return seen
 
     def _on_pod(self, pod: JsonDict) -> None:
         meta, spec = pod["metadata"], pod.get("spec", {})
@@ -284,17 +338,27 @@ class Kubelet:
                 name=meta["name"],
                 uid=uid,
                 seen_at=datetime.now(UTC).replace(microsecond=0),
-                pod_ip=existing_ip or fake_pod_ip(next(self._ips)),
+                pod_ip=existing_ip or self._new_ip(),
                 pod=pod,
             )
+            self._used_ips.add(tracked.pod_ip)
             self._pods[uid] = tracked
         tracked.pod = pod
         self._enqueue(uid)
 
+    def _new_ip(self) -> str:
+        for _ in range(254 * 254):
+            ip = fake_pod_ip(next(self._ips))
+            if ip not in self._used_ips:
+                return ip
+        return fake_pod_ip(next(self._ips))  # every address taken: share one
+
     def _forget(self, uid: str) -> None:
         tracked = self._pods.pop(uid, None)
-        if tracked is not None and tracked.timer is not None:
-            tracked.timer.cancel()
+        if tracked is not None:
+            self._used_ips.discard(tracked.pod_ip)
+            if tracked.timer is not None:
+                tracked.timer.cancel()
 
     def _enqueue(self, uid: str) -> None:
         if uid not in self._queued:
@@ -307,12 +371,13 @@ class Kubelet:
         uid = pod["metadata"]["uid"]
         if uid in self._binding:
             return
-        self._binding.add(uid)
         node = self.node_names[next(self._next_node) % len(self.node_names)]
         task = asyncio.get_running_loop().create_task(self._bind(pod, node), name=f"kubelet-bind-{uid}")
-        task.add_done_callback(lambda _t: self._binding.discard(uid))
+        self._binding[uid] = task
+        task.add_done_callback(lambda _t: self._binding.pop(uid, None))
 
     async def _bind(self, pod: JsonDict, node: str) -> None:
+        """Bind the pod to ``node``, retrying transient errors; done once bound, gone or taken."""
         meta = pod["metadata"]
         body = {
             "apiVersion": "v1",
@@ -321,15 +386,24 @@ class Kubelet:
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/binding"
-        try:
-            await self._raw.request("POST", path, body=body)
-        except ApiException as e:
-            if e.status not in (404, 409):
-                log.warning("binding %s/%s failed: %s", meta["namespace"], meta["name"], e.reason)
+        backoff = Backoff()
+        while True:
+            try:
+                await self._raw.request("POST", path, body=body)
+                return
+            except Exception as e:
+                if isinstance(e, ApiException) and e.status in (404, 409):
+                    return  # deleted, or bound by someone else
+                if not is_transient(e):
+                    log.warning("binding %s/%s failed: %s", meta["namespace"], meta["name"], _describe(e))
+                    return
+                log.info("binding %s/%s: %s; retrying", meta["namespace"], meta["name"], _describe(e))
+            await backoff.sleep()
 
     # ---------------------------------------------------------------- status writes
 
     async def _status_worker(self) -> None:
+        """Sync queued pods; a pod whose write failed transiently is re-queued after a backoff."""
         while True:
             uid = await self._queue.get()
             self._queued.discard(uid)
@@ -338,12 +412,18 @@ class Kubelet:
                 continue
             try:
                 await self._sync(tracked)
-            except ApiException as e:
-                if e.status not in (404, 409):
-                    log.warning("pod %s/%s: %s", tracked.namespace, tracked.name, e.reason)
-            except (OSError, TimeoutError) as e:
-                log.warning("pod %s/%s: %s; retrying", tracked.namespace, tracked.name, e)
-                self._schedule(tracked, 1.0)
+                tracked.failures = 0
+            except Exception as e:
+                if isinstance(e, ApiException) and e.status in (404, 409):
+                    continue  # the pod is gone (or was replaced): its watch event follows
+                if is_transient(e):
+                    log.warning("pod %s/%s: %s; retrying", tracked.namespace, tracked.name, _describe(e))
+                elif isinstance(e, ApiException):
+                    log.warning("pod %s/%s: %s; retrying", tracked.namespace, tracked.name, e.reason)
+                else:
+                    log.exception("pod %s/%s: unexpected error; retrying", tracked.namespace, tracked.name)
+                self._schedule(tracked, backoff_delay(tracked.failures))
+                tracked.failures += 1
 
     async def _sync(self, tracked: _Tracked) -> None:
         meta = tracked.pod["metadata"]
@@ -387,5 +467,15 @@ class Kubelet:
             await self._raw.request("DELETE", _pod_path(tracked), body=body)
         except ApiException as e:
             if e.status not in (404, 409):
-                tracked.deleting = False
+                tracked.deleting = False  # the retry deletes again
                 raise
+        except BaseException:
+            tracked.deleting = False
+            raise
+
+
+def _describe(exc: BaseException) -> str:
+    """A short text for a log line: the apiserver's reason, or the error's type and message."""
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -20,10 +20,14 @@ MERGE_PATCH = "application/merge-patch+json"
 
 
 class RawApi:
-    """``request``/``open`` against the cluster ``api`` points at; non-2xx answers raise ApiException."""
+    """``request``/``open`` against the cluster ``api`` points at; non-2xx answers raise ApiException.
 
-    def __init__(self, api: client.ApiClient) -> None:
+    ``timeout`` (seconds, None for none) bounds each request, body included; ``open`` takes its own.
+    """
+
+    def __init__(self, api: client.ApiClient, *, timeout: float | None = None) -> None:
         self._api = api
+        self._timeout = timeout
 
     async def open(
         self,
@@ -33,6 +37,7 @@ class RawApi:
         query: dict[str, str | int | bool] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        timeout: float | None = None,
     ) -> aiohttp.ClientResponse:
         """Start a request and return the open response (the caller releases it)."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -45,6 +50,7 @@ class RawApi:
             body=body,
             auth_settings=["BearerToken"],
             _preload_content=False,
+            _request_timeout=timeout if timeout is not None else self._timeout,
         )
         if not 200 <= resp.status <= 299:
             try:

@@ -12,9 +12,11 @@ Owns everything HTTP about the simulated Slack, on one aiohttp server bound to 1
   notifications (Server-Sent Events), and actions the page asks for (run a slash command, click a
   button) which go to the bot as real signed requests through a `SlackPlayer`.
 - `/`: the channel page (`page.html`, a single static file).
+- optionally a control route group (`mount_control`, e.g. the sandbox's `/control/...`); the page
+  then shows its panel.
 
 Tests use the Python API (`history`, `replies`, `ephemerals`, `calls`, `fault`, `wait_for`, `player`).
-Every change to the workspace or the call log wakes `wait_for` waiters and the page.
+Every change to the workspace, the call log or the pending faults wakes `wait_for` waiters and the page.
 """
 
 from __future__ import annotations
@@ -64,6 +66,17 @@ class _Fault:
     error: str | None
     status: int | None
     hang: bool
+    hang_seconds: float | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The fault as the control endpoints show it."""
+        shown: dict[str, Any] = {"remaining": self.remaining}
+        for key in ("error", "status", "hang_seconds"):
+            if getattr(self, key) is not None:
+                shown[key] = getattr(self, key)
+        if self.hang:
+            shown["hang"] = True
+        return shown
 
 
 @dataclass
@@ -134,6 +147,7 @@ class SlackSimulator:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        self._control: tuple[str, web.Application] | None = None
         self._page_player: SlackPlayer | None = None
         self.socket_mode = SocketModeServer(self)
 
@@ -163,6 +177,10 @@ class SlackSimulator:
         app.router.add_post("/sim/command", self._sim_command)
         app.router.add_post("/sim/click", self._sim_click)
         self.socket_mode.add_routes(app)
+        if self._control is not None:
+            prefix, control = self._control
+            app.router.add_get(prefix, self._to_control)  # {control_url} itself: its index
+            app.add_subapp(prefix, control)
         self._closing.clear()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
@@ -212,6 +230,22 @@ class SlackSimulator:
     def page_url(self) -> str:
         """The channel page."""
         return self.base_url
+
+    def mount_control(self, app: web.Application, prefix: str = "/control") -> None:
+        """Serve `app` under `prefix` on this server (same origin as the page, which then shows its
+        control panel for it). Call before `start()`."""
+        if self._runner is not None:
+            raise RuntimeError("mount_control() must be called before start()")
+        if not prefix.startswith("/") or prefix.endswith("/") or prefix in ("/api", "/sim", "/hooks"):
+            raise ValueError(f"bad control prefix {prefix!r}")
+        self._control = (prefix, app)
+
+    @property
+    def control_url(self) -> str | None:
+        """The mounted control route group's URL (no trailing slash), or None."""
+        if self._control is None:
+            return None
+        return self.base_url.rstrip("/") + self._control[0]
 
     # ---- read-back -----------------------------------------------------------------------------
 
@@ -278,20 +312,33 @@ class SlackSimulator:
         error: str | None = None,
         status: int | None = None,
         hang: bool = False,
+        hang_seconds: float | None = None,
     ) -> None:
-        """Make the next `times` calls to `method` fail.
+        """Make the next `times` calls to `method` fail (or answer late).
 
         `error` answers HTTP 200 `{"ok": false, "error": error}`; `status` answers that HTTP
         status (429 adds `Retry-After: 1` and error "ratelimited"); `hang` never answers (until the
-        simulator stops). `method` may be a Web API method, "response_url", or "*" for any call.
-        Faults queue up in the order given.
+        simulator stops). `hang_seconds` delays the answer by that long: the call is then answered
+        normally, or with `error`/`status` when given (a simulator stopping meanwhile answers 503).
+        `method` may be a Web API method, "response_url", or "*" for any call. Faults queue up in
+        the order given.
         """
-        if not (error or status or hang):
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        if hang_seconds is not None and not 0 <= hang_seconds < float("inf"):
+            raise ValueError("hang_seconds must be a finite number of seconds, at least 0")
+        if not (error or status or hang or hang_seconds is not None):
             error = "internal_error"
-        self._faults.setdefault(method, []).append(_Fault(times, error, status, hang))
+        self._faults.setdefault(method, []).append(_Fault(times, error, status, hang, hang_seconds))
+        self._changed()
 
     def clear_faults(self) -> None:
         self._faults.clear()
+        self._changed()
+
+    def pending_faults(self) -> dict[str, list[dict[str, Any]]]:
+        """The faults not used up yet, per method, in the order they apply."""
+        return {m: [f.describe() for f in q] for m, q in self._faults.items() if q}
 
     def _take_fault(self, method: str) -> _Fault | None:
         for key in (method, "*"):
@@ -301,6 +348,7 @@ class SlackSimulator:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     queue.pop(0)
+                self._changed()  # pending_faults() changed
                 return fault
         return None
 
@@ -420,10 +468,27 @@ class SlackSimulator:
         self.calls.append(ApiCall(method, dict(params), error is None, error, status, self._clock()))
         self._changed()
 
+    async def _delay(self, fault: _Fault) -> bool:
+        """Wait out a `hang_seconds` fault; False if the simulator stopped meanwhile."""
+        if fault.hang_seconds is None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(fault.hang_seconds):
+                await self._closing.wait()
+        return not self._closing.is_set()
+
+    @staticmethod
+    def _answers_normally(fault: _Fault) -> bool:
+        """A pure delay: after `hang_seconds` the call is served as usual."""
+        return fault.hang_seconds is not None and not (fault.hang or fault.error or fault.status)
+
     async def _apply_fault(self, method: str, params: Mapping[str, Any], fault: _Fault) -> web.Response:
         if fault.hang:
             self._log(method, params, 0, "hang")
             await self._closing.wait()
+            return self._json({"ok": False, "error": "service_unavailable"}, status=503)
+        if not await self._delay(fault):
+            self._log(method, params, 503, "service_unavailable")
             return self._json({"ok": False, "error": "service_unavailable"}, status=503)
         status = fault.status or 200
         error = fault.error or ("ratelimited" if status == 429 else "internal_error")
@@ -439,7 +504,11 @@ class SlackSimulator:
             self._log(method, {}, 200, e.error)
             return self._json({"ok": False, "error": e.error})
         fault = self._take_fault(method)
-        if fault is not None:
+        if fault is not None and self._answers_normally(fault):
+            if not await self._delay(fault):
+                self._log(method, params, 503, "service_unavailable")
+                return self._json({"ok": False, "error": "service_unavailable"}, status=503)
+        elif fault is not None:
             return await self._apply_fault(method, params, fault)
         if method == "apps.connections.open":
             # Socket Mode (app token only). Slack documents Tier 1 but lets an app open its connections
@@ -491,7 +560,10 @@ class SlackSimulator:
     async def _response_url(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
         fault = self._take_fault("response_url")
-        if fault is not None:
+        if fault is not None and self._answers_normally(fault):
+            if not await self._delay(fault):
+                return self._json({"ok": False, "error": "service_unavailable"}, status=503)
+        elif fault is not None:
             return await self._apply_fault("response_url", {}, fault)
         try:
             body = await request.json()
@@ -511,6 +583,9 @@ class SlackSimulator:
 
     # ---- the page and its JSON -----------------------------------------------------------------
 
+    async def _to_control(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.path + "/")
+
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(
             text=_PAGE.read_text(encoding="utf-8"),
@@ -525,6 +600,7 @@ class SlackSimulator:
                 "team": {"id": ws.team_id, "domain": ws.team_domain, "name": ws.team_name},
                 "bot": {"user_id": ws.bot.id, "bot_id": ws.bot_id, "name": ws.bot.name},
                 "bot_url": self.bot_url,
+                "control": self._control[0] if self._control is not None else None,
                 "channels": [{"id": c.id, "name": c.name} for c in ws.channels.values()],
                 "users": [
                     {"id": u.id, "name": u.name, "real_name": u.real_name, "is_bot": u.is_bot}

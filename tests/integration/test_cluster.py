@@ -3,6 +3,10 @@
 Each test runs the guide's objects (Deployment ``hexo``, Service ``hexo-service``) in a fresh namespace
 against the real apiserver, Deployment/ReplicaSet/Endpoints controllers and RBAC; only the kubelet is
 simulated. Waits are watches with deadlines (tests/fixtures/cluster.py).
+
+The restart tests stop and start components of the session's control plane (the apiserver for 5 s,
+etcd, the kubelet, the scheduler) and check it is usable afterwards, nothing is lost, and the other
+processes rode it out.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from sandbox import hexo
-from sandbox.controlplane.launcher import STATE_FILE, ClusterInfo, ControlPlane, _alive, _start_ticks
+from sandbox.controlplane.launcher import (
+    STATE_FILE,
+    ClusterInfo,
+    ControlPlane,
+    ControlPlaneError,
+    _alive,
+    _start_ticks,
+    recorded,
+)
 from tests.fixtures.cluster import (
     api_client_for,
     deployment_condition,
@@ -375,3 +387,169 @@ def test_cli_detached_cluster_is_found_and_stopped_by_recorded_pids(tmp_path: Pa
     assert [n for n, pid in state["pids"].items() if not _gone(pid, state["start_ticks"][n])] == []
     status = subprocess.run([*cli, "status", "--workdir", str(wd)], capture_output=True, text=True)
     assert status.returncode == 1
+
+
+# ---------------------------------------------------------------------------- restarting components
+
+
+async def restart(cp: ControlPlane, name: str, down_seconds: float = 0.0) -> int:
+    """``cp.restart`` off the event loop, so the test's open connections see the server go away."""
+    return await asyncio.to_thread(cp.restart, name, down_seconds)
+
+
+def assert_pids_recorded(cp: ControlPlane) -> None:
+    """The launcher's pids, its ClusterInfo, and cluster.json agree."""
+    state = recorded(cp.info.workdir)
+    assert state is not None
+    assert state.pids == cp.pids == cp.info.pids == cp.info.current_pids()
+    assert all(_alive(state.pids[n], state.start_ticks[n]) for n in cp.components)
+
+
+async def config_map_data(cp: ControlPlane, namespace: str, name: str) -> dict[str, str]:
+    """Read a ConfigMap through a new client (the old one's connections went with the old server)."""
+    api = await api_client_for(cp.info.admin_kubeconfig)
+    try:
+        cm = await client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
+        data: dict[str, str] = cm.data
+        return data
+    finally:
+        await api.close()
+
+
+async def test_apiserver_restart_gives_a_new_pid_and_the_cluster_carries_on(
+    control_plane_process: ControlPlane, kube_admin: client.ApiClient, namespace: str
+) -> None:
+    cp = control_plane_process
+    before = cp.pids
+    await client.CoreV1Api(kube_admin).create_namespaced_config_map(
+        namespace, body({"metadata": {"name": "kept"}, "data": {"release": "v1.0"}})
+    )
+
+    pid = await restart(cp, "kube-apiserver", down_seconds=5.0)
+
+    assert pid != before["kube-apiserver"]
+    assert cp.pids["kube-apiserver"] == pid
+    assert_pids_recorded(cp)
+    # the controllers, the scheduler, etcd and the kubelet rode out a 5 s outage: same processes
+    assert {n: p for n, p in cp.pids.items() if n != "kube-apiserver"} == {
+        n: p for n, p in before.items() if n != "kube-apiserver"
+    }
+    assert await config_map_data(cp, namespace, "kept") == {"release": "v1.0"}
+    api = await api_client_for(cp.info.admin_kubeconfig)
+    try:
+        await create_hexo(api, namespace)  # the Deployment and ReplicaSet controllers still work
+        await wait_for_endpoints(api, namespace, "hexo-service", lambda ips: len(ips) == 6)
+    finally:
+        await api.close()
+
+
+async def test_etcd_restart_keeps_the_data(
+    control_plane_process: ControlPlane, kube_admin: client.ApiClient, namespace: str
+) -> None:
+    cp = control_plane_process
+    before = cp.pids
+    state = recorded(cp.info.workdir)
+    assert state is not None
+    await client.CoreV1Api(kube_admin).create_namespaced_config_map(
+        namespace, body({"metadata": {"name": "kept"}, "data": {"release": "v2.0"}})
+    )
+
+    pid = await restart(cp, "etcd", down_seconds=1.0)
+
+    assert pid != before["etcd"]
+    assert_pids_recorded(cp)
+    after = recorded(cp.info.workdir)
+    assert after is not None
+    assert after.etcd_data_dir == state.etcd_data_dir  # the same data dir, on /dev/shm when there
+    assert {n: p for n, p in cp.pids.items() if n != "etcd"} == {
+        n: p for n, p in before.items() if n != "etcd"
+    }
+    assert await config_map_data(cp, namespace, "kept") == {"release": "v2.0"}
+
+
+@pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
+async def test_kubelet_survives_a_restart_while_pods_are_created(
+    control_plane_process: ControlPlane, namespace: str, component: str
+) -> None:
+    cp = control_plane_process
+    kubelet = cp.pids["kubelet"]
+    api = await api_client_for(cp.info.admin_kubeconfig)
+    try:
+        await client.AppsV1Api(api).create_namespaced_deployment(namespace, body(hexo_deployment(replicas=6)))
+    finally:
+        await api.close()
+
+    await restart(cp, component, down_seconds=2.0)  # while the controllers create the 6 pods
+
+    api = await api_client_for(cp.info.admin_kubeconfig)
+    try:
+        await client.AppsV1Api(api).patch_namespaced_deployment("hexo", namespace, {"spec": {"replicas": 9}})
+        pods = await wait_for_pods(
+            api,
+            namespace,
+            HEXO_SELECTOR,
+            lambda ps: len(live(ps)) == 9 and all(map(pod_ready, live(ps))),
+            timeout=90,
+        )
+    finally:
+        await api.close()
+    assert cp.pids["kubelet"] == kubelet
+    assert cp.running("kubelet")
+    assert len({p.status.pod_ip for p in live(pods)}) == 9
+
+
+async def test_restarted_kubelet_keeps_nodes_ready_and_pod_ips_unique(
+    control_plane_process: ControlPlane, kube_admin: client.ApiClient, namespace: str
+) -> None:
+    cp = control_plane_process
+    await client.AppsV1Api(kube_admin).create_namespaced_deployment(
+        namespace, body(hexo_deployment(replicas=3))
+    )
+    await wait_for_deployment(kube_admin, namespace, "hexo", rollout_complete)
+    old = cp.pids["kubelet"]
+
+    pid = await restart(cp, "kubelet")
+
+    assert pid != old
+    assert_pids_recorded(cp)
+    await client.AppsV1Api(kube_admin).patch_namespaced_deployment(
+        "hexo", namespace, {"spec": {"replicas": 6}}
+    )
+    pods = await wait_for_pods(
+        kube_admin, namespace, HEXO_SELECTOR, lambda ps: len(ps) == 6 and all(map(pod_ready, ps))
+    )
+    assert len({p.status.pod_ip for p in pods}) == 6  # the new kubelet knows which IPs are taken
+    nodes = (await client.CoreV1Api(kube_admin).list_node()).items
+    assert all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions) for n in nodes)
+
+
+async def test_a_stopped_scheduler_started_again_places_the_pods_created_meanwhile(
+    control_plane_process: ControlPlane, kube_admin: client.ApiClient, namespace: str
+) -> None:
+    cp = control_plane_process
+    assert "kube-scheduler" in cp.components
+    old = cp.pids["kube-scheduler"]
+    await asyncio.to_thread(cp.stop_component, "kube-scheduler")
+    assert not cp.running("kube-scheduler")
+    assert cp.pids["kube-scheduler"] == old  # kept until it is started again
+    pod = {
+        "metadata": {"name": "waiting", "labels": {"app": "waiting"}},
+        "spec": {"containers": [{"name": "c", "image": "x:1"}]},
+    }
+    await client.CoreV1Api(kube_admin).create_namespaced_pod(namespace, body(pod))
+
+    pid = await asyncio.to_thread(cp.start_component, "kube-scheduler")
+
+    assert pid != old
+    assert_pids_recorded(cp)
+    (found,) = await wait_for_pods(
+        kube_admin, namespace, "app=waiting", lambda ps: len(ps) == 1 and all(map(pod_ready, ps))
+    )
+    assert found.spec.node_name in control_plane_process.info.node_names
+
+
+def test_unknown_component_is_refused_by_name(control_plane_process: ControlPlane) -> None:
+    with pytest.raises(ControlPlaneError, match=r"no component 'kube-proxy'.*kube-apiserver"):
+        control_plane_process.restart("kube-proxy")
+    with pytest.raises(ValueError, match="down_seconds"):
+        control_plane_process.restart("etcd", down_seconds=-1)

@@ -1,12 +1,15 @@
 """The simulator's channel page in a real Chromium: commands, replies, threads, buttons, escaping.
 
 The page talks only to the simulator; the simulator sends real signed requests to a real Bolt app
-over loopback, and the Bolt app answers through the simulator's Web API.
+over loopback, and the Bolt app answers through the simulator's Web API. The sandbox's control panel
+is tested on a simulator with the real control routes mounted (sandbox/control.py), acting on a
+recording stand-in for the sandbox's processes (the real restarts: test_sandbox.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 import pytest
@@ -14,6 +17,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 from slack_sdk.web.async_client import AsyncWebClient
 
+from sandbox.control import control_app
 from sandbox.slack import SlackSimulator
 from tests.integration.test_slack_sim import make_bolt_app, serve
 
@@ -119,3 +123,118 @@ async def test_message_text_is_never_html(
     await expect(body.locator("b")).to_have_text("bold")
     await expect(body.locator("code")).to_have_text("code")
     assert await page.evaluate("window.pwned") is None
+
+
+# ---- the sandbox's control panel ------------------------------------------------------------------
+
+
+class RecordedControls:
+    """What the control routes act on, recording each action (no processes behind it)."""
+
+    restartable = ("kube-apiserver", "etcd", "kubelet", "bot")
+    killable = ("bot",)
+
+    def __init__(self) -> None:
+        self.restarted: list[str] = []
+        self.killed: list[str] = []
+        self.apiserver_pid = 4100
+
+    def pids(self) -> Mapping[str, int | None]:
+        return {"bot": 4000, "kube-apiserver": self.apiserver_pid}
+
+    async def restart(self, component: str) -> Mapping[str, Any]:
+        self.restarted.append(component)
+        before, self.apiserver_pid = self.apiserver_pid, self.apiserver_pid + 1
+        return {"component": component, "pid": self.apiserver_pid, "previous_pid": before, "seconds": 0.1}
+
+    async def kill(self, component: str) -> Mapping[str, Any]:
+        self.killed.append(component)
+        return {"component": component, "killed_pid": 4000}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def controlled() -> AsyncIterator[tuple[SlackSimulator, RecordedControls]]:
+    """A simulator with the control routes mounted, as `release-bot sandbox` runs it."""
+    sim, controls = SlackSimulator(), RecordedControls()
+    sim.mount_control(control_app(sim, controls))
+    await sim.start()
+    try:
+        yield sim, controls
+    finally:
+        await sim.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def control_page(
+    browser: Browser, controlled: tuple[SlackSimulator, RecordedControls]
+) -> AsyncIterator[Page]:
+    context = await browser.new_context()
+    tab = await context.new_page()
+    await tab.goto(controlled[0].page_url)
+    await tab.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
+    try:
+        yield tab
+    finally:
+        await context.close()
+
+
+async def test_panel_is_shown_only_when_the_simulator_has_control_routes(
+    slack_sim: SlackSimulator, page: Page
+) -> None:
+    await expect(page.locator("#control")).to_be_hidden()
+
+
+async def test_panel_button_posts_a_fault_the_simulator_applies(
+    controlled: tuple[SlackSimulator, RecordedControls], control_page: Page
+) -> None:
+    sim, _ = controlled
+    panel = control_page.locator("#control")
+    await expect(panel).to_be_visible()
+    await expect(panel.locator("#control-pids")).to_contain_text("kube-apiserver 4100", timeout=WAIT_MS)
+    await control_page.fill("#fault-method", "chat.postMessage")
+    await control_page.select_option("#fault-kind", "500")
+    await control_page.fill("#fault-count", "2")
+    await control_page.click("#fault-add")
+    await expect(panel.locator("#control-status")).to_contain_text(
+        "fault added: the next 2 chat.postMessage call(s)", timeout=WAIT_MS
+    )
+    assert sim.pending_faults() == {"chat.postMessage": [{"remaining": 2, "status": 500}]}
+
+    # the simulator answers the next two real calls with the fault, then normally
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.post(
+                sim.api_url + "chat.postMessage",
+                json={"channel": sim.channels["releases"], "text": "hello"},
+                headers={"Authorization": f"Bearer {sim.bot_token}"},
+            ) as resp:
+                statuses.append(resp.status)
+    assert statuses == [500, 500, 200]
+
+
+async def test_panel_bad_fault_is_reported_not_applied(
+    controlled: tuple[SlackSimulator, RecordedControls], control_page: Page
+) -> None:
+    sim, _ = controlled
+    await control_page.fill("#fault-method", "not a method")
+    await control_page.click("#fault-add")
+    await expect(control_page.locator("#control-status")).to_contain_text(
+        "fault not added: 'method' must be a Web API method", timeout=WAIT_MS
+    )
+    assert sim.pending_faults() == {}
+
+
+async def test_panel_restart_button_restarts_that_component(
+    controlled: tuple[SlackSimulator, RecordedControls], control_page: Page
+) -> None:
+    _, controls = controlled
+    await control_page.click("#control button[data-restart='kube-apiserver']")
+    status = control_page.locator("#control-status")
+    await expect(status).to_contain_text("kube-apiserver restarted: pid 4100 → 4101", timeout=WAIT_MS)
+    await expect(control_page.locator("#control-pids")).to_contain_text(
+        "kube-apiserver 4101", timeout=WAIT_MS
+    )
+    await control_page.click("#control button[data-kill='bot']")
+    await expect(status).to_contain_text("killed the bot (pid 4000)", timeout=WAIT_MS)
+    assert (controls.restarted, controls.killed) == (["kube-apiserver"], ["bot"])
