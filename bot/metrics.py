@@ -15,7 +15,9 @@ labels and buckets of every series in one place:
 - `release_bot_kube_api_errors_total{resource,status}`: failed Kubernetes API calls (404 and 409 are
   part of normal operation: a missing record, a lost compare-and-set);
 - `release_bot_ack_seconds{mode,kind}`: from receiving a Slack request (HTTP) or envelope (Socket Mode)
-  to the ack, the number Slack's 3-second limit is about.
+  to the ack, the number Slack's 3-second limit is about;
+- `release_bot_slack_rejected_total{reason}`: requests to /slack/events refused before Bolt saw them
+  (bad signature, malformed body, too large, ...; the reasons are `bot.slack.edge`'s fixed labels).
 
 Label values are bounded (sanitised, truncated words) so no user input can grow the series count.
 This module imports no Slack or Kubernetes library (checked by import-linter).
@@ -154,6 +156,12 @@ class Metrics:
             buckets=ACK_BUCKETS,
             registry=r,
         )
+        self.slack_rejected = Counter(
+            "release_bot_slack_rejected",
+            "Requests to /slack/events refused before reaching Bolt, by reason.",
+            ["reason"],
+            registry=r,
+        )
 
     # --- feeding -----------------------------------------------------------------------------------
 
@@ -184,6 +192,10 @@ class Metrics:
 
     def ack(self, mode: str, kind: str, seconds: float) -> None:
         self.ack_seconds.labels(label(mode), label(kind)).observe(max(0.0, seconds))
+
+    def rejected(self, reason: str) -> None:
+        """Count one request to /slack/events refused at the edge."""
+        self.slack_rejected.labels(label(reason)).inc()
 
     def slack_trace_config(self) -> aiohttp.TraceConfig:
         """An aiohttp TraceConfig counting every request on the session it is given to."""

@@ -4,6 +4,7 @@ listeners registered by one function. Built by a factory, never at import time."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -49,11 +50,22 @@ def build_app(
     return app, handlers
 
 
-def bolt_request(raw_body: str, query: str, headers: dict[str, str | Sequence[str]]) -> AsyncBoltRequest:
+def bolt_request(
+    raw_body: str,
+    query: str,
+    headers: dict[str, str | Sequence[str]],
+    body: dict[str, Any] | None = None,
+) -> AsyncBoltRequest:
     """An AsyncBoltRequest whose form body is parsed correctly: Bolt treats any form body that merely
-    *contains* the word "payload" (say, `/release payload-api v2`) as an interaction and drops it."""
+    *contains* the word "payload" (say, `/release payload-api v2`) as an interaction and drops it.
+
+    `body`, when given, is the body as `bot.slack.edge` checked it: Bolt then works on exactly that
+    (its signature check still covers `raw_body`)."""
     request = AsyncBoltRequest(body=raw_body, query=query, headers=headers)
-    if request.body == {} and raw_body and not raw_body.lstrip().startswith("{"):
+    if body is not None:
+        request.body = body
+        request.context = build_async_context(AsyncBoltContext({}), body)
+    elif request.body == {} and raw_body and not raw_body.lstrip().startswith("{"):
         fields = dict(parse_qsl(raw_body, keep_blank_values=True))
         if "payload" not in fields:
             request.body = fields
