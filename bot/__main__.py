@@ -1,4 +1,4 @@
-"""The `release-bot` command line: serve, sandbox, cluster, slack-sim.
+"""The `release-bot` command line: serve, ctl, sandbox, cluster, slack-sim.
 
 Each subcommand lives with the code it drives; this module only wires argparse to them and turns
 errors meant for the user into a message and a non-zero exit status.
@@ -14,6 +14,7 @@ from importlib import import_module
 # subcommand -> module with `add_arguments(parser)` and `run(args) -> int`
 _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("bot.cli_serve", "run the bot against Slack (HTTP or Socket Mode) and Kubernetes"),
+    "ctl": ("bot.cli_ctl", "release from a terminal or a CI job, with your kubeconfig's rights"),
     "sandbox": ("sandbox.cli", "run everything locally: control plane, Slack simulator and the bot"),
     "cluster": ("sandbox.controlplane.cli", "start, stop or inspect a local Kubernetes control plane"),
     "slack-sim": ("sandbox.slack.cli", "run the local Slack simulator and its channel page"),

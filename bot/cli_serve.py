@@ -126,7 +126,6 @@ async def serve(
             lease_seconds=settings.lease_seconds,
             audit=Auditor(kube, settings.audit_log, metrics=metrics),
         )
-        reporter.listener = engine
         secret = settings.slack_signing_secret
         bolt, handlers = build_app(client, secret.get_secret_value() if secret else "", engine, catalog)
         web_app = build_web_app(bolt, metrics, slack_events=secret is not None)

@@ -3,10 +3,13 @@
 ReleaseBotError
 ├── UserError            shown verbatim (ephemeral in Slack, stderr in the CLI)
 │   ├── ConfigError      catalog or settings invalid at start-up
-│   ├── UsageError       the command text could not be understood
-│   ├── PermissionDenied the user may not do this to this app
-│   └── Conflict         the state changed under us (another release, a stale click)
+│   ├── Conflict         the state changed under us (another release, a stale click)
+│   └── Refusal          bot.releases.refusals: typed refusals carrying their facts
 └── InfraError           Kubernetes or Slack failed; shown generically with an error id
+    └── KubeError        bot.kube.client (NotFound, KubeConflict, KubeUnavailable)
+
+The command language's own UsageError (commands.parser) is a ValueError outside this tree: commands/
+is pure and imports nothing of the bot.
 """
 
 from __future__ import annotations
@@ -22,14 +25,6 @@ class UserError(ReleaseBotError):
 
 class ConfigError(UserError):
     """The catalog or the settings are invalid."""
-
-
-class UsageError(UserError):
-    """The command could not be understood; the message says what to type."""
-
-
-class PermissionDenied(UserError):
-    """The user may not perform this action on this app."""
 
 
 class Conflict(UserError):

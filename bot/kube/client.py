@@ -22,7 +22,7 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from bot.errors import Conflict, InfraError
+from bot.errors import InfraError
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ def transient_status(status: int | None) -> bool:
     return status is not None and (status == 429 or status >= 500)
 
 
-class KubeConflict(Conflict):
-    """A compare-and-set lost (HTTP 409): someone changed the object first."""
+class KubeConflict(KubeError):
+    """A compare-and-set lost (HTTP 409): someone changed the object first. Not shown to people: the
+    apiserver's words are for logs; callers retry or raise a refusal of their own."""
 
 
 def _translate(e: ApiException, what: str) -> Exception:
@@ -81,7 +82,7 @@ def _translate(e: ApiException, what: str) -> Exception:
     if e.status == 404:
         return NotFound(f"{what}: not found", 404)
     if e.status == 409:
-        return KubeConflict(f"{what}: changed by someone else ({message})")
+        return KubeConflict(f"{what}: changed by someone else ({message})", 409)
     if transient_status(e.status):
         return KubeUnavailable(f"{what}: the API server answered {e.status} ({message})", e.status)
     return KubeError(f"{what}: {message or e.status}", e.status)

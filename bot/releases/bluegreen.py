@@ -40,11 +40,10 @@ from typing import Literal
 from bot.catalog import App, Retire
 from bot.errors import Conflict, UserError
 from bot.kube.client import CHANGE_CAUSE, Kube, KubeConflict, NotFound, Obj
-from bot.releases import health, steps
+from bot.releases import events, health, refusals, steps
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
-from bot.releases.run import Outcome, Run, Snapshot
+from bot.releases.run import Outcome, Run, Snapshot, cannot_start
 from bot.releases.store import MANAGED_BY
-from bot.slack import cards
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +91,10 @@ def green_name(app: App, version: str) -> str:
     try:
         raw = template.format_map({"deployment": app.deployment, "version": version, "app": app.name})
     except (KeyError, ValueError, IndexError) as e:
-        raise UserError(cards.bg_bad_template(template)) from e
+        raise refusals.BadNameTemplate(template) from e
     name = dns_name(raw)
     if not name:
-        raise UserError(cards.bg_bad_template(template))
+        raise refusals.BadNameTemplate(template)
     return name
 
 
@@ -198,30 +197,28 @@ def find_live(app: App, service: Obj, deployments: Sequence[Obj]) -> Obj:
     service_name = app.service or ""
     selector: dict[str, str] = service.get("spec", {}).get("selector") or {}
     if not selector:
-        raise UserError(cards.bg_no_selector(service_name))
+        raise refusals.NoSelector(service_name)
     if VERSION_LABEL not in selector:
-        raise UserError(cards.bg_no_version(service_name, selector, VERSION_LABEL))
+        raise refusals.NoVersionLabel(service_name, selector, VERSION_LABEL)
     matching = [d for d in deployments if selects(selector, template_labels(d))]
     if len(matching) > 1:  # a retired colour scaled to 0 may still carry the same labels
         running = [d for d in matching if d.get("spec", {}).get("replicas", 1)]
         matching = running or matching
     if not matching:
         catalog = next((d for d in deployments if d["metadata"]["name"] == app.deployment), None)
-        raise UserError(
-            cards.bg_nothing_selected(
-                app.namespace,
-                service_name,
-                selector,
-                app.deployment,
-                template_labels(catalog) if catalog is not None else None,
-            )
+        raise refusals.NothingSelected(
+            app.namespace,
+            service_name,
+            selector,
+            app.deployment,
+            template_labels(catalog) if catalog is not None else None,
         )
     if len(matching) > 1:
-        raise UserError(cards.bg_ambiguous(service_name, sorted(d["metadata"]["name"] for d in matching)))
+        raise refusals.Ambiguous(service_name, sorted(d["metadata"]["name"] for d in matching))
     live = matching[0]
     name = live["metadata"]["name"]
     if name != app.deployment and not is_ours(live, app.name):
-        raise UserError(cards.bg_live_not_ours(service_name, name, app.name, app.deployment))
+        raise refusals.LiveNotOurs(service_name, name, app.name, app.deployment)
     return live
 
 
@@ -235,9 +232,9 @@ def green_action(existing: Obj | None, release_id: str | None, live: str, app: s
         return "create"
     name = existing["metadata"]["name"]
     if name == live:
-        raise UserError(cards.bg_green_is_live(name))
+        raise refusals.GreenIsLive(name)
     if not is_ours(existing, app):
-        raise UserError(cards.bg_name_taken(name))
+        raise refusals.NameTaken(name)
     if release_id is not None and release_of(existing) == release_id:
         return "reuse"
     return "replace"
@@ -336,22 +333,22 @@ async def plan(kube: Kube, app: App, to_image: str) -> Plan:
     try:
         service = await kube.service(app.namespace, service_name)
     except NotFound:
-        raise UserError(cards.bg_no_service(app.namespace, service_name)) from None
+        raise refusals.NoService(app.namespace, service_name) from None
     deployments = await kube.deployments(app.namespace)
     blue = find_live(app, service, deployments)
     blue_name = blue["metadata"]["name"]
     if health.container_image(blue, app.container) is None:
-        raise UserError(cards.bg_no_container(blue_name, app.container))
+        raise refusals.NoContainer(blue_name, app.container, live=True)
     size = footprint(blue)
     if not size.replicas:
-        raise UserError(cards.bg_scaled_to_zero(blue_name))
+        raise refusals.LiveScaledToZero(blue_name)
     limit = app.bluegreen.max_replicas
     if limit is not None and size.during.replicas > limit:
-        raise UserError(cards.bg_too_big(app.name, size.replicas, limit))
+        raise refusals.TooBig(app.name, size.replicas, limit)
     selector: dict[str, str] = service["spec"]["selector"]
     version = health.version_of(to_image)
     if label_value(version) == selector[VERSION_LABEL]:
-        raise UserError(cards.bg_same_version(service_name, VERSION_LABEL, selector[VERSION_LABEL]))
+        raise refusals.SameVersion(service_name, VERSION_LABEL, selector[VERSION_LABEL])
     name = green_name(app, version)
     existing = next((d for d in deployments if d["metadata"]["name"] == name), None)
     green_action(existing, None, blue_name, app.name)  # refuses names that are not ours to take
@@ -398,7 +395,7 @@ async def _give_up(run: Run, reason: str, *, switched: bool = False) -> None:
         lambda rec: (
             rec.consume_request().to(Phase.ROLLING_BACK, reason=reason).entry("cleanup", None, reason)
         ),
-        note=cards.milestone_bg_failed(run.record, reason, switched=switched),
+        note=events.GreenFailed(reason=reason, switched=switched),
     )
     await run.audited("release", run.record.requester, f"failed: {reason}", warning=True)
 
@@ -421,7 +418,7 @@ async def _create_green(run: Run) -> None:
     service = await run.kube.service(ns, _service_name(run))
     selector = service.get("spec", {}).get("selector") or {}
     if selector != r.selector:
-        changed = cards.selector_text(selector)
+        changed = refusals.selector_text(selector)
         await _give_up(run, f"the Service's selector changed to `{changed}` after the release was asked for")
         return
     existing = await _green_or_none(run)
@@ -431,7 +428,7 @@ async def _create_green(run: Run) -> None:
         await _give_up(run, str(e))
         return
     if action == "replace" and existing is not None:
-        await run.note(cards.milestone_bg_leftover(name, release_of(existing)))
+        await run.note(events.LeftOver(name=name, release_id=release_of(existing)))
         await run.kube.delete_deployment(ns, name)  # ours: green_action checked the mark
         await run.kube.wait_deployment_gone(ns, name, timeout=GONE_TIMEOUT)
     if action != "reuse":
@@ -441,7 +438,7 @@ async def _create_green(run: Run) -> None:
             return  # created at the same moment (a second driver): look again
     await run.save(
         lambda rec: rec.to(Phase.ROLLING_OUT).entry("started", rec.requester, f"green {name}"),
-        note=cards.milestone_bg_green_created(r),
+        note=events.GreenCreated(),
     )
     await run.audited("release", r.requester, f"started: green {name} created")
 
@@ -455,8 +452,8 @@ async def _await_green(run: Run) -> None:
         if snap.deployment is None or not steps.runs_new_template(snap):
             return None
         pods = run.live().new_pods
-        if pods is not None and pods.fatal:
-            return Outcome("failed", f"{pods.fatal} ({pods.describe()})")
+        if (fatal := cannot_start(pods)) is not None:
+            return fatal
         p = health.progress(snap.deployment)
         if p.deadline_exceeded:
             return Outcome("failed", steps.failure_reason(snap, p.deadline_exceeded))
@@ -474,7 +471,7 @@ async def _await_green(run: Run) -> None:
     elif outcome.kind == "ready":
         await run.save(
             lambda rec: rec.to(Phase.AWAITING_SWITCH),
-            note=cards.milestone_bg_green_ready(run.record, run.live().new_pods),
+            note=events.GreenReady(health=new.describe() if (new := run.live().new_pods) else ""),
         )
     else:
         await _give_up(run, outcome.reason)
@@ -487,8 +484,8 @@ async def _await_switch(run: Run) -> None:
         if snap.record.request is not None:
             return Outcome("request")
         pods = run.live().new_pods
-        if pods is not None and pods.fatal:
-            return Outcome("failed", f"{pods.fatal} ({pods.describe()})")
+        if (fatal := cannot_start(pods)) is not None:
+            return fatal
         return None
 
     while True:  # a decision has no deadline of its own; each wait does, and is re-armed
@@ -547,7 +544,7 @@ async def _switch(run: Run) -> None:
     if _last_action(r) != "switch":
         await run.save(
             lambda rec: rec.entry("switch", actor),
-            note=cards.milestone_action("switch traffic", actor.id if actor else None),
+            note=events.Acted(action="switch traffic", by=actor.id if actor else None),
         )
     started = time.monotonic()
     if not await _point_service(run, r.selector, green_selector(r)):
@@ -562,8 +559,12 @@ async def _switch(run: Run) -> None:
     bg = run.app.bluegreen
     await run.save(
         lambda rec: rec.consume_request().to(Phase.SWITCHED),
-        note=lambda rec: cards.milestone_bg_switched(
-            rec, _service_name(run), pods, seconds, bg.grace_seconds, bg.retire.value
+        note=events.Switched(
+            service=_service_name(run),
+            pods=pods,
+            seconds=seconds,
+            grace_seconds=bg.grace_seconds,
+            retire=bg.retire.value,
         ),
     )
     await run.audited("promote", actor, f"switched traffic to {r.green}")
@@ -577,8 +578,8 @@ async def _await_finish(run: Run) -> None:
         if snap.record.request is not None:
             return Outcome("request")
         pods = run.live().new_pods
-        if app.auto_rollback and pods is not None and pods.fatal:
-            return Outcome("failed", f"{pods.fatal} ({pods.describe()})")
+        if app.auto_rollback and (fatal := cannot_start(pods)) is not None:
+            return fatal
         return None
 
     left = app.bluegreen.grace_seconds - (utcnow() - run.record.phase_since).total_seconds()
@@ -598,7 +599,7 @@ async def _retire(run: Run) -> None:
     """Retire blue (scale to 0, or delete when configured and ours), then the release succeeded."""
     r = run.record
     if r.request is not Request.FINISH:  # the grace period is over: take the request slot ourselves
-        grace = cards.duration(run.app.bluegreen.grace_seconds)
+        grace = f"{run.app.bluegreen.grace_seconds:g} s"
 
         def lock(rec: Record) -> Record:
             if rec.request is not None:
@@ -609,7 +610,7 @@ async def _retire(run: Run) -> None:
 
         try:
             await run.save(
-                lock, note=cards.milestone_action("finish", None, f"The grace period of {grace} is over.")
+                lock, note=events.Acted(action="finish", detail=f"The grace period of {grace} is over.")
             )
         except Conflict:
             return  # a click won the race: the next turn carries it out
@@ -617,7 +618,7 @@ async def _retire(run: Run) -> None:
         actor = r.request_by
         await run.save(
             lambda rec: rec.entry("finish", actor),
-            note=cards.milestone_action("finish", actor.id if actor else None),
+            note=events.Acted(action="finish", by=actor.id if actor else None),
         )
     how = await _retire_blue(run)
     actor = run.record.request_by if run.record.request_by != BOT else None
@@ -627,7 +628,7 @@ async def _retire(run: Run) -> None:
 
     done = await run.save(
         lambda rec: rec.consume_request().to(Phase.SUCCEEDED),
-        note=lambda rec: cards.milestone_bg_retired(rec, how, elapsed_of(rec)),
+        note=lambda rec: events.Retired(how=how, seconds=elapsed_of(rec)),
     )
     elapsed = elapsed_of(done)
     await run.audited("release", actor or done.requester, f"succeeded in {elapsed:.1f} s; blue {how}")
@@ -678,12 +679,12 @@ async def _clean_up(run: Run) -> None:
             reason = f"the Service's endpoints did not list only blue's pods within {int(SWITCH_TIMEOUT)} s"
             await run.save(
                 lambda rec: rec.consume_request().to(Phase.FAILED, reason=reason),
-                note=cards.milestone_failed(run.record, reason, auto_rollback=False),
+                note=events.Failed(reason=reason, auto_rollback=False),
             )
             return
-        await run.note(cards.milestone_bg_switched_back(r, service, pods, time.monotonic() - started))
+        await run.note(events.SwitchedBack(service=service, pods=pods, seconds=time.monotonic() - started))
     elif current != r.selector:
-        await run.note(cards.milestone_bg_service_changed(service, current))
+        await run.note(events.ServiceChanged(service=service, selector=current))
     green = await _green_or_none(run)
     deleted = False
     if green is not None and is_ours(green, r.app) and release_of(green) == r.id:
@@ -694,12 +695,14 @@ async def _clean_up(run: Run) -> None:
         except TimeoutError:
             log.warning("green %s/%s pods still running %s s after its deletion", ns, r.green, GONE_TIMEOUT)
     elif green is not None:
-        await run.note(cards.milestone_bg_left_alone(r.green or ""))
+        await run.note(events.LeftAlone(name=r.green or ""))
     final = Phase.ABORTED if decided is not None and decided.action == "abort" else Phase.ROLLED_BACK
     who = decided.actor if decided is not None else None
     await run.save(
         lambda rec: rec.consume_request().to(final),
-        note=lambda rec: cards.milestone_bg_ended(rec, who.id if who else None, green_deleted=deleted),
+        note=events.BlueGreenEnded(
+            by=who.id if who else None, aborted=final is Phase.ABORTED, green_deleted=deleted
+        ),
     )
     action = "abort" if final is Phase.ABORTED else "rollback"
     await run.audited(action, who, f"{final.value}: traffic on {r.deployment} ({r.from_version})")

@@ -15,10 +15,9 @@ import math
 from datetime import timedelta
 
 from bot.catalog import App
-from bot.releases import health, steps
+from bot.releases import events, health, steps
 from bot.releases.record import Phase, Request, setting, utcnow
-from bot.releases.run import Outcome, Run, Snapshot
-from bot.slack import cards
+from bot.releases.run import Outcome, Run, Snapshot, cannot_start
 
 
 def targets(app: App, replicas: int) -> list[int]:
@@ -105,7 +104,12 @@ async def _advance(run: Run) -> None:
         # Read back what the controller really did before the pause took effect.
         observed = await run.wait(_paused_and_observed, timeout=30)
         await run.save(
-            lambda rec: rec.to(Phase.CANARY), note=cards.milestone_canary(observed, run.live().new_pods)
+            lambda rec: rec.to(Phase.CANARY),
+            note=events.CanaryStep(
+                updated=observed.updated,
+                old=observed.old,
+                health=new.describe() if (new := run.live().new_pods) else "",
+            ),
         )
 
 
@@ -126,8 +130,8 @@ async def _watch_canary(run: Run) -> None:
         if snap.record.request is not None:
             return Outcome("request")
         live = run.live()
-        if live.new_pods is not None and live.new_pods.fatal:
-            return Outcome("failed", f"{live.new_pods.fatal} ({live.new_pods.describe()})")
+        if (fatal := cannot_start(live.new_pods)) is not None:
+            return fatal
         # Time the cluster could not be seen does not count against the canary.
         waited = utcnow() - snap.record.phase_since - timedelta(seconds=run.blind_seconds)
         healthy = live.new_pods is not None and live.new_pods.ready == live.new_pods.pods > 0
@@ -160,7 +164,7 @@ async def _watch_canary(run: Run) -> None:
                     .model_copy(update={"step": rec.step + 1})
                     .entry("promote", actor)
                 ),
-                note=cards.milestone_action("promote", actor.id if actor else None),
+                note=events.Acted(action="promote", by=actor.id if actor else None),
             )
             await run.audited("promote", actor, f"promoted to step {run.record.step + 1}")
         else:
@@ -172,8 +176,8 @@ async def _watch_canary(run: Run) -> None:
                 .model_copy(update={"step": rec.step + 1})
                 .entry("auto-promote", None, f"healthy for {app.canary.analysis_minutes:g} min")
             ),
-            note=cards.milestone_action(
-                "auto-promote", None, f"Healthy for {app.canary.analysis_minutes:g} min."
+            note=events.Acted(
+                action="auto-promote", detail=f"Healthy for {app.canary.analysis_minutes:g} min."
             ),
         )
     else:

@@ -20,14 +20,14 @@ from bot.catalog import App, Catalog
 from bot.errors import Conflict, UserError
 from bot.kube.cache import Caches
 from bot.kube.client import Kube, KubeError, KubeUnavailable, NotFound, backoff
-from bot.releases import bluegreen, canary, health, rolling, steps
+from bot.releases import bluegreen, canary, events, health, refusals, rolling, steps
 from bot.releases import undo as undo_driver
 from bot.releases.audit import Auditor
 from bot.releases.history import Revision, revisions, undo
-from bot.releases.record import Actor, Phase, Record, Request, new_id, setting, utcnow
-from bot.releases.run import CardRefused, Reporter, Run
+from bot.releases.ports import CardRefused, Reporter
+from bot.releases.record import Actor, Phase, Record, Request, describe_phase, new_id, setting, utcnow
+from bot.releases.run import Run
 from bot.releases.store import MANAGED_SELECTOR, Leases, Store, Stored, decode, is_record
-from bot.slack import cards
 from bot.tasks import Tasks
 from commands.intents import Release, Strategy, VersionKind
 
@@ -64,6 +64,7 @@ class Engine:
         self._drivers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()  # asked for while their driver was finishing
         self._failures: dict[tuple[str, str], int] = {}  # driver attempts that failed in a row
+        reporter.attach(self)
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -97,6 +98,8 @@ class Engine:
             log.warning("unreadable release record %s: %s", obj["metadata"].get("name"), e)
             return
         key = (record.namespace, record.app)
+        if not record.active and self.reporter.delivered(record.id) is not None:
+            return  # its end is being delivered by this process already
         if record.app in self.catalog.apps and record.needs_driver and key not in self._drivers:
             self.ensure_driver(*key)
 
@@ -106,28 +109,36 @@ class Engine:
         try:
             return self.catalog.apps[name]
         except KeyError:
-            raise UserError(cards.unknown_app(name)) from None
+            raise refusals.UnknownApp(name) from None
 
     async def begin(
-        self, intent: Release, actor: Actor, channel_id: str, channel_name: str, reply_to: str = ""
+        self,
+        intent: Release,
+        actor: Actor,
+        channel_id: str,
+        channel_name: str,
+        reply_to: str = "",
+        front_end: str = "slack",
     ) -> Record:
         app = self.app(intent.app)
         strategy = intent.strategy or app.default_strategy
         if strategy not in app.strategies:
-            raise UserError(cards.strategy_not_allowed(app, strategy))
+            raise refusals.StrategyNotAllowed(
+                app.name, strategy.value, tuple(s.value for s in app.strategies)
+            )
         full = intent.version_kind is VersionKind.IMAGE
         if full and not app.allow_image_override:
-            raise UserError(cards.no_image_override(app))
+            raise refusals.NoImageOverride(app.name, app.image)
         plan = await self._bluegreen_precheck(app, intent) if strategy is Strategy.BLUEGREEN else None
         dep = plan.blue if plan else await self._deployment(app)
         from_image = health.container_image(dep, app.container)
         if from_image is None:
-            raise UserError(cards.no_container(dep["metadata"]["name"], app.container))
+            raise refusals.NoContainer(dep["metadata"]["name"], app.container)
         if strategy is Strategy.CANARY and not dep["spec"].get("replicas", 1):
-            raise UserError(cards.canary_of_nothing(dep["metadata"]["name"]))
+            raise refusals.CanaryOfNothing(dep["metadata"]["name"])
         to_image = app.image_for(intent.version, full_reference=full)
         if from_image == to_image and not dep["spec"].get("paused"):
-            raise UserError(cards.already_runs(app.name, intent.version))
+            raise refusals.AlreadyRuns(app.name, intent.version)
         now = utcnow()
         record = Record(
             id=new_id(app.name, now),
@@ -144,6 +155,7 @@ class Engine:
             channel_id=channel_id,
             channel_name=channel_name,
             reply_to=reply_to,
+            front_end=front_end,
             created_at=now,
             phase_since=now,
         ).entry("requested", actor)
@@ -170,14 +182,14 @@ class Engine:
         rs = await self.kube.replica_sets(dep)
         plan = undo(dep, rs, to_revision, unpause=True)
         if plan.noop:
-            raise UserError(cards.already_runs_revision(app.name, plan.revision))
+            raise refusals.AlreadyRunsRevision(app.name, plan.revision)
         return dep, next(r for r in revisions(rs) if r.number == plan.revision)
 
     async def preview_undo(self, app: App, to_revision: int | None) -> tuple[int, Revision, str, bool]:
         """(current revision, target revision, current version, paused) for the confirmation question."""
         stored = await self.store.get(app.namespace, app.name)
         if stored is not None and stored.record.active:
-            raise Conflict(cards.undo_while_releasing(stored.record))
+            raise refusals.WhileReleasing(app.name, stored.record.phase.value, "rollback")
         dep, target = await self._undo_target(app, to_revision)
         current = health.container_image(dep, app.container) or ""
         return health.revision(dep), target, health.version_of(current), bool(dep["spec"].get("paused"))
@@ -197,7 +209,7 @@ class Engine:
         dep, target = await self._undo_target(app, to_revision)
         current = health.revision(dep)
         if seen is not None and current != seen:
-            raise Conflict(cards.undo_offer_stale(app.name, current))
+            raise refusals.UndoOfferStale(app.name, current)
         from_image = health.container_image(dep, app.container) or ""
         to_image = health.container_image(target.template, app.container) or ""
         now = utcnow()
@@ -228,10 +240,10 @@ class Engine:
         """`kubectl rollout pause|resume`, refused while a release of the app is being driven."""
         stored = await self.store.get(app.namespace, app.name)
         if stored is not None and stored.record.active:
-            raise Conflict(cards.pause_while_releasing(stored.record))
+            raise refusals.WhileReleasing(app.name, stored.record.phase.value, "pause")
         dep = await self._deployment(app)
         if bool(dep["spec"].get("paused")) == paused:
-            raise UserError(cards.already_paused(app.name, paused))
+            raise refusals.AlreadyPaused(app.name, paused)
         name = dep["metadata"]["name"]
         await self.kube.patch_deployment(app.namespace, name, {"spec": {"paused": paused}})
         verb = "pause" if paused else "resume"
@@ -258,7 +270,7 @@ class Engine:
         try:
             return await self.kube.deployment(app.namespace, app.deployment)
         except NotFound:
-            raise UserError(cards.no_deployment(app)) from None
+            raise refusals.NoDeployment(app.namespace, app.deployment) from None
 
     async def status(self, app: App) -> tuple[dict[str, Any], Stored | None]:
         """The app's Deployment as it is now and its current (or last) release record."""
@@ -278,13 +290,13 @@ class Engine:
             if seen is not None:
                 release_id, phase, step = seen
                 if record.id != release_id:
-                    raise Conflict(cards.card_of_earlier_release(record, release_id))
+                    raise refusals.CardOfEarlierRelease(record.app, release_id, record.id, record.phase.value)
                 if (record.phase.value, record.step) != (phase, step) or record.request is not None:
-                    raise Conflict(cards.stale_card(record))
+                    raise stale_card(record)
             if request is Request.PROMOTE and record.phase is Phase.CANARY and app.canary.analysis_minutes:
                 left = app.canary.analysis_minutes * 60 - (utcnow() - record.phase_since).total_seconds()
                 if left > 0:
-                    raise Conflict(cards.promote_too_early(app, left))
+                    raise refusals.PromoteTooEarly(app.name, app.canary.analysis_minutes, left)
             return record.with_request(request, actor)
 
         stored = await self.store.update(app.namespace, app.name, change)
@@ -334,6 +346,7 @@ class Engine:
         renew = self.tasks.spawn(
             f"lease:{namespace}/{app_name}", self._keep_lease(namespace, app_name, driver)
         )
+        keep_lease = False
         try:
             await self._drive_held(namespace, app_name)
             self._failures.pop(key, None)
@@ -344,14 +357,17 @@ class Engine:
             self._retry_after_failure(key)
         except Exception as e:
             if isinstance(e, KubeUnavailable):
+                # Still ours until it runs out: the next attempt renews it without a transition.
+                keep_lease = True
                 log.warning("the cluster is unreachable while driving %s/%s: %s", namespace, app_name, e)
             else:
                 log.exception("driving the release of %s/%s failed; will retry", namespace, app_name)
             self._retry_after_failure(key)
         finally:
             renew.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.leases.release(namespace, app_name))
+            if not keep_lease:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.leases.release(namespace, app_name))
 
     def _retry_after_failure(self, key: tuple[str, str]) -> None:
         n = self._failures.get(key, 0)
@@ -395,7 +411,7 @@ class Engine:
                 return
             drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy]
             async with Run(self.kube, self.caches, self.store, self.reporter, self.audit, app, record) as run:
-                if run.record.card_ts is None and not await self._open_card(run, app):
+                if run.record.card_ref is None and not await self._open_card(run, app):
                     continue
                 if run.record.phase is Phase.PENDING and run.record.request is Request.ABORT:
                     await steps.abort_unstarted(run)
@@ -429,7 +445,7 @@ class Engine:
             ts = post.result()
         except CardRefused as e:
             reply_to, error = run.record.reply_to, e.error
-            reason = cards.card_refused_reason(error, record.channel_id)
+            reason = f"the card could not be posted ({error})"
             await run.save(
                 lambda rec: (
                     rec.to(Phase.ABORTED, reason=reason)
@@ -438,9 +454,12 @@ class Engine:
                 )  # there is no card to show it on
             )
             await run.audited("release", record.requester, f"not started: {reason}", warning=True)
-            await self.reporter.tell(run.record.model_copy(update={"reply_to": reply_to}), reason)
+            await self.reporter.card_refused(run.record.model_copy(update={"reply_to": reply_to}), error)
             return False
-        await run.save(setting(card_ts=ts), note=cards.milestone_started(record, app))
+        started = events.Started(
+            max_surge=str(app.rolling.max_surge), max_unavailable=str(app.rolling.max_unavailable)
+        )
+        await run.save(setting(card_ref=ts), note=started)
         return True
 
     # --- what the reporter tells us ----------------------------------------------------------------
@@ -465,10 +484,19 @@ class Engine:
         def change(rec: Record) -> Record:
             if rec.id != record.id:
                 raise Conflict("another release")
-            return rec.model_copy(update={"card_ts": ref})
+            return rec.model_copy(update={"card_ref": ref})
 
         with contextlib.suppress(Conflict, KubeError):
             await self.store.update(record.namespace, record.app, change)
+
+
+def stale_card(record: Record) -> refusals.StaleCard:
+    last = next((e for e in reversed(record.history) if e.actor is not None), None)
+    return refusals.StaleCard(
+        describe_phase(record.phase),
+        last.action if last else "",
+        last.actor.name if last and last.actor else "",
+    )
 
 
 TAKEOVER_SLACK_S = 0.25  # after a holder's lease runs out, before trying to take it

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from bot.errors import Conflict
+from bot.releases.events import Event
+from bot.releases.refusals import NotNow, RequestPending
 from commands.intents import Strategy
 
 
@@ -88,7 +89,10 @@ class Record(BaseModel):
     requester: Actor
     channel_id: str
     channel_name: str = ""
-    card_ts: str | None = None
+    # Which front end shows this release ("slack", "cli"), and its opaque reference to the card there
+    # (for Slack the message ts). Records written before the field was renamed said `card_ts`.
+    front_end: str = "slack"
+    card_ref: str | None = Field(default=None, validation_alias=AliasChoices("card_ref", "card_ts"))
     # Where the requester can always be told privately why the release could not start (Slack's
     # response_url for the command, good for 30 minutes); dropped once the release has finished.
     reply_to: str = ""
@@ -113,7 +117,7 @@ class Record(BaseModel):
     # The release's thread milestones, in order, stored with the change they report so none is lost;
     # `notes_shown` of them are known to be delivered, and `synced` says the channel shows the final
     # state (until then whoever drives the app next re-sends what is missing).
-    notes: tuple[str, ...] = Field(default_factory=tuple)
+    notes: tuple[Event, ...] = Field(default_factory=tuple)
     notes_shown: int = 0
     synced: bool = False
 
@@ -131,8 +135,8 @@ class Record(BaseModel):
         """Some process must take this record up: it is active, or the channel does not show its end."""
         return self.active or not self.synced
 
-    def with_note(self, text: str) -> Record:
-        return self.model_copy(update={"notes": (*self.notes, text)})
+    def with_note(self, event: Event) -> Record:
+        return self.model_copy(update={"notes": (*self.notes, event)})
 
     def entry(
         self, action: str, actor: Actor | None, detail: str = "", *, now: datetime | None = None
@@ -153,14 +157,9 @@ class Record(BaseModel):
     def with_request(self, request: Request, actor: Actor, *, now: datetime | None = None) -> Record:
         """Add a request, or raise Conflict saying why it cannot be taken now."""
         if self.request is not None and self.request_by is not None:
-            raise Conflict(
-                f"{self.request_by.name} already asked to {self.request.value} this release; "
-                "it is being carried out."
-            )
+            raise RequestPending(self.request.value, self.request_by.name)
         if request not in ACCEPTS.get(self.phase, frozenset()):
-            raise Conflict(
-                f"This release is {describe_phase(self.phase)}: it cannot be {_past(request)} now."
-            )
+            raise NotNow(request.value, describe_phase(self.phase))
         return self.model_copy(update={"request": request, "request_by": actor}).entry(
             f"{request.value} requested", actor, now=now
         )
@@ -187,12 +186,6 @@ def describe_phase(phase: Phase) -> str:
         Phase.ROLLED_BACK: "rolled back",
         Phase.ABORTED: "aborted",
     }[phase]
-
-
-def _past(request: Request) -> str:
-    return {"promote": "promoted", "rollback": "rolled back", "abort": "aborted", "finish": "finished"}[
-        request.value
-    ]
 
 
 def utcnow() -> datetime:

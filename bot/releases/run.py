@@ -19,42 +19,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from bot.catalog import App
 from bot.kube.cache import Caches, Informer
 from bot.kube.client import Kube, KubeUnavailable, Obj, backoff
 from bot.releases import health
 from bot.releases.audit import Auditor
+from bot.releases.events import Event
 from bot.releases.health import Live
+from bot.releases.ports import Reporter
 from bot.releases.record import Record, utcnow
 from bot.releases.store import MANAGED_SELECTOR, Store, decode, object_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A note for the thread: its text, or a function of the record as saved.
-Note = str | Callable[[Record], str]
-
-
-class CardRefused(Exception):
-    """Slack refused the card for good (the bot is not in the channel, the channel is archived, the
-    token was revoked...): retrying cannot help."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-class Reporter(Protocol):
-    """How the engine shows a release to people (implemented in bot.slack.reporter)."""
-
-    async def open(self, record: Record, live: Live) -> str: ...  # post the card, return its reference
-    def show(self, record: Record, live: Live, *, final: bool = False) -> None: ...  # card + new notes
-    def delivered(self, release_id: str) -> int | None: ...  # notes delivered so far, if known here
-    async def tell(self, record: Record, text: str) -> None: ...  # privately, to the requester
-    async def permalink(self, record: Record) -> str: ...
-    async def announce(self, channel: str, text: str) -> None: ...  # a message without a card
+# A thread milestone: an event, or a function of the record as saved giving one.
+Note = Event | Callable[[Record], Event]
 
 
 @dataclass(frozen=True)
@@ -68,6 +50,13 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.kind == "failed"
+
+
+def cannot_start(pods: health.PodHealth | None) -> Outcome | None:
+    """A failed Outcome when the new version's pods cannot start (crash loop, image pull, ...)."""
+    if pods is not None and pods.fatal:
+        return Outcome("failed", f"{pods.fatal} ({pods.describe()})")
+    return None
 
 
 @dataclass
@@ -221,7 +210,7 @@ class Run:
         )
 
     def refresh_card(self) -> None:
-        if self.record.card_ts:
+        if self.record.card_ref:
             self.reporter.show(self.record, self.live())
 
     async def wait(self, until: Callable[[Snapshot], T | None], timeout: float) -> T:
@@ -277,7 +266,16 @@ class Run:
                 rec = rec.model_copy(update={"notes_shown": min(delivered, len(rec.notes))})
             return rec
 
-        stored = await self.store.update(self.record.namespace, self.record.app, full)
+        attempt = 0
+        while True:  # compare-and-set is safe to repeat: wait out a passing outage instead of failing
+            try:
+                stored = await self.store.update(self.record.namespace, self.record.app, full)
+                break
+            except KubeUnavailable as e:
+                log.info("cannot save the record yet: %s", e)
+                self.refresh_card()
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
         self.snap.record = stored.record
         self._wake()
         return stored.record

@@ -5,21 +5,27 @@ that restarts in the middle carries on from the recorded phase."""
 from __future__ import annotations
 
 from bot.kube.client import CHANGE_CAUSE
-from bot.releases import health
+from bot.releases import events, health
 from bot.releases.history import undo
 from bot.releases.record import Actor, Phase, Record, Request
 from bot.releases.run import Outcome, Run, Snapshot
-from bot.slack import cards
 
 SAFETY_MARGIN = 60.0  # seconds beyond progressDeadlineSeconds before we stop trusting the controller
 
 
 def change_cause(record: Record) -> str:
-    where = f"#{record.channel_name}" if record.channel_name else record.channel_id
-    return (
-        f"release-bot: {record.requester.name} ({record.requester.id}) released {record.to_version} "
-        f"({record.strategy.value}) via Slack {where} ({record.channel_id}), release {record.id}"
-    )
+    """The `kubernetes.io/change-cause` of the revision a release (or a rollback) creates: who, what,
+    through which front end, and which release, for `kubectl rollout history`."""
+    if record.undo_to is not None:
+        what = f"rolled back to revision {record.undo_to} ({record.to_version})"
+    else:
+        what = f"released {record.to_version} ({record.strategy.value})"
+    if record.front_end == "slack":
+        where = f"#{record.channel_name}" if record.channel_name else record.channel_id
+        via = f"via Slack {where} ({record.channel_id})"
+    else:
+        via = f"via {record.front_end}"
+    return f"release-bot: {record.requester.name} ({record.requester.id}) {what} {via}, release {record.id}"
 
 
 def rolling_params(run: Run) -> dict[str, object]:
@@ -127,7 +133,7 @@ def _elapsed(record: Record) -> float:
 
 async def succeed(run: Run) -> None:
     record = await run.save(
-        lambda rec: rec.to(Phase.SUCCEEDED), note=lambda rec: cards.milestone_succeeded(rec, _elapsed(rec))
+        lambda rec: rec.to(Phase.SUCCEEDED), note=lambda rec: events.Succeeded(seconds=_elapsed(rec))
     )
     action = "rollback" if record.undo_to is not None else "release"
     await run.audited(action, record.requester, f"succeeded in {_elapsed(record):.1f} s")
@@ -138,7 +144,7 @@ async def fail(run: Run, reason: str) -> None:
     for a rollback) or stop and offer Rollback."""
     undoing = run.record.undo_to is not None
     auto = run.app.auto_rollback and not undoing
-    note = cards.milestone_failed(run.record, reason, auto_rollback=auto)
+    note = events.Failed(reason=reason, auto_rollback=auto)
     if auto:
         await run.save(
             lambda rec: rec.to(Phase.ROLLING_BACK, reason=reason).entry("auto-rollback", None, reason),
@@ -183,7 +189,7 @@ async def take_request(run: Run) -> tuple[Request, Actor | None]:
     target = Phase.ROLLING_BACK
     await run.save(
         lambda rec: rec.consume_request().to(target).entry(request.value, actor),
-        note=cards.milestone_action(request.value, actor.id if actor else None),
+        note=events.Acted(action=request.value, by=actor.id if actor else None),
     )
     return request, actor
 
@@ -191,8 +197,8 @@ async def take_request(run: Run) -> tuple[Request, Actor | None]:
 async def abort_unstarted(run: Run) -> None:
     """Abort asked for before anything changed on the cluster: end here, touching nothing."""
     actor = run.record.request_by
-    note = cards.milestone_action("abort", actor.id if actor else None, "Nothing was changed.")
-    shown = {} if run.record.card_ts else {"synced": True}  # no card: nothing to show
+    note = events.Acted(action="abort", by=actor.id if actor else None, detail="Nothing was changed.")
+    shown = {} if run.record.card_ref else {"synced": True}  # no card: nothing to show
     await run.save(
         lambda rec: (
             rec.consume_request()
@@ -200,7 +206,7 @@ async def abort_unstarted(run: Run) -> None:
             .entry("abort", actor, "before any change")
             .model_copy(update=shown)
         ),
-        note=note if run.record.card_ts else None,
+        note=note if run.record.card_ref else None,
     )
     await run.audited("abort", actor, "aborted before any change")
 
@@ -234,11 +240,11 @@ async def roll_back(run: Run) -> None:
         reason = f"the rollback did not finish within {int(deadline)} s"
         await run.save(
             lambda rec: rec.to(Phase.FAILED, reason=reason),
-            note=cards.milestone_failed(record, reason, auto_rollback=False),
+            note=events.Failed(reason=reason, auto_rollback=False),
         )
         return
     done = await run.save(
         lambda rec: rec.to(Phase.ROLLED_BACK),
-        note=lambda rec: cards.milestone_rolled_back(rec, actor.id if actor else None),
+        note=events.RolledBack(by=actor.id if actor else None),
     )
     await run.audited("rollback", actor, f"rolled back to {done.from_version}")

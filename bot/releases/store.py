@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.errors import Conflict
 from bot.kube.client import Kube, KubeConflict, Obj
+from bot.releases import refusals
 from bot.releases.record import Record
-from bot.slack import cards
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "release-bot"}
 MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
@@ -72,16 +71,19 @@ class Store:
         for _ in range(5):
             current = await self.get(namespace, app)
             if current is None:
-                raise Conflict(cards.no_release(app))
+                raise refusals.NoRelease(app)
             try:
                 return await self.put(change(current.record), current.resource_version)
             except KubeConflict:
                 continue
-        raise Conflict(cards.release_too_busy(app))
+        raise refusals.TooBusy(app)
 
     @staticmethod
-    def _busy(current: Stored | None) -> Conflict:
-        return Conflict(cards.app_busy(current.record if current else None))
+    def _busy(current: Stored | None) -> refusals.AppBusy:
+        if current is None:
+            return refusals.AppBusy()
+        r = current.record
+        return refusals.AppBusy(r.app, r.to_version, r.strategy.value, r.requester.name, r.phase.value)
 
 
 def _encode(record: Record, resource_version: str | None) -> Obj:

@@ -17,14 +17,6 @@ from bot.releases.record import Phase, Record
 from bot.releases.run import Run
 
 
-def change_cause(record: Record) -> str:
-    where = f"#{record.channel_name}" if record.channel_name else record.channel_id
-    return (
-        f"release-bot: {record.requester.name} ({record.requester.id}) rolled back to revision "
-        f"{record.undo_to} ({record.to_version}) via Slack {where} ({record.channel_id}), release {record.id}"
-    )
-
-
 def undo_patch(
     deployment: dict[str, Any], replica_sets: list[dict[str, Any]], record: Record
 ) -> list[dict[str, Any]]:
@@ -32,7 +24,7 @@ def undo_patch(
     patch = [dict(op) for op in plan.patch]
     for op in patch:
         if op["path"] == "/metadata/annotations":
-            op["value"] = {**op["value"], CHANGE_CAUSE: change_cause(record)}
+            op["value"] = {**op["value"], CHANGE_CAUSE: steps.change_cause(record)}
     return patch
 
 

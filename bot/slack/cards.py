@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from bot.catalog import App
-from bot.releases.health import Live, PodHealth, Progress
+from bot.releases import events
+from bot.releases.health import Live
 from bot.releases.health import progress as progress_of
 from bot.releases.health import revision as revision_of
 from bot.releases.history import Revision, template_diff
 from bot.releases.record import Phase, Record, Request, describe_phase
-from commands.intents import Strategy
+from bot.releases.refusals import selector_text
 from commands.parser import USAGE
 
 Block = dict[str, Any]
@@ -272,10 +273,48 @@ def _buttons(record: Record) -> list[Block]:
 # --- Thread milestones -----------------------------------------------------------------------------
 
 
-def milestone_started(record: Record, app: App) -> str:
-    r = app.rolling
+def note(record: Record, event: events.Event) -> str:
+    """A release event as a thread milestone."""
+    match event:
+        case events.Started():
+            return _started(record, event)
+        case events.CanaryStep():
+            h = f" Health: {esc(event.health)}." if event.health else ""
+            return (
+                f":hatching_chick: Canary running: {event.updated} new pod(s), {event.old} old. "
+                f"Waiting for Promote or Rollback.{h}"
+            )
+        case events.Acted():
+            who = mention(event.by) if event.by else "release-bot"
+            more = f" {esc(event.detail)}" if event.detail else ""
+            return f":point_right: {esc(event.action).capitalize()} by {who}.{more}"
+        case events.Succeeded():
+            return (
+                f":white_check_mark: `{esc(record.app)}` now runs `{esc(record.to_version)}`: "
+                f"done in {duration(event.seconds)}."
+            )
+        case events.Failed():
+            then = (
+                " Rolling back automatically."
+                if event.auto_rollback
+                else " Old pods keep serving; use Rollback to undo."
+            )
+            return f":x: The release of `{esc(record.to_version)}` failed: {esc(event.reason)}.{then}"
+        case events.RolledBack():
+            by = f" by {mention(event.by)}" if event.by else " automatically"
+            return (
+                f":leftwards_arrow_with_hook: Rolled back{by}: `{esc(record.app)}` runs "
+                f"`{esc(record.from_version)}` again."
+            )
+        case _:
+            return _bluegreen_note(record, event)
+
+
+def _started(record: Record, event: events.Started) -> str:
     how = {
-        "rolling": f"rolling update (maxSurge {esc(r.max_surge)}, maxUnavailable {esc(r.max_unavailable)})",
+        "rolling": (
+            f"rolling update (maxSurge {esc(event.max_surge)}, maxUnavailable {esc(event.max_unavailable)})"
+        ),
         "canary": "canary: the new version on one pod first, then Promote or Rollback",
         "bluegreen": "blue-green: a second Deployment, then a Service switch",
     }[record.strategy.value]
@@ -283,42 +322,6 @@ def milestone_started(record: Record, app: App) -> str:
         f":rocket: {mention(record.requester.id)} started releasing `{esc(record.app)}` "
         f"`{esc(record.from_version)}` → `{esc(record.to_version)}` as a {how}."
     )
-
-
-def milestone_progress(p: Progress) -> str:
-    return (
-        f":arrows_counterclockwise: {p.updated}/{p.desired} pods on the new version, {p.available} available."
-    )
-
-
-def milestone_canary(p: Progress, health: PodHealth | None) -> str:
-    h = f" Health: {esc(health.describe())}." if health else ""
-    return (
-        f":hatching_chick: Canary running: {p.updated} new pod(s), {p.old} old. "
-        f"Waiting for Promote or Rollback.{h}"
-    )
-
-
-def milestone_succeeded(record: Record, elapsed: float) -> str:
-    return f":white_check_mark: `{esc(record.app)}` now runs `{esc(record.to_version)}`: done in {duration(elapsed)}."
-
-
-def milestone_failed(record: Record, reason: str, *, auto_rollback: bool) -> str:
-    then = (
-        " Rolling back automatically." if auto_rollback else " Old pods keep serving; use Rollback to undo."
-    )
-    return f":x: The release of `{esc(record.to_version)}` failed: {esc(reason)}.{then}"
-
-
-def milestone_rolled_back(record: Record, who: str | None) -> str:
-    by = f" by {mention(who)}" if who else " automatically"
-    return f":leftwards_arrow_with_hook: Rolled back{by}: `{esc(record.app)}` runs `{esc(record.from_version)}` again."
-
-
-def milestone_action(action: str, user_id: str | None, detail: str = "") -> str:
-    who = mention(user_id) if user_id else "release-bot"
-    more = f" {esc(detail)}" if detail else ""
-    return f":point_right: {esc(action).capitalize()} by {who}.{more}"
 
 
 # --- Ephemeral answers -----------------------------------------------------------------------------
@@ -363,105 +366,6 @@ def not_yet(kind: str) -> str:
 
 def accepted(record: Record) -> str:
     return f":rocket: Releasing `{esc(record.app)}` `{esc(record.to_version)}` ({esc(record.strategy.value)}): follow the card in this channel."
-
-
-# --- Refusals raised by the engine (plain text: escaped where they are shown) ----------------------
-
-
-def unknown_app(name: str) -> str:
-    return f"Unknown app `{name}`. Type `/release apps`."
-
-
-def strategy_not_allowed(app: App, strategy: Strategy) -> str:
-    allowed = ", ".join(f"`--{s.value}`" for s in app.strategies)
-    return f"`{app.name}` cannot be released with `--{strategy.value}`; allowed: {allowed}."
-
-
-def no_image_override(app: App) -> str:
-    return (
-        f"`{app.name}` takes a version (an image tag such as `v2.0`), not a full image reference; "
-        f"its image is `{app.image}`."
-    )
-
-
-def no_container(deployment: str, container: str) -> str:
-    return f"Deployment `{deployment}` has no container `{container}`."
-
-
-def no_deployment(app: App) -> str:
-    return f"Deployment `{app.namespace}/{app.deployment}` does not exist."
-
-
-def canary_of_nothing(deployment: str) -> str:
-    return f"`{deployment}` is scaled to 0: there is nothing to run a canary beside."
-
-
-def already_runs(app: str, version: str) -> str:
-    return f"`{app}` already runs `{version}`."
-
-
-def already_runs_revision(app: str, revision: int) -> str:
-    return f"`{app}` already runs the template of revision {revision}."
-
-
-def undo_while_releasing(record: Record) -> str:
-    return (
-        f"A release of `{record.app}` is running ({record.phase.value}): use Rollback on its card, "
-        f"or `/release rollback {record.app}` without a revision."
-    )
-
-
-def undo_offer_stale(app: str, current: int) -> str:
-    return f"`{app}` changed since you asked (now at revision {current}); run the rollback command again."
-
-
-def pause_while_releasing(record: Record) -> str:
-    return (
-        f"A release of `{record.app}` is running ({record.phase.value}): use its card's buttons, "
-        f"or `/release rollback {record.app}`."
-    )
-
-
-def already_paused(app: str, paused: bool) -> str:
-    return f"`{app}` is already {'paused' if paused else 'running (not paused)'}."
-
-
-def card_of_earlier_release(record: Record, release_id: str) -> str:
-    return (
-        f"That card is for an earlier release of `{record.app}` ({release_id}); "
-        f"the current one is {record.id} ({record.phase.value})."
-    )
-
-
-def promote_too_early(app: App, seconds_left: float) -> str:
-    return (
-        f"The canary of `{app.name}` must stay healthy for {app.canary.analysis_minutes:g} min "
-        f"before Promote; {int(seconds_left)} s to go."
-    )
-
-
-def no_release(app: str) -> str:
-    return f"There is no release of `{app}` to change."
-
-
-def release_too_busy(app: str) -> str:
-    return f"The release of `{app}` is changing too fast; try again."
-
-
-def app_busy(record: Record | None) -> str:
-    if record is None:
-        return "Another release started at the same moment; try again."
-    return (
-        f"`{record.app}` is already being released: {record.to_version} ({record.strategy.value}) by "
-        f"{record.requester.name}, {record.phase.value}. Wait for it to finish, or roll it back."
-    )
-
-
-def stale_card(record: Record) -> str:
-    """Plain text for a Conflict (escaped where it is shown)."""
-    last = next((e for e in reversed(record.history) if e.actor is not None), None)
-    who = f" ({last.action} by {last.actor.name})" if last and last.actor else ""
-    return f"This card was out of date: the release is now {describe_phase(record.phase)}{who}. Nothing was done; look at the card again."
 
 
 def request_taken(request: Request, app: str) -> str:
@@ -662,193 +566,77 @@ def _bluegreen_live(record: Record, live: Live, now: datetime) -> str:
     return "\n".join(lines)
 
 
-def milestone_bg_green_created(record: Record) -> str:
-    fp = bluegreen_footprint(record).replace("*", "")
-    return (
-        f":large_blue_circle: Blue `{esc(record.deployment)}` (`{esc(record.from_version)}`) keeps serving. "
-        f"Created green `{esc(record.green or '')}` with `{esc(record.to_image)}`; waiting until all "
-        f"{record.replicas} pods are Ready." + (f" {fp}." if fp else "")
-    )
-
-
-def milestone_bg_leftover(name: str, release_id: str) -> str:
-    return (
-        f":broom: `{esc(name)}` was left over by an earlier release (`{esc(release_id or 'unknown')}`) and "
-        "serves no traffic: deleting it and creating it again."
-    )
-
-
-def milestone_bg_green_ready(record: Record, health: PodHealth | None) -> str:
-    h = f" ({esc(health.describe())})" if health else ""
-    return (
-        f":large_green_circle: Green `{esc(record.green or '')}` is ready{h}. Traffic is still on blue "
-        f"`{esc(record.deployment)}`. *Switch traffic* or *Abort*."
-    )
-
-
-def milestone_bg_switched(
-    record: Record, service: str, pods: int, seconds: float, grace: float, retire: str
-) -> str:
-    return (
-        f":twisted_rightwards_arrows: Traffic switched to green `{esc(record.green or '')}` "
-        f"(`{esc(record.to_version)}`) in {seconds:.1f} s: Service `{esc(service)}` lists only its {pods} "
-        f"pod(s). Blue `{esc(record.deployment)}` stays up {duration(grace)} for an instant *Rollback*, "
-        f"then it is retired ({esc(retire)}); *Finish* retires it now."
-    )
-
-
-def milestone_bg_switched_back(record: Record, service: str, pods: int, seconds: float) -> str:
-    return (
-        f":leftwards_arrow_with_hook: Traffic back on blue `{esc(record.deployment)}` "
-        f"(`{esc(record.from_version)}`) in {seconds:.1f} s: Service `{esc(service)}` lists only its "
-        f"{pods} pod(s)."
-    )
-
-
-def milestone_bg_failed(record: Record, reason: str, *, switched: bool) -> str:
-    then = (
-        f"Switching traffic back to blue `{esc(record.deployment)}`"
-        if switched
-        else f"Traffic never left blue `{esc(record.deployment)}`"
-    )
-    return (
-        f":x: Green `{esc(record.green or '')}` (`{esc(record.to_version)}`) failed: {esc(reason)}. "
-        f"{then}; green will be deleted."
-    )
-
-
-def milestone_bg_service_changed(service: str, selector: dict[str, str]) -> str:
-    return (
-        f":warning: Service `{esc(service)}` now selects `{esc(selector_text(selector))}`, which is "
-        "neither colour: someone changed it, so release-bot leaves it as it is."
-    )
-
-
-def milestone_bg_left_alone(name: str) -> str:
-    return (
-        f":warning: Deployment `{esc(name)}` was not created by this release, so release-bot does not "
-        "delete it."
-    )
-
-
-def milestone_bg_ended(record: Record, who: str | None, *, green_deleted: bool) -> str:
-    gone = f" Green `{esc(record.green or '')}` deleted." if green_deleted else ""
-    runs = f"`{esc(record.app)}` runs `{esc(record.from_version)}` on blue `{esc(record.deployment)}`"
-    if record.phase is Phase.ABORTED:
-        by = f" by {mention(who)}" if who else ""
-        return f":no_entry_sign: Aborted{by}: {runs} as before.{gone}"
-    by = f" by {mention(who)}" if who else " automatically"
-    return f":leftwards_arrow_with_hook: Rolled back{by}: {runs} again.{gone}"
-
-
-def milestone_bg_retired(record: Record, how: str, elapsed: float) -> str:
-    blue = f"`{esc(record.deployment)}`"
-    what = {
-        "deleted": f"blue {blue} deleted",
-        "scaled-down": f"blue {blue} scaled to 0",
-        "kept": f"blue {blue} scaled to 0, not deleted: release-bot did not create it",
-        "gone": f"blue {blue} was already gone",
-    }[how]
-    return (
-        f":white_check_mark: `{esc(record.app)}` now runs `{esc(record.to_version)}` on "
-        f"`{esc(record.green or '')}`; {what}. Done in {duration(elapsed)}."
-    )
-
-
-def selector_text(selector: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-
-
-# Refusals of a blue-green release: plain text for a UserError (escaped where it is shown).
-
-
-def bg_no_service(namespace: str, service: str) -> str:
-    return f"Service `{namespace}/{service}` does not exist: a blue-green release switches its selector."
-
-
-def bg_no_selector(service: str) -> str:
-    return (
-        f"Service `{service}` has no selector (its endpoints are managed by hand): blue-green cannot "
-        "switch it."
-    )
-
-
-def bg_no_version(service: str, selector: dict[str, str], label: str) -> str:
-    return (
-        f"Service `{service}` selects `{selector_text(selector)}` without a `{label}` label: blue-green "
-        f"moves traffic by changing `{label}` in the selector (guide §1.3-1.4), so it must be there."
-    )
-
-
-def bg_nothing_selected(
-    namespace: str,
-    service: str,
-    selector: dict[str, str],
-    catalog: str,
-    catalog_labels: dict[str, str] | None,
-) -> str:
-    hint = (
-        f"; Deployment `{catalog}`'s pods are labelled `{selector_text(catalog_labels)}`"
-        if catalog_labels is not None
-        else ""
-    )
-    return (
-        f"Service `{service}` selects `{selector_text(selector)}`, but no Deployment in `{namespace}` has "
-        f"pods labelled that way{hint}. Fix the Service's selector (or the catalog) first."
-    )
-
-
-def bg_ambiguous(service: str, names: Sequence[str]) -> str:
-    listed = ", ".join(f"`{n}`" for n in names)
-    return (
-        f"Service `{service}` selects the pods of several running Deployments ({listed}): blue-green "
-        "needs exactly one live colour."
-    )
-
-
-def bg_live_not_ours(service: str, live: str, app: str, catalog: str) -> str:
-    return (
-        f"Service `{service}` selects Deployment `{live}`, which is neither the catalog's `{catalog}` nor "
-        f"one release-bot created for `{app}`: refusing to release from it."
-    )
-
-
-def bg_scaled_to_zero(name: str) -> str:
-    return f"The live Deployment `{name}` is scaled to 0: there is nothing to copy into a green Deployment."
-
-
-def bg_no_container(name: str, container: str) -> str:
-    return f"The live Deployment `{name}` has no container `{container}`."
-
-
-def bg_same_version(service: str, label: str, value: str) -> str:
-    return f"Service `{service}` already selects `{label}={value}`: that version is the live colour."
-
-
-def bg_too_big(app: str, replicas: int, limit: int) -> str:
-    return (
-        f"A blue-green release of `{app}` runs both colours at once: {2 * replicas} pods ({replicas} blue "
-        f"+ {replicas} green), above the catalog's `bluegreen.max_replicas` of {limit}. Use `--rolling` "
-        "or `--canary`, or raise the limit."
-    )
-
-
-def bg_name_taken(name: str) -> str:
-    return (
-        f"Deployment `{name}` already exists and was not created by release-bot: the green Deployment "
-        "cannot take its name. Rename or remove it, or change `bluegreen.name_template`."
-    )
-
-
-def bg_green_is_live(name: str) -> str:
-    return (
-        f"The green Deployment's name `{name}` is the live colour's own name: change "
-        "`bluegreen.name_template` so that it includes `{version}`."
-    )
-
-
-def bg_bad_template(template: str) -> str:
-    return (
-        f"The catalog's `bluegreen.name_template` `{template}` does not give a valid Deployment name; "
-        "use `{deployment}` and `{version}`, e.g. `{deployment}-{version}`."
-    )
+def _bluegreen_note(record: Record, event: events.Event) -> str:
+    green, blue = f"`{esc(record.green or '')}`", f"`{esc(record.deployment)}`"
+    match event:
+        case events.GreenCreated():
+            fp = bluegreen_footprint(record).replace("*", "")
+            return (
+                f":large_blue_circle: Blue {blue} (`{esc(record.from_version)}`) keeps serving. Created "
+                f"green {green} with `{esc(record.to_image)}`; waiting until all {record.replicas} pods "
+                "are Ready." + (f" {fp}." if fp else "")
+            )
+        case events.LeftOver():
+            return (
+                f":broom: `{esc(event.name)}` was left over by an earlier release "
+                f"(`{esc(event.release_id or 'unknown')}`) and serves no traffic: deleting it and creating "
+                "it again."
+            )
+        case events.GreenReady():
+            h = f" ({esc(event.health)})" if event.health else ""
+            return (
+                f":large_green_circle: Green {green} is ready{h}. Traffic is still on blue {blue}. "
+                "*Switch traffic* or *Abort*."
+            )
+        case events.Switched():
+            return (
+                f":twisted_rightwards_arrows: Traffic switched to green {green} (`{esc(record.to_version)}`) "
+                f"in {event.seconds:.1f} s: Service `{esc(event.service)}` lists only its {event.pods} "
+                f"pod(s). Blue {blue} stays up {duration(event.grace_seconds)} for an instant *Rollback*, "
+                f"then it is retired ({esc(event.retire)}); *Finish* retires it now."
+            )
+        case events.SwitchedBack():
+            return (
+                f":leftwards_arrow_with_hook: Traffic back on blue {blue} (`{esc(record.from_version)}`) "
+                f"in {event.seconds:.1f} s: Service `{esc(event.service)}` lists only its {event.pods} pod(s)."
+            )
+        case events.GreenFailed():
+            then = (
+                f"Switching traffic back to blue {blue}"
+                if event.switched
+                else f"Traffic never left blue {blue}"
+            )
+            return (
+                f":x: Green {green} (`{esc(record.to_version)}`) failed: {esc(event.reason)}. "
+                f"{then}; green will be deleted."
+            )
+        case events.ServiceChanged():
+            return (
+                f":warning: Service `{esc(event.service)}` now selects `{esc(selector_text(event.selector))}`, "
+                "which is neither colour: someone changed it, so release-bot leaves it as it is."
+            )
+        case events.LeftAlone():
+            return (
+                f":warning: Deployment `{esc(event.name)}` was not created by this release, so release-bot "
+                "does not delete it."
+            )
+        case events.BlueGreenEnded():
+            gone = f" Green {green} deleted." if event.green_deleted else ""
+            runs = f"`{esc(record.app)}` runs `{esc(record.from_version)}` on blue {blue}"
+            if event.aborted:
+                by = f" by {mention(event.by)}" if event.by else ""
+                return f":no_entry_sign: Aborted{by}: {runs} as before.{gone}"
+            by = f" by {mention(event.by)}" if event.by else " automatically"
+            return f":leftwards_arrow_with_hook: Rolled back{by}: {runs} again.{gone}"
+        case events.Retired():
+            what = {
+                "deleted": f"blue {blue} deleted",
+                "scaled-down": f"blue {blue} scaled to 0",
+                "kept": f"blue {blue} scaled to 0, not deleted: release-bot did not create it",
+                "gone": f"blue {blue} was already gone",
+            }[event.how]
+            return (
+                f":white_check_mark: `{esc(record.app)}` now runs `{esc(record.to_version)}` on {green}; "
+                f"{what}. Done in {duration(event.seconds)}."
+            )
+    raise AssertionError(f"no wording for {event!r}")

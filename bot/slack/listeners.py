@@ -39,6 +39,14 @@ GROUP_CACHE_SECONDS = 60.0
 ANSWER_TIMEOUT_S = 10.0  # a private answer that Slack does not take in this time is given up
 
 
+def actor_of(body: dict[str, Any]) -> Actor:
+    """Who sent a slash command (user_id, user_name) or clicked a button (user{id, username, name})."""
+    user = body.get("user") or {}
+    user_id = str(body.get("user_id") or user.get("id") or "")
+    name = body.get("user_name") or user.get("username") or user.get("name") or user_id
+    return Actor(id=user_id, name=str(name))
+
+
 class Groups:
     """User-group membership through usergroups.users.list, cached for a minute."""
 
@@ -164,7 +172,7 @@ class Handlers:
             return
         await ack()
         user_id, channel_id = body["user_id"], body["channel_id"]
-        actor = Actor(id=user_id, name=body.get("user_name") or user_id)
+        actor = actor_of(body)
         reply_to = str(body.get("response_url") or "")
         self._after_ack(channel_id, user_id, lambda: self._command(intent, actor, channel_id, body), reply_to)
 
@@ -235,7 +243,7 @@ class Handlers:
         user = body.get("user", {})
         user_id = user.get("id", "")
         channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
-        actor = Actor(id=user_id, name=user.get("username") or user.get("name") or user_id)
+        actor = actor_of(body)
         reply_to = str(body.get("response_url") or "")
         self._after_ack(channel_id, user_id, lambda: self._click(action, actor, channel_id), reply_to)
 
@@ -246,7 +254,7 @@ class Handlers:
         user_id = user.get("id", "")
         channel = body.get("channel") or {}
         channel_id = channel.get("id") or body.get("container", {}).get("channel_id", "")
-        actor = Actor(id=user_id, name=user.get("username") or user.get("name") or user_id)
+        actor = actor_of(body)
 
         async def work() -> Answer | None:
             try:

@@ -26,7 +26,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.releases.run import CardRefused
+from bot.releases.ports import CardRefused
 from bot.tasks import Tasks
 
 log = logging.getLogger(__name__)

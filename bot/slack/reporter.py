@@ -14,26 +14,20 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.releases.health import Live
+from bot.releases.ports import Shown
 from bot.releases.record import Record
 from bot.slack import cards
 from bot.slack.outbox import Card, Outbox, Post
 
 log = logging.getLogger(__name__)
 
+SLACK = "slack"  # the front-end name in the records this reporter shows
 ANSWER_TIMEOUT_S = 5.0  # permalinks and private answers are best effort
-
-
-class Listener(Protocol):
-    """Told when the channel shows a finished release completely, and when a card had to move."""
-
-    async def shown(self, record: Record, notes: int) -> None: ...
-    async def card_moved(self, record: Record, ref: str) -> None: ...
 
 
 @dataclass
@@ -50,12 +44,14 @@ class SlackReporter:
         self.outbox = Outbox(client, interval)
         self.outbox.on_settled = self._settled
         self.outbox.on_moved = self._moved
-        self.listener: Listener | None = None
+        self.listener: Shown | None = None
         self._releases: dict[str, _Release] = {}
         self._permalinks: dict[str, str] = {}
 
     async def open(self, record: Record, live: Live) -> str:
         """Post the card (retried until Slack takes it); CardRefused when Slack refuses it for good."""
+        if record.front_end != SLACK:  # another front end's release, driven here: nothing to show
+            return f"{record.front_end}:not-shown"
         text, blocks = cards.card(record, live)
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         sender = self.outbox.sender(record.channel_id)
@@ -63,9 +59,12 @@ class SlackReporter:
         sender.kick()
         return await done
 
+    def attach(self, listener: Shown) -> None:
+        self.listener = listener
+
     def show(self, record: Record, live: Live, *, final: bool = False) -> None:
         """Make the channel show `record`: the card (coalesced) and any notes not handed over yet."""
-        if record.card_ts is None:
+        if record.card_ref is None or record.front_end != SLACK:
             return
         state = self._releases.get(record.id)
         if state is None:
@@ -75,13 +74,17 @@ class SlackReporter:
         sender = self.outbox.sender(record.channel_id)
         card = sender.cards.get(record.id)
         if card is None:
-            card = sender.cards[record.id] = Card(record.id, record.card_ts)
+            card = sender.cards[record.id] = Card(record.id, record.card_ref)
         text, blocks = cards.card(record, live)
         card.text, card.blocks, card.key = text, blocks, repr(blocks)
         card.final = card.final or final
         for i in range(state.queued, len(record.notes)):
             sender.posts.append(
-                Post(text=record.notes[i], release_id=record.id, on_sent=self._note_sent(state))
+                Post(
+                    text=cards.note(record, record.notes[i]),
+                    release_id=record.id,
+                    on_sent=self._note_sent(state),
+                )
             )
         state.queued = max(state.queued, len(record.notes))
         sender.kick()
@@ -125,9 +128,10 @@ class SlackReporter:
                 f"moved:{card.release_id}", self.listener.card_moved(state.record, card.ref)
             )
 
-    async def tell(self, record: Record, text: str) -> None:
-        """Tell the requester privately, through the command's response_url (it works where the bot
-        cannot post: a channel it is not in, a DM)."""
+    async def card_refused(self, record: Record, error: str) -> None:
+        """Tell the requester privately why the release could not start, through the command's
+        response_url (it works where the bot cannot post: a channel it is not in, a DM)."""
+        text = cards.card_refused_reason(error, record.channel_id)
         if not record.reply_to:
             log.warning("cannot tell %s about %s: no response_url", record.requester.id, record.id)
             return
@@ -145,13 +149,13 @@ class SlackReporter:
         sender.kick()
 
     async def permalink(self, record: Record) -> str:
-        if not record.card_ts:
+        if not record.card_ref:
             return ""
         if record.id not in self._permalinks:
             try:
                 async with asyncio.timeout(ANSWER_TIMEOUT_S):
                     resp = await self.client.chat_getPermalink(
-                        channel=record.channel_id, message_ts=record.card_ts
+                        channel=record.channel_id, message_ts=record.card_ref
                     )
                 self._permalinks[record.id] = resp.get("permalink", "")
             except Exception:  # best effort: the audit line then has no link

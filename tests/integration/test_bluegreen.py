@@ -78,10 +78,13 @@ def thread(sim: SlackSimulator, card: Msg) -> list[str]:
 
 
 def in_order(texts: list[str], *words: str) -> bool:
-    """Each of `words` appears in some message, in this order."""
+    """Each of `words` appears in the thread, in this order (notes that queued up for the same thread
+    may share one message)."""
     i = 0
     for text in texts:
-        if i < len(words) and words[i] in text:
+        at = 0
+        while i < len(words) and (found := text.find(words[i], at)) >= 0:
+            at = found + len(words[i])
             i += 1
     return i == len(words)
 

@@ -126,6 +126,8 @@ async def test_apiserver_restart_mid_release_ends_correct_and_keeps_the_lease(
     )
     assert fresh
     seen = time.monotonic() - back
+    during = kubectl_json(control_plane, "-n", ns, "get", "lease", "release-bot.hexo")["spec"]
+    assert record_of(control_plane, ns)["phase"] == "rolling-out"
     card = await wait_card(slack_sim, "Succeeded", timeout=120)
     print(
         f"\napiserver restart: card fresh again {seen:.2f} s after the apiserver was back; "
@@ -138,10 +140,10 @@ async def test_apiserver_restart_mid_release_ends_correct_and_keeps_the_lease(
     thread = " ".join(notes(slack_sim, card))
     assert "now runs" in thread
     assert "olling back" not in thread and "failed" not in thread.lower()
-    after = kubectl_json(control_plane, "-n", ns, "get", "lease", "release-bot.hexo")["spec"]
-    # An outage shorter than the lease never loses it.
-    assert after.get("leaseTransitions", 0) == lease.get("leaseTransitions", 0)
-    assert after["acquireTime"] == lease["acquireTime"]
+    # An outage shorter than the lease never loses it: same holder, same acquisition, no transition.
+    assert during["holderIdentity"] == lease["holderIdentity"] == "bot-0"
+    assert during.get("leaseTransitions", 0) == lease.get("leaseTransitions", 0)
+    assert during["acquireTime"] == lease["acquireTime"]
     record = await wait_record(control_plane, ns, lambda r: r["synced"])
     assert record["phase"] == "succeeded"
     history = kubectl(control_plane, "-n", ns, "rollout", "history", "deployment/hexo")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bot.catalog import App
 from bot.errors import UserError
 from bot.releases import bluegreen as bg
+from bot.releases import events, refusals
 from bot.releases.health import Live
 from bot.releases.record import Phase, Record
 from bot.slack import cards
@@ -344,16 +345,18 @@ def test_no_requests_declared() -> None:
 def test_hostile_names_are_escaped_in_milestones() -> None:
     r = record(green="<!channel>", deployment="<@U999>")
     for text in (
-        cards.milestone_bg_green_created(r),
-        cards.milestone_bg_green_ready(r, None),
-        cards.milestone_bg_switched(r, "svc", 6, 0.4, 300, "scale-down"),
-        cards.milestone_bg_failed(r, "<!here>", switched=False),
-        cards.milestone_bg_ended(r.to(Phase.ABORTED), None, green_deleted=True),
-        cards.milestone_bg_retired(r, "kept", 10),
+        cards.note(r, events.GreenCreated()),
+        cards.note(r, events.GreenReady()),
+        cards.note(
+            r, events.Switched(service="svc", pods=6, seconds=0.4, grace_seconds=300, retire="scale-down")
+        ),
+        cards.note(r, events.GreenFailed(reason="<!here>", switched=False)),
+        cards.note(r.to(Phase.ABORTED), events.BlueGreenEnded(aborted=True, green_deleted=True)),
+        cards.note(r, events.Retired(how="kept", seconds=10)),
     ):
         assert "<!" not in text and "<@U999>" not in text
 
 
 def test_too_big_says_what_to_do() -> None:
-    text = cards.bg_too_big("hexo", 6, 10)
+    text = str(refusals.TooBig("hexo", 6, 10))
     assert "12 pods (6 blue + 6 green)" in text and "max_replicas` of 10" in text and "--rolling" in text

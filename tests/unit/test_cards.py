@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bot.catalog import App
+from bot.releases import events
 from bot.releases.health import Live, PodHealth, Progress
 from bot.releases.record import (
     ACCEPTS,
@@ -170,16 +171,14 @@ def test_card_fallback_text_is_escaped() -> None:
 
 def test_messages_escape_hostile_strings() -> None:
     rec = hostile_record(Phase.SUCCEEDED)
-    a = app()
-    p = progress()
+    health = PodHealth(pods=1, problems={"<!channel>": 1}).describe()
     out = [
-        cards.milestone_started(rec, a),
-        cards.milestone_progress(p),
-        cards.milestone_canary(p, PodHealth(pods=1, problems={"<!channel>": 1})),
-        cards.milestone_succeeded(rec, 5),
-        cards.milestone_failed(rec, "<!channel>", auto_rollback=True),
-        cards.milestone_rolled_back(rec, "<!here>"),
-        cards.milestone_action("<!channel>", "<!here>", "<https://evil|x>"),
+        cards.note(rec, events.Started(max_surge="<!channel>", max_unavailable="<!here>")),
+        cards.note(rec, events.CanaryStep(updated=1, old=6, health=health)),
+        cards.note(rec, events.Succeeded(seconds=5)),
+        cards.note(rec, events.Failed(reason="<!channel>", auto_rollback=True)),
+        cards.note(rec, events.RolledBack(by="<!here>")),
+        cards.note(rec, events.Acted(action="<!channel>", by="<!here>", detail="<https://evil|x>")),
         cards.usage_error("Unexpected `<!channel>`"),
         cards.refused("<!channel>"),
         cards.conflict("<!channel>"),

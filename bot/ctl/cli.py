@@ -1,0 +1,236 @@
+"""`release-bot ctl`: release from a terminal or a CI job.
+
+    release-bot ctl release hexo v2.0 [--canary|--bluegreen|--rolling] [--env E]
+    release-bot ctl promote|rollback|abort|finish|status|history|pause|resume hexo
+
+The words are the `/release` language (the same parser, the same answers to bad input). The catalog is
+the bot's (`--catalog` or RELEASE_BOT_CATALOG), the cluster and the rights are the caller's kubeconfig:
+Kubernetes RBAC decides what the caller may do. Releases go through the same engine, records and
+locks as the bot, so a running bot and this command have exactly one winner. With `--slack-channel`
+(and SLACK_BOT_TOKEN) the card is posted in Slack too, where people may Promote or Roll back (the bot
+checks their rights) while this command follows.
+
+Exit status: 0 succeeded (or waiting for a decision after `--until decision`), 1 failed, 3 rolled back
+or aborted, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bot.catalog import Catalog
+from bot.ctl.terminal import CLI, TerminalReporter, closing, outcome
+from bot.errors import ConfigError, UserError
+from bot.kube.client import Kube
+from bot.releases.audit import Auditor
+from bot.releases.engine import Engine
+from bot.releases.health import Live, progress, revision
+from bot.releases.ports import Reporter
+from bot.releases.record import Actor, Phase, Record, Request, utcnow
+from bot.releases.store import MANAGED_SELECTOR, decode, is_record, object_name
+from commands import intents
+from commands.parser import UsageError, parse
+
+WAITING = frozenset({Phase.CANARY, Phase.AWAITING_SWITCH, Phase.SWITCHED})
+LEASE_SECONDS = 15.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catalog", type=Path, help="the bot's app catalog (env RELEASE_BOT_CATALOG)")
+    parser.add_argument("--kubeconfig", type=Path, help="your kubeconfig (env KUBECONFIG)")
+    parser.add_argument(
+        "--slack-channel",
+        metavar="C…",
+        help="also post the card in this Slack channel (needs SLACK_BOT_TOKEN)",
+    )
+    parser.add_argument(
+        "--until",
+        choices=("end", "decision"),
+        default="end",
+        help="follow the release to its end (default), or only until it waits for a decision",
+    )
+    parser.add_argument(
+        "words", nargs=argparse.REMAINDER, help="release APP VERSION [flags] | promote APP | ..."
+    )
+
+
+# Builds the reporter that also shows the release in Slack (given by the command's wiring, so this
+# front end never imports the Slack one); it is told the engine to report back to.
+SlackFactory = Callable[[contextlib.AsyncExitStack], Awaitable[Reporter]]
+
+
+def run(args: argparse.Namespace, slack: SlackFactory | None = None) -> int:
+    catalog_path = args.catalog or Path(os.environ.get("RELEASE_BOT_CATALOG", "catalog.yaml"))
+    catalog = Catalog.load(catalog_path)
+    words = list(args.words)
+    if words and words[0] == "release":
+        words = words[1:]
+    try:
+        intent = parse(" ".join(words), apps=catalog.apps.keys())
+    except UsageError as e:
+        raise ConfigError(str(e).replace("/release", "release-bot ctl")) from e
+    if isinstance(intent, (intents.Help, intents.Apps)):
+        for app in catalog.apps.values():
+            print(f"{app.name}\t{app.namespace}\t{', '.join(s.value for s in app.strategies)}")
+        return 0
+    kubeconfig = args.kubeconfig or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None)
+    try:
+        return asyncio.run(_main(args, catalog, intent, kubeconfig, slack))
+    except KeyboardInterrupt:
+        print("\nstopped following; the release goes on (see `release-bot ctl status`)", file=sys.stderr)
+        return 130
+
+
+def _who(kubeconfig: Path | None) -> Actor:
+    """The caller, as the audit trail names them: their kubeconfig user (else their login)."""
+    name = getpass.getuser()
+    with contextlib.suppress(Exception):
+        import yaml
+
+        cfg: Any = yaml.safe_load((kubeconfig or Path.home() / ".kube" / "config").read_text())
+        current = cfg.get("current-context")
+        ctx = next(c["context"] for c in cfg.get("contexts", []) if c["name"] == current)
+        name = str(ctx.get("user") or name)
+    return Actor(id=f"kube:{name}", name=name)
+
+
+async def _main(
+    args: argparse.Namespace,
+    catalog: Catalog,
+    intent: intents.Intent,
+    kubeconfig: Path | None,
+    slack: SlackFactory | None,
+) -> int:
+    try:
+        kube = await Kube.connect(kubeconfig)
+    except Exception as e:  # a missing or broken kubeconfig: one clear line
+        raise ConfigError(f"cannot load the kubeconfig ({kubeconfig or 'default'}): {e}") from e
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(kube.close)
+        tty = sys.stdout.isatty()
+        inner = None
+        channel = args.slack_channel or ""
+        if channel:
+            if slack is None:
+                raise ConfigError("--slack-channel is not available here")
+            inner = await slack(stack)
+        reporter = TerminalReporter(sys.stdout, tty=tty, inner=inner)
+        engine = Engine(
+            kube,
+            catalog,
+            reporter,
+            identity=f"ctl:{socket.gethostname()}:{os.getpid()}",
+            lease_seconds=LEASE_SECONDS,
+            audit=Auditor(kube),
+        )
+        stack.push_async_callback(engine.stop, 0)
+        actor = _who(kubeconfig)
+        code = await _act(engine, reporter, intent, actor, channel, args.until)
+    return code
+
+
+async def _act(
+    engine: Engine,
+    reporter: TerminalReporter,
+    intent: intents.Intent,
+    actor: Actor,
+    channel: str,
+    until: str,
+) -> int:
+    front_end = "slack" if channel else CLI
+    match intent:
+        case intents.Release():
+            record = await engine.begin(intent, actor, channel, "", front_end=front_end)
+            return await _follow(engine, reporter, record, until)
+        case intents.Promote() | intents.Abort() | intents.Finish():
+            record = await engine.request(intent.app, Request(intent.kind), actor)
+            return await _follow(engine, reporter, record, "decision", moved=True)
+        case intents.Rollback():
+            app = engine.app(intent.app)
+            _, stored = await engine.status(app)
+            if stored is not None and stored.record.active and intent.to_revision is None:
+                record = await engine.request(app.name, Request.ROLLBACK, actor)
+            else:
+                record = await engine.begin_undo(app, intent.to_revision, actor, channel, "", None)
+            return await _follow(engine, reporter, record, until, moved=True)
+        case intents.Status():
+            dep, stored = await engine.status(engine.app(intent.app))
+            _print_status(dep, stored.record if stored else None)
+            return 0
+        case intents.History():
+            dep, revisions = await engine.history(engine.app(intent.app))
+            for r in revisions:
+                mark = " (running)" if r.images and r.number == revision(dep) else ""
+                print(f"{r.number}\t{', '.join(r.images)}\t{r.change_cause or '-'}{mark}")
+            return 0
+        case intents.Pause() | intents.Resume():
+            app = engine.app(intent.app)
+            await engine.set_paused(app, isinstance(intent, intents.Pause), actor, channel)
+            print(f"{app.name}: {'paused' if isinstance(intent, intents.Pause) else 'resumed'}")
+            return 0
+    raise UserError(f"`{intent.kind}` is not available from the command line")
+
+
+def _print_status(dep: dict[str, Any], record: Record | None) -> None:
+    p = progress(dep)
+    images = ", ".join(c.get("image", "") for c in dep["spec"]["template"]["spec"]["containers"])
+    print(f"{dep['metadata']['namespace']}/{dep['metadata']['name']}: {images}")
+    print(f"replicas: desired {p.desired}, updated {p.updated}, ready {p.ready}, available {p.available}")
+    if record is not None:
+        state = "current" if record.active else "last"
+        print(
+            f"{state} release: {record.to_version} ({record.strategy.value}) by {record.requester.name}: ",
+            end="",
+        )
+        print(closing(record).split(": ", 1)[1])
+
+
+async def _follow(
+    engine: Engine, reporter: TerminalReporter, record: Record, until: str, moved: bool = False
+) -> int:
+    """Follow the record through the records cache until it ends (or, with until=decision, waits for
+    one); print its events as they come. `moved`: wait for the state to leave the one asked from."""
+    first = (record.phase, len(record.history))
+    done = asyncio.Event()
+    latest = [record]
+    informer = engine.caches.configmaps(record.namespace, MANAGED_SELECTOR)
+
+    def on_change(kind: str, obj: dict[str, Any]) -> None:
+        if (
+            not obj
+            or kind == "DELETED"
+            or not is_record(obj)
+            or obj["metadata"]["name"] != object_name(record.app)
+        ):
+            return
+        current = decode(obj).record
+        if current.id != record.id:
+            return
+        latest[0] = current
+        reporter.show(current, Live(now=utcnow()))
+        if (not current.active and current.synced) or (
+            until == "decision"
+            and current.phase in WAITING
+            and current.request is None
+            and (not moved or (current.phase, len(current.history)) != first)
+        ):
+            done.set()
+
+    unsubscribe = informer.subscribe(on_change)
+    try:
+        await done.wait()
+    finally:
+        unsubscribe()
+    await reporter.flush()
+    final = latest[0]
+    print(closing(final), file=sys.stderr if outcome(final) else sys.stdout)
+    return outcome(final)

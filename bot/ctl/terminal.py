@@ -1,0 +1,175 @@
+"""How `release-bot ctl` shows a release: plain lines, and on a terminal a live progress bar. Pure I/O on
+a text stream; every word the CLI prints about a release is here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TextIO
+
+from bot.releases import events
+from bot.releases.health import Live
+from bot.releases.ports import Reporter, Shown
+from bot.releases.record import Phase, Record, describe_phase
+
+CLI = "cli"  # the front-end name of releases this front end alone shows
+BAR = 24  # characters in the progress bar
+
+
+def line(record: Record, event: events.Event) -> str:
+    """A release event as one line of text."""
+    match event:
+        case events.Started():
+            how = record.strategy.value
+            if how == "rolling":
+                how += f" (maxSurge {event.max_surge}, maxUnavailable {event.max_unavailable})"
+            return f"{record.requester.name} started releasing {record.app} {record.from_version} -> {record.to_version}: {how}"
+        case events.CanaryStep():
+            health = f" ({event.health})" if event.health else ""
+            return f"canary: {event.updated} new pod(s) beside {event.old} old{health}; waiting for promote"
+        case events.Acted():
+            who = event.by or "release-bot"
+            return f"{event.action} by {who}" + (f": {event.detail}" if event.detail else "")
+        case events.Succeeded():
+            return f"{record.app} now runs {record.to_version} (done in {event.seconds:.1f} s)"
+        case events.Failed():
+            then = "rolling back automatically" if event.auto_rollback else "old pods keep serving"
+            return f"FAILED: {event.reason}; {then}"
+        case events.RolledBack():
+            return f"rolled back: {record.app} runs {record.from_version} again"
+        case events.GreenCreated():
+            return f"green {record.green} created beside blue {record.deployment}"
+        case events.LeftOver():
+            return f"{event.name} left over by an earlier release: replaced"
+        case events.GreenReady():
+            return (
+                f"green {record.green} is ready; traffic still on blue {record.deployment}: switch or abort"
+            )
+        case events.Switched():
+            return f"traffic switched to green {record.green} in {event.seconds:.1f} s ({event.pods} pods)"
+        case events.SwitchedBack():
+            return f"traffic back on blue {record.deployment} in {event.seconds:.1f} s"
+        case events.GreenFailed():
+            return f"FAILED: green {record.green}: {event.reason}; green will be deleted"
+        case events.ServiceChanged():
+            return f"service {event.service} selects neither colour now; left as it is"
+        case events.LeftAlone():
+            return f"{event.name} was not created by this release; not deleted"
+        case events.BlueGreenEnded():
+            what = "aborted" if event.aborted else "rolled back"
+            return f"{what}: {record.app} runs {record.from_version} on {record.deployment}"
+        case events.Retired():
+            return f"{record.app} now runs {record.to_version} on {record.green}; blue {event.how} ({event.seconds:.1f} s)"
+    raise AssertionError(f"no wording for {event!r}")
+
+
+def bar(record: Record, live: Live) -> str:
+    p = live.progress
+    status = describe_phase(record.phase)
+    if live.unreachable_since is not None:
+        status += f" - cluster unreachable since {live.unreachable_since:%H:%M:%S} UTC"
+    if p is None or not p.desired:
+        return f"[{'.' * BAR}] {status}"
+    done = min(BAR, round(BAR * p.updated / p.desired))
+    return f"[{'#' * done}{'.' * (BAR - done)}] {p.updated}/{p.desired} updated, {p.ready} ready - {status}"
+
+
+class TerminalReporter:
+    """Prints a release's events as lines (and a progress bar on a terminal). With `inner` (the Slack
+    reporter, for `--slack-channel`) the release is shown there too, and that card is its card."""
+
+    def __init__(self, out: TextIO, *, tty: bool, inner: Reporter | None = None) -> None:
+        self.out = out
+        self.tty = tty
+        self.inner = inner
+        self.listener: Shown | None = None
+        self._printed: dict[str, int] = {}
+        self._bar = ""
+        self._pending: set[asyncio.Future[None]] = set()
+
+    def _write(self, text: str) -> None:
+        if self.tty and self._bar:
+            self.out.write("\r\033[K")
+        self.out.write(text + "\n")
+        if self.tty and self._bar:
+            self.out.write(self._bar)
+        self.out.flush()
+
+    def _show_bar(self, text: str) -> None:
+        if text == self._bar:
+            return
+        self._bar = text
+        if self.tty:
+            self.out.write("\r\033[K" + text)
+            self.out.flush()
+        else:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    # --- the Reporter protocol -----------------------------------------------------------------------
+
+    def attach(self, listener: Shown) -> None:
+        self.listener = listener
+        if self.inner is not None:
+            self.inner.attach(listener)
+
+    async def open(self, record: Record, live: Live) -> str:
+        if self.inner is not None and record.front_end != CLI:
+            return await self.inner.open(record, live)
+        return f"{CLI}:{record.id}"
+
+    def show(self, record: Record, live: Live, *, final: bool = False) -> None:
+        if self.inner is not None:
+            self.inner.show(record, live, final=final)
+        start = self._printed.get(record.id, 0)
+        for event in record.notes[start:]:
+            self._write(line(record, event))
+        self._printed[record.id] = len(record.notes)
+        if not record.finished:
+            self._show_bar(bar(record, live))
+        elif self.tty and self._bar:
+            self.out.write("\r\033[K")
+            self.out.flush()
+            self._bar = ""
+        if final and record.front_end == CLI and not record.active and not record.synced and self.listener:
+            self._spawn(self.listener.shown(record, len(record.notes)))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def flush(self) -> None:
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=10)
+
+    def delivered(self, release_id: str) -> int | None:
+        return self.inner.delivered(release_id) if self.inner is not None else None
+
+    async def card_refused(self, record: Record, error: str) -> None:
+        self._write(f"the Slack card could not be posted ({error}); nothing was changed")
+        if self.inner is not None:
+            await self.inner.card_refused(record, error)
+
+    async def permalink(self, record: Record) -> str:
+        return await self.inner.permalink(record) if self.inner is not None else ""
+
+    async def announce(self, channel: str, text: str) -> None:
+        if self.inner is not None:
+            await self.inner.announce(channel, text)
+
+
+def outcome(record: Record) -> int:
+    """The exit status for how a release ended: 0 succeeded, 1 failed, 3 rolled back or aborted."""
+    if record.phase is Phase.SUCCEEDED:
+        return 0
+    if record.phase in (Phase.ROLLED_BACK, Phase.ABORTED):
+        return 3
+    if record.phase is Phase.FAILED:
+        return 1
+    return 0  # waiting for a decision (a canary step, green ready, switched)
+
+
+def closing(record: Record) -> str:
+    why = f": {record.reason}" if record.reason else ""
+    return f"{record.app}: {describe_phase(record.phase)}{why}"

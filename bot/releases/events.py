@@ -1,0 +1,148 @@
+"""What happened in a release, as typed events. Pure.
+
+Strategies emit these (stored in the record with the change they report, `Record.notes`); front ends
+render them: the Slack reporter as thread milestones, `release-bot ctl` as progress lines. Each event
+carries only what the record does not already say; renderers get the record too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Started(_Event):
+    kind: Literal["started"] = "started"
+    max_surge: str = ""  # rolling parameters, as the catalog gives them
+    max_unavailable: str = ""
+
+
+class CanaryStep(_Event):
+    """The canary stopped at a step: `updated` new pods beside `old` ones, waiting for a decision."""
+
+    kind: Literal["canary-step"] = "canary-step"
+    updated: int
+    old: int
+    health: str = ""  # the new pods' health in words ("1/1 ready")
+
+
+class Acted(_Event):
+    """Someone (or the bot itself, `by` None) did something to the release: promote, abort, ..."""
+
+    kind: Literal["acted"] = "acted"
+    action: str
+    by: str | None = None  # the person's id in the front end that acted
+    detail: str = ""
+
+
+class Succeeded(_Event):
+    kind: Literal["succeeded"] = "succeeded"
+    seconds: float
+
+
+class Failed(_Event):
+    kind: Literal["failed"] = "failed"
+    reason: str
+    auto_rollback: bool
+
+
+class RolledBack(_Event):
+    kind: Literal["rolled-back"] = "rolled-back"
+    by: str | None = None  # None: automatically
+
+
+class GreenCreated(_Event):
+    kind: Literal["green-created"] = "green-created"
+
+
+class LeftOver(_Event):
+    """A green Deployment left by an earlier release is replaced."""
+
+    kind: Literal["left-over"] = "left-over"
+    name: str
+    release_id: str = ""
+
+
+class GreenReady(_Event):
+    kind: Literal["green-ready"] = "green-ready"
+    health: str = ""
+
+
+class Switched(_Event):
+    kind: Literal["switched"] = "switched"
+    service: str
+    pods: int
+    seconds: float
+    grace_seconds: float
+    retire: str
+
+
+class SwitchedBack(_Event):
+    kind: Literal["switched-back"] = "switched-back"
+    service: str
+    pods: int
+    seconds: float
+
+
+class GreenFailed(_Event):
+    kind: Literal["green-failed"] = "green-failed"
+    reason: str
+    switched: bool
+
+
+class ServiceChanged(_Event):
+    """The Service selects neither colour: someone changed it; the bot leaves it alone."""
+
+    kind: Literal["service-changed"] = "service-changed"
+    service: str
+    selector: dict[str, str]
+
+
+class LeftAlone(_Event):
+    """A Deployment this release did not create is not deleted."""
+
+    kind: Literal["left-alone"] = "left-alone"
+    name: str
+
+
+class BlueGreenEnded(_Event):
+    """Rolled back or aborted: traffic on blue as before."""
+
+    kind: Literal["bluegreen-ended"] = "bluegreen-ended"
+    by: str | None = None
+    aborted: bool = False
+    green_deleted: bool = False
+
+
+class Retired(_Event):
+    """Blue retired after the switch: the release succeeded."""
+
+    kind: Literal["retired"] = "retired"
+    how: str  # "deleted" | "scaled-down" | "kept" | "gone"
+    seconds: float
+
+
+Event = Annotated[
+    Started
+    | CanaryStep
+    | Acted
+    | Succeeded
+    | Failed
+    | RolledBack
+    | GreenCreated
+    | LeftOver
+    | GreenReady
+    | Switched
+    | SwitchedBack
+    | GreenFailed
+    | ServiceChanged
+    | LeftAlone
+    | BlueGreenEnded
+    | Retired,
+    Field(discriminator="kind"),
+]
