@@ -18,6 +18,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("sandbox.cli", "run everything locally: control plane, Slack simulator and the bot"),
     "cluster": ("sandbox.controlplane.cli", "start, stop or inspect a local Kubernetes control plane"),
     "slack-sim": ("sandbox.slack.cli", "run the local Slack simulator and its channel page"),
+    "manifest": ("bot.manifest", "print the Slack app manifest that creates this app"),
 }
 
 

@@ -8,6 +8,8 @@ towards the bot (signed slash commands, button clicks and Events API deliveries)
 - `workspace`: Slack's data model and method semantics (messages, threads, ephemerals, ...)
 - `client`: the player (requests Slack sends to an app, signed)
 - `blocks`, `ids`, `ratelimit`: pure rules (Block Kit limits, ts values, rate-limit buckets)
+- `emoji`: Slack's emoji short names, for the page
+- `socket_mode`: apps.connections.open and the Socket Mode envelopes, disconnects included
 - `cli`: `release-bot slack-sim`
 """
 

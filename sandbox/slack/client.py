@@ -6,10 +6,14 @@ request verification, parsing and ack path are exercised:
 
 - slash commands: form-encoded with Slack's fields in Slack's order, `text` HTML-escaped (`& < >`)
   like Slack, a real simulator response_url and a trigger_id; the synchronous answer (ack body) is
-  recorded in the simulator as the ephemeral the user would see;
+  recorded in the simulator as the ephemeral the user would see. From a DM `channel_name` is
+  `directmessage`, from a private channel the app is not in `privategroup`; an org-wide install adds
+  `enterprise_id`, `enterprise_name` and `is_enterprise_install=true`; an app without the `commands`
+  scope gets no slash command at all (Slackbot tells the user it is not a valid command);
 - block_actions: built from a REAL message's button (found by action_id in its blocks) and sent as
   the form field `payload`, with `container`, `message` (not for ephemerals, as Slack), a
-  response_url bound to that message, and a trigger_id;
+  response_url bound to that message, and a trigger_id; for an org-wide install `team` is null and
+  `enterprise` names the organisation;
 - Events API: `event_callback` envelopes, retried up to 3 times with `X-Slack-Retry-Num` and
   `X-Slack-Retry-Reason` when the bot does not answer 2xx in time, and `url_verification`.
 
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from sandbox.slack.blocks import find_action
-from sandbox.slack.workspace import Message
+from sandbox.slack.workspace import Channel, Message
 
 if TYPE_CHECKING:
     from sandbox.slack.server import SlackSimulator
@@ -185,35 +189,67 @@ class SlackPlayer:
 
     # ---- slash commands ------------------------------------------------------------------------
 
+    def _channel_name(self, channel: Channel) -> str:
+        """What Slack puts in `channel_name`: "directmessage" for a DM, "privategroup" for a private
+        channel the app is not in, else the channel's name (as apps receiving Slack's commands test
+        for: `channel_name == "directmessage"`, `channel_name != "privategroup"`)."""
+        if channel.kind == "im":
+            return "directmessage"
+        if channel.kind == "private" and not channel.bot_is_member:
+            return "privategroup"
+        return channel.name
+
     def command_form(
         self, user: str, text: str, *, channel: str = "releases", command: str = "/release"
     ) -> dict[str, str]:
-        """The form fields Slack sends for `command text`, in Slack's order (issues a response_url)."""
+        """The form fields Slack sends for `command text`, in Slack's order (issues a response_url).
+
+        Raises LookupError when `user` could not type in `channel` (a private channel or DM they are
+        not in)."""
         ws = self.sim.workspace
         u = ws.user(user)
         ch = ws.channel(channel)
+        if ch.kind != "public" and u.id not in ch.members:
+            raise LookupError(f"{u.name} is not in {ch.kind} conversation {ch.id}")
         url = ws.issue_response_url(ch.id, u.id)
-        return {
+        form = {
             "token": self.sim.verification_token,
             "team_id": ws.team_id,
             "team_domain": ws.team_domain,
-            "channel_id": ch.id,
-            "channel_name": ch.name,
-            "user_id": u.id,
-            "user_name": u.name,
-            "command": command,
-            "text": slack_escape(text),
-            "api_app_id": ws.app_id,
-            "is_enterprise_install": "false",
-            "response_url": f"{self.sim.base_url}hooks/response/{url.token}",
-            "trigger_id": ws.issue_trigger_id(u.id),
         }
+        if ws.enterprise_install:
+            # Slack's slash command sample: "...&team_domain=example&enterprise_id=E0001&
+            # enterprise_name=Globular%20Construct%20Inc&channel_id=..."
+            # (https://docs.slack.dev/interactivity/implementing-slash-commands)
+            form.update({"enterprise_id": ws.enterprise_id, "enterprise_name": ws.enterprise_name})
+        form.update(
+            {
+                "channel_id": ch.id,
+                "channel_name": self._channel_name(ch),
+                "user_id": u.id,
+                "user_name": u.name,
+                "command": command,
+                "text": slack_escape(text),
+                "api_app_id": ws.app_id,
+                "is_enterprise_install": "true" if ws.enterprise_install else "false",
+                "response_url": f"{self.sim.base_url}hooks/response/{url.token}",
+                "trigger_id": ws.issue_trigger_id(u.id),
+            }
+        )
+        return form
 
     async def command(
         self, user: str, text: str, *, channel: str = "releases", command: str = "/release"
     ) -> CommandResponse:
         """Run `command text` as `user` in `channel`; the answer is recorded as Slack shows it."""
         form = self.command_form(user, text, channel=channel, command=command)
+        if "commands" not in self.sim.workspace.scopes:
+            # An app without the `commands` scope has no slash commands
+            # (https://docs.slack.dev/reference/scopes/commands): nothing reaches it.
+            self.sim.record_unknown_command(form["channel_id"], form["user_id"], command)
+            result = CommandResponse(0, "not a valid command", None, False)
+            self.last_response = result
+            return result
         if self.transport == "socket":
             response = await self.envelope("slash_commands", form, accepts_response_payload=True)
         else:
@@ -271,10 +307,15 @@ class SlackPlayer:
             "token": self.sim.verification_token,
             "container": container,
             "trigger_id": ws.issue_trigger_id(u.id),
-            "team": {"id": ws.team_id, "domain": ws.team_domain},
-            "enterprise": None,
-            "is_enterprise_install": False,
-            "channel": {"id": ch.id, "name": ch.name},
+            # An org-wide install: `team` null and the organisation in `enterprise` ("With org-wide
+            # installations, payload.team in interactivity payloads can be None": slack_bolt's
+            # request/internals.py extract_team_id, which then reads user.team_id).
+            "team": None if ws.enterprise_install else {"id": ws.team_id, "domain": ws.team_domain},
+            "enterprise": (
+                {"id": ws.enterprise_id, "name": ws.enterprise_name} if ws.enterprise_install else None
+            ),
+            "is_enterprise_install": ws.enterprise_install,
+            "channel": {"id": ch.id, "name": self._channel_name(ch)},
             "state": {"values": {}},
             "response_url": f"{self.sim.base_url}hooks/response/{url.token}",
             "actions": [action],
@@ -314,13 +355,15 @@ class SlackPlayer:
             "type": "event_callback",
             "event_id": event_id or "Ev" + secrets.token_hex(5).upper(),
             "event_time": now,
+            # For an org-wide install the authorization names the enterprise and says so
+            # (https://docs.slack.dev/enterprise/apps/reference, "Sample event payload").
             "authorizations": [
                 {
-                    "enterprise_id": None,
+                    "enterprise_id": ws.enterprise_id if ws.enterprise_install else None,
                     "team_id": ws.team_id,
                     "user_id": ws.bot.id,
                     "is_bot": True,
-                    "is_enterprise_install": False,
+                    "is_enterprise_install": ws.enterprise_install,
                 }
             ],
             "is_ext_shared_channel": False,

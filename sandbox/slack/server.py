@@ -8,14 +8,20 @@ Owns everything HTTP about the simulated Slack, on one aiohttp server bound to 1
   integer `Retry-After`), and scripted faults. The semantics live in `workspace.py`.
 - `/hooks/response/<token>`: response_url endpoints (5 uses, 30 minutes).
 - `apps.connections.open` and `/link/`: Socket Mode (app token, WebSocket envelopes), in `socket_mode.py`.
-- `/sim/...`: JSON read-back (history, threads, ephemerals, API call log), live change
+- `/sim/...`: JSON read-back (history, threads, ephemerals, API call log, the emoji table), live change
   notifications (Server-Sent Events), and actions the page asks for (run a slash command, click a
   button) which go to the bot as real signed requests through a `SlackPlayer`.
 - `/`: the channel page (`page.html`, a single static file).
 - optionally a control route group (`mount_control`, e.g. the sandbox's `/control/...`); the page
   then shows its panel.
 
-Tests use the Python API (`history`, `replies`, `ephemerals`, `calls`, `fault`, `wait_for`, `player`).
+Every Web API answer to a known token carries `x-oauth-scopes` (the token's scopes) and
+`x-accepted-oauth-scopes` (what the method accepts), as Slack's do (Slack's SDKs read both: the Node
+SDK's WebClient puts them in `response_metadata.scopes`/`acceptedScopes`).
+
+Tests use the Python API (`history`, `replies`, `ephemerals`, `calls`, `fault`, `wait_for`, `player`,
+and for Slack's rules: `set_scopes`, `revoke_token`, `add_private_channel`, `open_dm`, `set_member`,
+`set_bot_membership`, `archive`, `enterprise_install`, `socket_mode.disconnect`).
 Every change to the workspace, the call log or the pending faults wakes `wait_for` waiters and the page.
 """
 
@@ -34,9 +40,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+from sandbox.slack.emoji import emoji_table
 from sandbox.slack.ratelimit import RateLimiter
 from sandbox.slack.socket_mode import SocketModeError, SocketModeServer
-from sandbox.slack.workspace import METHODS, SLACKBOT_ID, ApiError, Channel, Message, Workspace
+from sandbox.slack.workspace import (
+    METHODS,
+    SLACKBOT_ID,
+    ApiError,
+    Channel,
+    Message,
+    Workspace,
+)
 
 if TYPE_CHECKING:
     from sandbox.slack.client import CommandResponse, SlackPlayer
@@ -109,7 +123,9 @@ class SlackSimulator:
     `signing_secret`, `verification_token`, `channels` (name -> id), `users` (name -> id, people
     only), `usergroups` (handle -> id), `bot_user_id`, `bot_id`, `app_id`, `team_id`,
     `workspace` (the model), `calls` (list of ApiCall), `rate_limiter` (tunable buckets),
-    `token_revoked` (when True every call answers `token_revoked`).
+    `token_revoked` (when True every call answers `token_revoked`; see `revoke_token`), `scopes`
+    (the bot token's, by default what the app's manifest asks for; see `set_scopes`),
+    `enterprise_install` (an org-wide install; see its docstring).
     """
 
     def __init__(
@@ -173,6 +189,7 @@ class SlackSimulator:
         app.router.add_get("/sim/channels/{channel}/ephemerals/{user}", self._sim_ephemerals)
         app.router.add_get("/sim/channels/{channel}/view", self._sim_view)
         app.router.add_get("/sim/calls", self._sim_calls)
+        app.router.add_get("/sim/emoji", self._sim_emoji)
         app.router.add_get("/sim/events", self._sim_events)
         app.router.add_post("/sim/command", self._sim_command)
         app.router.add_post("/sim/click", self._sim_click)
@@ -298,8 +315,65 @@ class SlackSimulator:
         self._changed()
 
     def set_bot_membership(self, channel: str, member: bool) -> None:
-        """Remove the bot from (or return it to) a channel: posting answers `not_in_channel`."""
+        """Remove the bot from (or return it to) a channel: posting to a public channel then answers
+        `not_in_channel`, every call about a private channel `channel_not_found`."""
         self._channel(channel).bot_is_member = member
+        self._changed()
+
+    def set_member(self, channel: str, user: str, member: bool) -> None:
+        """Add a person to (or remove them from) a channel: an ephemeral for someone who is not in
+        the channel answers `user_not_in_channel`."""
+        ch, uid = self._channel(channel), self.workspace.user(user).id
+        if member:
+            ch.members.add(uid)
+        else:
+            ch.members.discard(uid)
+        self._changed()
+
+    def add_private_channel(self, name: str, members: Sequence[str], *, bot: bool = False) -> str:
+        """A private channel with these people in it (names or ids), and the bot when `bot`; its id.
+
+        While the bot is not in it, the bot cannot see it: every call naming it answers
+        `channel_not_found`, and slash commands from it carry `channel_name=privategroup`."""
+        channel = self.workspace.add_channel(name, members, private=True, bot=bot)
+        self.channels[name] = channel.id
+        return channel.id
+
+    def open_dm(self, user: str, other: str | None = None) -> str:
+        """The id of a DM: `user`'s DM with the app (`other` None), or between `user` and `other`
+        (the bot is not in it: calls naming it answer `channel_not_found`)."""
+        return self.workspace.open_dm(user, other).id
+
+    @property
+    def scopes(self) -> list[str]:
+        """The bot token's scopes, as `x-oauth-scopes` and `missing_scope`'s `provided` list them."""
+        return list(self.workspace.scopes)
+
+    def set_scopes(self, scopes: Sequence[str]) -> None:
+        """Give the bot token exactly these scopes (as reinstalling the app with them would). A method
+        whose scope is missing answers `missing_scope`; without `commands` no slash command reaches
+        the app."""
+        self.workspace.scopes = list(scopes)
+        self._changed()
+
+    def revoke_token(self, revoked: bool = True) -> None:
+        """Revoke the bot token (the app uninstalled, or the token revoked with auth.revoke): every
+        Web API call with it then answers `token_revoked`. `revoke_token(False)` restores it."""
+        self.token_revoked = revoked
+        self._changed()
+
+    @property
+    def enterprise_install(self) -> bool:
+        """An org-wide (Enterprise Grid) install of the app. Slash commands then carry
+        `enterprise_id`, `enterprise_name` and `is_enterprise_install=true`, clicks `team: null`,
+        an `enterprise` and `is_enterprise_install: true`, Events API envelopes the enterprise in their
+        `authorizations`, auth.test `is_enterprise_install: true` and `enterprise_id`; chat.postMessage
+        refuses channel names (`team_not_found`)."""
+        return self.workspace.enterprise_install
+
+    @enterprise_install.setter
+    def enterprise_install(self, value: bool) -> None:
+        self.workspace.enterprise_install = value
         self._changed()
 
     # ---- scripted faults and waiting -----------------------------------------------------------
@@ -385,6 +459,15 @@ class SlackSimulator:
         from sandbox.slack.client import SlackPlayer
 
         return SlackPlayer(self, bot_url=bot_url, transport=transport)
+
+    def record_unknown_command(self, channel_id: str, user_id: str, command: str) -> None:
+        """What Slack shows a person who typed a slash command no installed app provides."""
+        text = (
+            f"{command} is not a valid command. In Slack, all messages that start with the "
+            '"/" character are interpreted as commands.'
+        )
+        fields: Message = {"user": SLACKBOT_ID, "text": text}
+        self.workspace.post_ephemeral(self.workspace.channel(channel_id), user_id, fields, via="slack_error")
 
     def record_command_response(
         self, channel_id: str, user_id: str, command: str, response: CommandResponse
@@ -496,6 +579,29 @@ class SlackSimulator:
         headers = {"Retry-After": "1"} if status == 429 else None
         return self._json({"ok": False, "error": error}, status=status, headers=headers)
 
+    def _token_scopes(self, token: str | None) -> list[str] | None:
+        """The scopes of a token the simulator issued (None for an unknown, missing or revoked one)."""
+        if not token:
+            return None
+        if secrets.compare_digest(token, self.socket_mode.app_token):
+            return ["connections:write"]
+        if secrets.compare_digest(token, self.bot_token) and not self.token_revoked:
+            return list(self.workspace.scopes)
+        return None
+
+    def _scope_headers(self, method: str, token: str | None) -> dict[str, str]:
+        """`x-oauth-scopes` (the token's scopes) and `x-accepted-oauth-scopes` (the method's), which
+        Slack adds to its Web API answers (read by Slack's SDKs; the Node SDK's WebClient turns them
+        into `response_metadata.scopes` and `acceptedScopes`)."""
+        scopes = self._token_scopes(token)
+        if scopes is None:
+            return {}
+        if method == "apps.connections.open":
+            accepted = ["connections:write"]
+        else:
+            accepted = self.workspace.accepted_scopes(method)
+        return {"x-oauth-scopes": ",".join(scopes), "x-accepted-oauth-scopes": ",".join(accepted)}
+
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         try:
@@ -503,6 +609,7 @@ class SlackSimulator:
         except ApiError as e:
             self._log(method, {}, 200, e.error)
             return self._json({"ok": False, "error": e.error})
+        headers = self._scope_headers(method, token)
         fault = self._take_fault(method)
         if fault is not None and self._answers_normally(fault):
             if not await self._delay(fault):
@@ -517,13 +624,13 @@ class SlackSimulator:
                 opened = self.socket_mode.connections_open(token)
             except SocketModeError as e:
                 self._log(method, params, 200, e.error)
-                return self._json({"ok": False, "error": e.error})
+                return self._json({"ok": False, "error": e.error}, headers=headers)
             self._log(method, params, 200, None)
-            return self._json({"ok": True, **opened})
+            return self._json({"ok": True, **opened}, headers=headers)
         impl = METHODS.get(method)
         if impl is None:
             self._log(method, params, 200, "unknown_method")
-            return self._json({"ok": False, "error": "unknown_method", "req_method": method})
+            return self._json({"ok": False, "error": "unknown_method", "req_method": method}, headers=headers)
         auth_error = None
         if method != "api.test":
             if not token:
@@ -533,10 +640,13 @@ class SlackSimulator:
             elif not secrets.compare_digest(token, self.bot_token):
                 auth_error = "invalid_auth"
             elif self.token_revoked:
+                # "token_revoked: Authentication token is for a deleted user or workspace or the app
+                # has been removed" (the error every method documents, e.g.
+                # https://docs.slack.dev/reference/methods/auth.test)
                 auth_error = "token_revoked"
         if auth_error is not None:
             self._log(method, params, 200, auth_error)
-            return self._json({"ok": False, "error": auth_error})
+            return self._json({"ok": False, "error": auth_error}, headers=headers)
         if self.rate_limits:
             channel = params.get("channel")
             with contextlib.suppress(ApiError):
@@ -547,15 +657,24 @@ class SlackSimulator:
                 return self._json(
                     {"ok": False, "error": "ratelimited"},
                     status=429,
-                    headers={"Retry-After": str(retry_after)},
+                    headers={**headers, "Retry-After": str(retry_after)},
                 )
+        needed = self.workspace.needed_scope(method, params) if method != "api.test" else None
+        if needed is not None:
+            # {"ok": false, "error": "missing_scope", "needed": "chat:write", "provided": "..."}: the
+            # answer Slack gives a token without the method's scope (the shape quoted in
+            # apache/superset#15904 and DataDog/slapr#47).
+            self._log(method, params, 200, "missing_scope")
+            provided = ",".join(self.workspace.scopes)
+            body = {"ok": False, "error": "missing_scope", "needed": needed, "provided": provided}
+            return self._json(body, headers=headers)
         try:
             result = impl(self.workspace, params)
         except ApiError as e:
             self._log(method, params, 200, e.error)
-            return self._json({"ok": False, "error": e.error, **e.extra})
+            return self._json({"ok": False, "error": e.error, **e.extra}, headers=headers)
         self._log(method, params, 200, None)
-        return self._json({"ok": True, **result})
+        return self._json({"ok": True, **result}, headers=headers)
 
     async def _response_url(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
@@ -601,7 +720,10 @@ class SlackSimulator:
                 "bot": {"user_id": ws.bot.id, "bot_id": ws.bot_id, "name": ws.bot.name},
                 "bot_url": self.bot_url,
                 "control": self._control[0] if self._control is not None else None,
-                "channels": [{"id": c.id, "name": c.name} for c in ws.channels.values()],
+                "channels": [
+                    {"id": c.id, "name": c.name, "kind": c.kind, "members": sorted(c.members)}
+                    for c in ws.channels.values()
+                ],
                 "users": [
                     {"id": u.id, "name": u.name, "real_name": u.real_name, "is_bot": u.is_bot}
                     for u in ws.users.values()
@@ -667,6 +789,15 @@ class SlackSimulator:
                     for c in self.calls
                 ]
             }
+        )
+
+    async def _sim_emoji(self, request: web.Request) -> web.Response:
+        """The emoji table the page renders `:shortcodes:` with (short name -> emoji)."""
+        return web.Response(
+            text=json.dumps(emoji_table(), ensure_ascii=False, separators=(",", ":")),
+            content_type="application/json",
+            charset="utf-8",
+            headers={"Cache-Control": "max-age=86400"},
         )
 
     async def _sim_events(self, request: web.Request) -> web.StreamResponse:

@@ -12,8 +12,16 @@ Owns everything about delivering to an app over Socket Mode instead of HTTP, as 
   accepts_response_payload, retry_attempt, retry_reason}`, each sent to exactly ONE open connection,
   chosen round robin; acks `{envelope_id, payload?}` are accepted on any connection of the app (the
   client may have replaced the one the envelope went out on);
-- `refresh()`: `{"type": "disconnect", "reason": "refresh_requested"}`; from then on that connection
-  gets no envelopes, and the client opens a new one (the old one closes when the client closes it).
+- `disconnect(reason)`, Slack's `{"type": "disconnect", "reason": ..., "debug_info": {"host"}}`
+  messages (https://docs.slack.dev/apis/events-api/using-socket-mode, "Disconnect events"):
+  `refresh_requested` (`refresh()`): that connection gets no more envelopes and the client opens a
+  new one (the old one closes when the client closes it); `warning`: the connection is about to go
+  (it still carries envelopes, and the simulator closes it `close_after` seconds later, 10 by
+  default as Slack does); `link_disabled`: Socket Mode was turned off for the app, so every
+  connection is told so and closed and nothing is delivered (a payload finds no connection:
+  dispatch_failed) until `enable()`. What a client that reconnects meanwhile meets is not in
+  Slack's docs: here the WebSocket handshake is refused (HTTP 403), so it backs off instead of
+  spinning.
 
 Deliveries are recorded (`deliveries`) with the connection that carried them and the ack, so tests can
 check "each payload went to exactly one connection". Every change wakes `SlackSimulator.wait_for`.
@@ -38,6 +46,8 @@ if TYPE_CHECKING:
     from sandbox.slack.server import SlackSimulator
 
 MAX_CONNECTIONS = 10
+WARNING_CLOSE_S = 10.0  # a `warning` disconnect: Slack closes the connection about 10 s later
+DISCONNECT_REASONS = ("warning", "refresh_requested", "link_disabled")
 TICKET_LIFETIME = 60.0  # seconds a URL from apps.connections.open may wait before it is used
 ENVELOPE_TYPES = ("events_api", "slash_commands", "interactive")
 
@@ -94,7 +104,7 @@ class SocketModeServer:
 
     Attributes: `app_token` (settable before the bot starts), `connections` (open connections that
     may carry envelopes, in connection order), `all_connections` (every open one), `deliveries`,
-    `max_connections`.
+    `max_connections`, `enabled` (False after a `link_disabled` disconnect, until `enable()`).
     """
 
     def __init__(self, sim: SlackSimulator, app_token: str | None = None) -> None:
@@ -109,6 +119,8 @@ class SocketModeServer:
         self._tickets: dict[str, float] = {}
         self._pending: dict[str, asyncio.Future[tuple[str, dict[str, Any] | None]]] = {}
         self._next = 0
+        self.enabled = True
+        self._closers: set[asyncio.Task[None]] = set()
 
     # ---- wiring ----------------------------------------------------------------------------------
 
@@ -117,6 +129,8 @@ class SocketModeServer:
 
     async def close(self) -> None:
         """Close every connection (going away), as when Slack's edge restarts."""
+        for task in list(self._closers):
+            task.cancel()
         for conn in list(self.all_connections):
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1001, message=b"server shutting down")
@@ -152,6 +166,8 @@ class SocketModeServer:
     # ---- the WebSocket -----------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if not self.enabled:  # before the ticket is spent: the same URL works once Socket Mode is back
+            raise web.HTTPForbidden(text="Socket Mode is disabled for this app (link_disabled)")
         ticket = request.query.get("ticket", "")
         issued = self._tickets.pop(ticket, None)
         if issued is None or self.sim.clock() - issued > TICKET_LIFETIME:
@@ -201,7 +217,7 @@ class SocketModeServer:
     def _pick(self) -> Connection | None:
         """The next connection, round robin over those that may carry envelopes."""
         open_ = self.connections
-        if not open_:
+        if not open_ or not self.enabled:
             return None
         conn = open_[self._next % len(open_)]
         self._next += 1
@@ -263,19 +279,55 @@ class SocketModeServer:
     async def refresh(self, connection: str | None = None) -> list[str]:
         """Ask one connection (by id) or every open one to reconnect (`refresh_requested`); returns
         the ids asked. The client then calls apps.connections.open and connects again."""
+        return await self.disconnect("refresh_requested", connection)
+
+    async def disconnect(
+        self, reason: str, connection: str | None = None, *, close_after: float = WARNING_CLOSE_S
+    ) -> list[str]:
+        """Send Slack's `disconnect` message with `reason` ("warning", "refresh_requested" or
+        "link_disabled") to one connection (by id) or to every open one; returns the ids told.
+
+        `refresh_requested`: those connections carry no more envelopes. `warning`: they still do,
+        and are closed `close_after` seconds later. `link_disabled` (always every connection):
+        Socket Mode is off (`enabled` False), every connection is closed at once, and nothing is
+        delivered until `enable()`."""
+        if reason not in DISCONNECT_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(DISCONNECT_REASONS)}, not {reason!r}")
+        if reason == "link_disabled":
+            if connection is not None:
+                raise ValueError("link_disabled turns Socket Mode off for the app: every connection")
+            self.enabled = False
         targets = [c for c in self.connections if connection is None or c.id == connection]
         if connection is not None and not targets:
             raise KeyError(f"no open connection {connection!r}")
-        for conn in targets:
-            conn.refreshing = True
+        if reason != "warning":
+            for conn in targets:
+                conn.refreshing = True
         self.sim._changed()
         for conn in targets:
             with contextlib.suppress(ConnectionError):
                 await conn.ws.send_json(
-                    {
-                        "type": "disconnect",
-                        "reason": "refresh_requested",
-                        "debug_info": {"host": "applink-sim"},
-                    }
+                    {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-sim"}}
                 )
+        if reason == "link_disabled":
+            for conn in targets:
+                with contextlib.suppress(Exception):
+                    await conn.ws.close(code=1000, message=b"link_disabled")
+        elif reason == "warning":
+            for conn in targets:
+                task = asyncio.create_task(self._close_later(conn, close_after), name=f"sim:close:{conn.id}")
+                self._closers.add(task)
+                task.add_done_callback(self._closers.discard)
         return [c.id for c in targets]
+
+    async def _close_later(self, conn: Connection, delay: float) -> None:
+        await asyncio.sleep(delay)  # Slack's grace period after a `warning`, not a test wait
+        conn.refreshing = True
+        self.sim._changed()
+        with contextlib.suppress(Exception):
+            await conn.ws.close(code=1000, message=b"warning")
+
+    def enable(self) -> None:
+        """Turn Socket Mode back on after `link_disabled`: connections are accepted again."""
+        self.enabled = True
+        self.sim._changed()

@@ -9,7 +9,18 @@ Python (no HTTP), so the rules are in one place and can be read and tested direc
   oldest first, both with Slack's pagination shape;
 - chat.update only on the app's own non-ephemeral messages, marking `edited: {user, ts}`;
 - ephemeral messages never appear in history; they are kept per (channel, user);
-- response_url: at most 5 uses within 30 minutes; trigger_id: single use within 3 seconds.
+- response_url: at most 5 uses within 30 minutes; trigger_id: single use within 3 seconds;
+- conversations of three kinds: public channels, private channels and DMs (`im`), each with its
+  members; the bot sees a private channel or a DM only when it is a member (`channel_not_found`
+  otherwise, as if it did not exist), and posting to a public channel it is not in answers
+  `not_in_channel` (unless it holds `chat:write.public`);
+- ids where Slack takes only ids: a channel name (`releases`, `#releases`) is accepted by
+  chat.postMessage and chat.postEphemeral only, a user id as chat.postMessage's channel means the
+  app's DM with that user, and every other channel, user and user-group argument must be an id;
+- bot scopes: every method needs the scope Slack documents for it (`METHOD_SCOPES`), for the kind of
+  conversation it acts on; without it the call answers `missing_scope` with `needed` and `provided`;
+- an org-wide (Enterprise Grid) install: `enterprise_install` adds the enterprise to what Slack
+  sends and to auth.test, and chat.postMessage then refuses channel names (`team_not_found`).
 
 Errors are raised as `ApiError(error)`; the HTTP layer (`server.py`) turns them into
 `{"ok": false, "error": ...}`. Every mutation calls `on_change` so waiters and the page wake up.
@@ -20,10 +31,11 @@ from __future__ import annotations
 import copy
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.manifest import BOT_SCOPES
 from sandbox.slack.blocks import (
     MAX_MESSAGE_TEXT,
     MAX_VIEW_BLOCKS,
@@ -35,6 +47,41 @@ from sandbox.slack.blocks import (
 from sandbox.slack.ids import TsGenerator, decode_cursor, encode_cursor, parse_ts, slack_id
 
 Message = dict[str, Any]
+
+CHAT_WRITE_PUBLIC = "chat:write.public"
+
+# The scope each Web API method needs with a bot token, from each method's page
+# (https://docs.slack.dev/reference/methods/<method>, "Required scopes"). A dict names the scope per
+# kind of conversation the call acts on (conversations.history needs channels:history in a public
+# channel, groups:history in a private one, im:history in a DM), and Slack's `needed` then names the
+# one for that conversation, as in `{"error": "missing_scope", "needed": "groups:history", "provided":
+# "channels:history,reactions:read,reactions:write"}` (a real answer, quoted in DataDog/slapr#47).
+# None: no scope needed.
+ScopeRule = str | dict[str, str] | None
+_HISTORY: dict[str, str] = {"public": "channels:history", "private": "groups:history", "im": "im:history"}
+_READ: dict[str, str] = {"public": "channels:read", "private": "groups:read", "im": "im:read"}
+METHOD_SCOPES: dict[str, ScopeRule] = {
+    "api.test": None,
+    "auth.test": None,
+    "chat.postMessage": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "chat.update": "chat:write",
+    "chat.delete": "chat:write",
+    "chat.getPermalink": None,
+    "conversations.history": _HISTORY,
+    "conversations.replies": _HISTORY,
+    "conversations.info": _READ,
+    "conversations.list": _READ,
+    "conversations.members": _READ,
+    "users.info": "users:read",
+    "users.list": "users:read",
+    "usergroups.list": "usergroups:read",
+    "usergroups.users.list": "usergroups:read",
+    "views.open": None,
+    "reactions.add": "reactions:write",
+}
+# conversations.list `types` values and the kind of conversation each lists.
+_LIST_TYPES = {"public_channel": "public", "private_channel": "private", "im": "im"}
 
 RESPONSE_URL_USES = 5
 RESPONSE_URL_LIFETIME = 30 * 60.0
@@ -62,6 +109,11 @@ class User:
 
 @dataclass
 class Channel:
+    """A conversation: a public channel, a private channel or a DM (`kind` "public", "private", "im").
+
+    `members` are the people in it (ids); whether the bot is in it is `bot_is_member`. A DM's `name`
+    is the other person's id (or both people's, for a DM between two people)."""
+
     id: str
     name: str
     created: int
@@ -71,6 +123,8 @@ class Channel:
     ephemerals: dict[str, list[Message]] = field(default_factory=dict)  # user id -> messages
     archived: bool = False
     bot_is_member: bool = True
+    kind: str = "public"
+    members: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -101,6 +155,8 @@ class Workspace:
     """One Slack workspace with one installed app (the bot) and some people.
 
     `clock` gives wall-clock seconds (settable, used for `ts` values and url/trigger expiry).
+    `scopes` are the bot token's scopes (default: what the app's manifest asks for, `bot.manifest`).
+    The people are members of every public channel given; the bot too.
     """
 
     def __init__(
@@ -112,24 +168,32 @@ class Workspace:
         clock: Callable[[], float],
         bot_name: str = "release-bot",
         team_domain: str = "release-sandbox",
+        scopes: Iterable[str] | None = None,
     ) -> None:
         self.clock = clock
         self.on_change: Callable[[], None] = lambda: None
         self.team_domain = team_domain
         self.team_name = "Release Sandbox"
         self.team_id = slack_id("T", team_domain)
+        self.enterprise_id = slack_id("E", team_domain)
+        self.enterprise_name = "Release Sandbox Org"
+        self.enterprise_install = False
         self.app_id = slack_id("A", bot_name)
         self.bot_id = slack_id("B", bot_name)
         self.bot = User(slack_id("U", f"bot:{bot_name}"), bot_name, bot_name, is_bot=True)
+        self.scopes: list[str] = list(BOT_SCOPES if scopes is None else scopes)
+        # The app's Messages tab (features.app_home.messages_tab_enabled): off, as in the manifest.
+        self.messages_tab_enabled = False
         self.users: dict[str, User] = {self.bot.id: self.bot}
         for name in users:
             user = User(slack_id("U", name), name, name.capitalize())
             self.users[user.id] = user
+        people = {u.id for u in self.users.values() if not u.is_bot}
         self.channels: dict[str, Channel] = {}
         created = int(clock())
         for name in channels:
             cid = slack_id("C", name)
-            self.channels[cid] = Channel(cid, name, created)
+            self.channels[cid] = Channel(cid, name, created, members=set(people))
         self.usergroups: dict[str, tuple[str, list[str]]] = {}
         for handle, members in usergroups.items():
             ids = [self.user(m).id for m in members]
@@ -151,14 +215,132 @@ class Workspace:
         raise ApiError("user_not_found")
 
     def channel(self, name_or_id: str | None) -> Channel:
-        """A channel by id, name or #name; raises ApiError('channel_not_found')."""
+        """A conversation by id, name or #name, whoever asks; raises ApiError('channel_not_found')."""
         if name_or_id:
             if name_or_id in self.channels:
                 return self.channels[name_or_id]
             for channel in self.channels.values():
-                if channel.name == name_or_id.lstrip("#"):
+                if channel.kind != "im" and channel.name == name_or_id.lstrip("#"):
                     return channel
         raise ApiError("channel_not_found")
+
+    def visible(self, channel: Channel) -> bool:
+        """Whether the bot can see `channel`: every public channel, private channels and DMs it is in."""
+        return channel.kind == "public" or channel.bot_is_member
+
+    def conversation(
+        self, params: Mapping[str, Any], key: str = "channel", *, names: bool = False, user_dm: bool = False
+    ) -> Channel:
+        """The conversation a Web API call names, as the bot may see it.
+
+        Slack takes an encoded id for every channel argument except chat.postMessage's and
+        chat.postEphemeral's, which also take a channel name ("An encoded ID or channel name",
+        https://docs.slack.dev/reference/methods/chat.postMessage, .../chat.postEphemeral: `names`);
+        chat.postMessage also takes a user id, meaning the app's DM with that user (`user_dm`). A
+        private channel or a DM the bot is not in does not exist for it: `channel_not_found`.
+        """
+        value = _str(params, key) or ""
+        channel = self.channels.get(value)
+        if channel is None and user_dm and value in self.users and not self.users[value].is_bot:
+            channel = self.app_dm(value)
+        elif channel is None and names and value:
+            if self.enterprise_install:
+                # "team_not_found: ... when using an org-wide token, the `channel_name` is passed
+                # instead of the `channel_id`" (https://docs.slack.dev/reference/methods/chat.postMessage)
+                raise ApiError("team_not_found")
+            named = [c for c in self.channels.values() if c.kind != "im" and c.name == value.lstrip("#")]
+            channel = named[0] if named else None
+        if channel is None or not self.visible(channel):
+            raise ApiError("channel_not_found")
+        return channel
+
+    def user_id(self, params: Mapping[str, Any], key: str = "user") -> User:
+        """The user a Web API call names: an id (Slack takes no user names), else `user_not_found`."""
+        value = _str(params, key)
+        if value is None or value not in self.users:
+            raise ApiError("user_not_found")
+        return self.users[value]
+
+    # ---- conversations and people --------------------------------------------------------------
+
+    def add_channel(
+        self, name: str, members: Iterable[str], *, private: bool = False, bot: bool = True
+    ) -> Channel:
+        """A new channel with these people (names or ids) in it; the bot in it when `bot`."""
+        if any(c.kind != "im" and c.name == name for c in self.channels.values()):
+            raise ValueError(f"a channel named {name!r} exists")
+        cid = slack_id("C", f"{'private' if private else 'public'}:{name}")
+        channel = Channel(
+            cid,
+            name,
+            int(self.clock()),
+            bot_is_member=bot,
+            kind="private" if private else "public",
+            members={self.user(m).id for m in members},
+        )
+        self.channels[cid] = channel
+        self.on_change()
+        return channel
+
+    def open_dm(self, user: str, other: str | None = None) -> Channel:
+        """The DM between `user` and the app (`other` None: the app's DM, which the bot is in) or
+        between two people (the bot not in it); the same one every time."""
+        first = self.user(user).id
+        people = sorted({first, self.user(other).id}) if other is not None else [first]
+        key = "dm:" + ",".join(people)
+        cid = slack_id("D", key)
+        channel = self.channels.get(cid)
+        if channel is None:
+            channel = Channel(
+                cid,
+                ",".join(people),
+                int(self.clock()),
+                bot_is_member=other is None,
+                kind="im",
+                members=set(people),
+            )
+            self.channels[cid] = channel
+            self.on_change()
+        return channel
+
+    def app_dm(self, user_id: str) -> Channel:
+        """The app's DM with a user, as chat.postMessage reaches it with `channel=<user id>`."""
+        return self.open_dm(user_id)
+
+    def is_member(self, channel: Channel, user_id: str) -> bool:
+        return (user_id == self.bot.id and channel.bot_is_member) or user_id in channel.members
+
+    # ---- scopes ------------------------------------------------------------------------------------
+
+    def needed_scope(self, method: str, params: Mapping[str, Any]) -> str | None:
+        """The scope `method` needs for these arguments that the token lacks, or None."""
+        rule = METHOD_SCOPES.get(method)
+        if rule is None:
+            return None
+        if isinstance(rule, str):
+            return None if rule in self.scopes else rule
+        if method == "conversations.list":
+            kinds = [
+                _LIST_TYPES.get(t.strip(), "")
+                for t in str(params.get("types") or "public_channel").split(",")
+            ]
+        else:
+            channel = self.channels.get(_str(params, "channel") or "")
+            if channel is None:
+                return None  # the call itself answers channel_not_found
+            kinds = [channel.kind]
+        for kind in kinds:
+            scope = rule.get(kind)
+            if scope is not None and scope not in self.scopes:
+                return scope
+        return None
+
+    def accepted_scopes(self, method: str) -> list[str]:
+        """Every scope `method` accepts (what Slack's `x-accepted-oauth-scopes` header lists)."""
+        rule = METHOD_SCOPES.get(method)
+        if rule is None:
+            return []
+        return [rule] if isinstance(rule, str) else list(rule.values())
 
     def next_ts(self, channel: Channel) -> str:
         return self._ts.next(channel.id, self.clock())
@@ -198,12 +380,18 @@ class Workspace:
             raise ApiError("msg_too_long")
         return text, blocks, attachments or None
 
-    def _postable(self, params: Mapping[str, Any]) -> Channel:
-        channel = self.channel(_str(params, "channel"))
+    def _postable(self, params: Mapping[str, Any], *, user_dm: bool = False) -> Channel:
+        channel = self.conversation(params, names=True, user_dm=user_dm)
         if channel.archived:
             raise ApiError("is_archived")
-        if not channel.bot_is_member:
+        if not channel.bot_is_member and not (channel.kind == "public" and CHAT_WRITE_PUBLIC in self.scopes):
+            # A public channel the bot is not in (private ones and DMs are channel_not_found above);
+            # chat:write.public lifts it: https://docs.slack.dev/reference/scopes/chat.write.public
             raise ApiError("not_in_channel")
+        if channel.kind == "im" and not self.messages_tab_enabled:
+            # "messages_tab_disabled: Messages tab for the app is disabled."
+            # (https://docs.slack.dev/reference/methods/chat.postMessage, .../chat.postEphemeral)
+            raise ApiError("messages_tab_disabled")
         return channel
 
     def _root_of(self, channel: Channel, thread_ts: str) -> Message:
@@ -296,7 +484,7 @@ class Workspace:
         return fields
 
     def chat_post_message(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        channel = self._postable(params)
+        channel = self._postable(params, user_dm=True)
         text, blocks, attachments = self._content(params)
         fields = self._message_fields(text, blocks, attachments)
         metadata = params.get("metadata")
@@ -317,10 +505,11 @@ class Workspace:
 
     def chat_post_ephemeral(self, params: Mapping[str, Any]) -> dict[str, Any]:
         channel = self._postable(params)
-        user_name = _str(params, "user")
-        if user_name is None:
-            raise ApiError("user_not_found")
-        user = self.user(user_name)
+        user = self.user_id(params)
+        if not self.is_member(channel, user.id):
+            # "user: `id` of the user who will receive the ephemeral message. The user should be in
+            # the channel" -> user_not_in_channel (https://docs.slack.dev/reference/methods/chat.postEphemeral)
+            raise ApiError("user_not_in_channel")
         text, blocks, attachments = self._content(params)
         fields = self._message_fields(text, blocks, attachments)
         msg = self.post_ephemeral(
@@ -337,7 +526,7 @@ class Workspace:
         return msg
 
     def chat_update(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        channel = self.channel(_str(params, "channel"))
+        channel = self.conversation(params)
         if channel.archived:
             raise ApiError("is_archived")
         msg = self._own_message(channel, _str(params, "ts"), cant="cant_update_message")
@@ -364,7 +553,7 @@ class Workspace:
         return {"channel": channel.id, "ts": msg["ts"], "text": msg["text"], "message": public}
 
     def chat_delete(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        channel = self.channel(_str(params, "channel"))
+        channel = self.conversation(params)
         ts = _str(params, "ts")
         msg = self._own_message(channel, ts, cant="cant_delete_message")
         assert ts is not None
@@ -405,7 +594,7 @@ class Workspace:
         self.on_change()
 
     def chat_get_permalink(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        channel = self.channel(_str(params, "channel"))
+        channel = self.conversation(params)
         ts = _str(params, "message_ts")
         if ts is None or ts not in channel.messages:
             raise ApiError("message_not_found")
@@ -416,7 +605,7 @@ class Workspace:
         return {"channel": channel.id, "permalink": link}
 
     def reactions_add(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        channel = self.channel(_str(params, "channel"))
+        channel = self.conversation(params)
         ts = _str(params, "timestamp")
         name = _str(params, "name")
         if ts is None or ts not in channel.messages:
@@ -482,7 +671,7 @@ class Workspace:
         return page, (encode_cursor(f"next_ts:{rest[0]}") if rest else None)
 
     def _readable(self, params: Mapping[str, Any]) -> Channel:
-        channel = self.channel(_str(params, "channel"))
+        channel = self.conversation(params)
         if not channel.bot_is_member:
             raise ApiError("not_in_channel")
         return channel
@@ -515,7 +704,26 @@ class Workspace:
             "response_metadata": {"next_cursor": next_cursor or ""},
         }
 
+    def _member_ids(self, channel: Channel) -> list[str]:
+        people = [u for u in self.users if u in channel.members]
+        return ([self.bot.id] if channel.bot_is_member else []) + [u for u in people if u != self.bot.id]
+
     def channel_info(self, channel: Channel) -> dict[str, Any]:
+        if channel.kind == "im":
+            # An IM object (https://docs.slack.dev/reference/objects/conversation-object): the other
+            # person is `user`.
+            others = sorted(channel.members)
+            return {
+                "id": channel.id,
+                "created": channel.created,
+                "is_im": True,
+                "is_org_shared": False,
+                "context_team_id": self.team_id,
+                "user": others[0] if len(others) == 1 else others[-1],
+                "is_user_deleted": False,
+                "priority": 0,
+            }
+        private = channel.kind == "private"
         return {
             "id": channel.id,
             "name": channel.name,
@@ -524,7 +732,7 @@ class Workspace:
             "is_group": False,
             "is_im": False,
             "is_mpim": False,
-            "is_private": False,
+            "is_private": private,
             "is_archived": channel.archived,
             "is_general": False,
             "is_shared": False,
@@ -532,26 +740,32 @@ class Workspace:
             "is_org_shared": False,
             "is_member": channel.bot_is_member,
             "created": channel.created,
-            "creator": next(iter(u.id for u in self.users.values() if not u.is_bot), self.bot.id),
+            "creator": next(iter(sorted(channel.members)), self.bot.id),
             "context_team_id": self.team_id,
             "topic": {"value": "", "creator": "", "last_set": 0},
             "purpose": {"value": "", "creator": "", "last_set": 0},
-            "num_members": len(self.users),
+            "num_members": len(self._member_ids(channel)),
         }
 
     def conversations_info(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        return {"channel": self.channel_info(self.channel(_str(params, "channel")))}
+        return {"channel": self.channel_info(self.conversation(params))}
 
     def conversations_list(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        channels = [self.channel_info(c) for c in self.channels.values()]
-        if not _truthy(params.get("exclude_archived")):
-            return {"channels": channels, "response_metadata": {"next_cursor": ""}}
-        live = [c for c in channels if not c["is_archived"]]
-        return {"channels": live, "response_metadata": {"next_cursor": ""}}
+        types = str(params.get("types") or "public_channel").split(",")
+        kinds = {_LIST_TYPES[t.strip()] for t in types if t.strip() in _LIST_TYPES}
+        if len(kinds) != len([t for t in types if t.strip()]):
+            raise ApiError("invalid_types")
+        exclude_archived = _truthy(params.get("exclude_archived"))
+        channels = [
+            self.channel_info(c)
+            for c in self.channels.values()
+            if c.kind in kinds and self.visible(c) and not (exclude_archived and c.archived)
+        ]
+        return {"channels": channels, "response_metadata": {"next_cursor": ""}}
 
     def conversations_members(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        self.channel(_str(params, "channel"))
-        return {"members": list(self.users), "response_metadata": {"next_cursor": ""}}
+        channel = self.conversation(params)
+        return {"members": self._member_ids(channel), "response_metadata": {"next_cursor": ""}}
 
     def user_info(self, user: User) -> dict[str, Any]:
         return {
@@ -583,10 +797,7 @@ class Workspace:
         }
 
     def users_info(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        uid = _str(params, "user")
-        if uid is None or uid not in self.users:
-            raise ApiError("user_not_found")
-        return {"user": self.user_info(self.users[uid])}
+        return {"user": self.user_info(self.user_id(params))}
 
     def users_list(self, params: Mapping[str, Any]) -> dict[str, Any]:
         members = [self.user_info(u) for u in self.users.values()]
@@ -616,15 +827,19 @@ class Workspace:
         return {"users": list(self.usergroups[gid][1])}
 
     def auth_test(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        return {
+        result: dict[str, Any] = {
             "url": f"https://{self.team_domain}.slack.com/",
             "team": self.team_name,
             "user": self.bot.name,
             "team_id": self.team_id,
             "user_id": self.bot.id,
             "bot_id": self.bot_id,
-            "is_enterprise_install": False,
+            "is_enterprise_install": self.enterprise_install,
         }
+        if self.enterprise_install:
+            # An org-wide token names its enterprise (https://docs.slack.dev/reference/methods/auth.test)
+            result["enterprise_id"] = self.enterprise_id
+        return result
 
     # ---- response_url and trigger_id -----------------------------------------------------------
 

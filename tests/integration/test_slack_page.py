@@ -17,9 +17,13 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.releases.health import Live
+from bot.releases.record import Phase
+from bot.slack import cards
 from sandbox.control import control_app
 from sandbox.slack import SlackSimulator
 from tests.integration.test_slack_sim import make_bolt_app, serve
+from tests.unit.records import T0, record
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +127,64 @@ async def test_message_text_is_never_html(
     await expect(body.locator("b")).to_have_text("bold")
     await expect(body.locator("code")).to_have_text("code")
     assert await page.evaluate("window.pwned") is None
+
+
+# ---- mrkdwn as Slack renders it ----------------------------------------------------------------------
+
+
+async def test_mrkdwn_formatting_emoji_links_and_mentions(
+    slack_sim: SlackSimulator, page_bot: AsyncWebClient, page: Page
+) -> None:
+    alice = slack_sim.users["alice"]
+    text = (
+        ":white_check_mark: *Released* _hexo_ ~v1.0~ `v2_0_rc` for <@" + alice + "> <!here> "
+        "<https://example.com/a_b_c|the_log> keep_snake_case and 2*3*4 :no_such_emoji: "
+        "*:rocket: bold with emoji* :+1::skin-tone-3:\n```a *not bold* :x:```"
+    )
+    await page_bot.chat_postMessage(
+        channel=slack_sim.channels["releases"],
+        text="fallback",
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    )
+    body = page.locator("#messages .message .body").last
+    await expect(body).to_contain_text(
+        "✅ Released hexo v1.0 v2_0_rc for @alice @here the_log", timeout=WAIT_MS
+    )
+    await expect(body.locator("b").first).to_have_text("Released")
+    await expect(body.locator("i")).to_have_text(["hexo"])  # snake_case and emoji names stay as typed
+    await expect(body.locator("s")).to_have_text("v1.0")
+    await expect(body.locator("code")).to_have_text("v2_0_rc")
+    await expect(body.locator(".mention")).to_have_text(["@alice", "@here"])
+    link = body.locator("a")
+    await expect(link).to_have_text("the_log")
+    assert await link.get_attribute("href") == "https://example.com/a_b_c"
+    await expect(body.locator("b").nth(1)).to_have_text("🚀 bold with emoji")
+    await expect(body.locator("pre")).to_have_text("a *not bold* :x:")  # code blocks stay literal
+    shown = await body.inner_text()
+    assert "keep_snake_case and 2*3*4 :no_such_emoji:" in shown
+    assert "👍🏼" in shown
+    assert ":white" not in shown and "check" not in shown
+
+
+async def test_a_release_card_shows_its_emoji_and_bold_status(
+    slack_sim: SlackSimulator, page_bot: AsyncWebClient, page: Page
+) -> None:
+    done = record(phase=Phase.SUCCEEDED, requester=cards_actor(slack_sim), finished_at=T0, phase_since=T0)
+    text, blocks = cards.card(done, Live(now=T0))
+    await page_bot.chat_postMessage(channel=slack_sim.channels["releases"], text=text, blocks=blocks)
+    card = page.locator("#messages > .message:not(.ephemeral)").last
+    status = card.locator(".block-section").nth(1)
+    await expect(status).to_contain_text("✅", timeout=WAIT_MS)
+    await expect(status.locator("b")).to_have_text("Succeeded")
+    assert ":white_check_mark:" not in await status.inner_text()
+    await expect(card.locator(".fields b").first).to_have_text("App")
+    await expect(card.locator(".fields")).to_contain_text("@alice")
+
+
+def cards_actor(sim: SlackSimulator) -> Any:
+    from bot.releases.record import Actor
+
+    return Actor(id=sim.users["alice"], name="alice")
 
 
 # ---- the sandbox's control panel ------------------------------------------------------------------

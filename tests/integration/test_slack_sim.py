@@ -74,8 +74,14 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://{host}:{port}"
 
 
+# What these tests' client reads besides what the bot's manifest asks for (history, channel and
+# user details): the token gets these scopes too.
+READER_SCOPES = ("channels:history", "channels:read", "users:read")
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def web_client(slack_sim: SlackSimulator) -> AsyncIterator[AsyncWebClient]:
+    slack_sim.set_scopes([*slack_sim.scopes, *READER_SCOPES])
     async with aiohttp.ClientSession() as session:
         yield AsyncWebClient(token=slack_sim.bot_token, base_url=slack_sim.api_url, session=session)
 

@@ -37,13 +37,14 @@ async def test_hang_seconds_alone_answers_normally_after_the_delay(slack_sim: Sl
 
 
 async def test_hang_seconds_with_an_error_answers_that_error_late(slack_sim: SlackSimulator) -> None:
+    channel = slack_sim.channels["releases"]
     slack_sim.fault("chat.update", 2, hang_seconds=0.3, error="ratelimited")
     slack_sim.fault("chat.update", 1, hang_seconds=0.3, status=500)
     for expected in [(200, "ratelimited"), (200, "ratelimited"), (500, "internal_error")]:
-        status, body, took = await call(slack_sim, "chat.update", channel="releases", ts="1.0", text="x")
+        status, body, took = await call(slack_sim, "chat.update", channel=channel, ts="1.0", text="x")
         assert (status, body["error"]) == expected
         assert took >= 0.3
-    status, body, _ = await call(slack_sim, "chat.update", channel="releases", ts="1.0", text="x")
+    status, body, _ = await call(slack_sim, "chat.update", channel=channel, ts="1.0", text="x")
     assert body["error"] == "message_not_found"  # the faults are used up: the real answer again
     assert [c.error for c in slack_sim.calls_to("chat.update")] == [
         "ratelimited",

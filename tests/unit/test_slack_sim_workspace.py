@@ -154,3 +154,57 @@ def test_trigger_id_is_single_use_and_expires(ws: Workspace, clock: Clock) -> No
     clock.now += 4
     with pytest.raises(ApiError, match="expired_trigger_id"):
         ws.views_open({"trigger_id": late, "view": view})
+
+
+def test_ids_where_slack_takes_only_ids(ws: Workspace) -> None:
+    alice = ws.user("alice").id
+    ts = ws.chat_post_message({"channel": "#releases", "text": "by name"})["ts"]
+    by_name = {"channel": "releases", "ts": ts, "text": "x"}
+    for method in (ws.chat_update, ws.chat_delete, ws.conversations_history, ws.conversations_info):
+        with pytest.raises(ApiError, match="channel_not_found"):
+            method(by_name)
+    with pytest.raises(ApiError, match="user_not_found"):
+        ws.chat_post_ephemeral({"channel": cid(ws), "user": "alice", "text": "x"})
+    with pytest.raises(ApiError, match="user_not_found"):
+        ws.users_info({"user": "alice"})
+    assert ws.users_info({"user": alice})["user"]["name"] == "alice"
+
+
+def test_private_channels_and_dms_are_invisible_to_the_bot_unless_it_is_in_them(ws: Workspace) -> None:
+    alice, bob = ws.user("alice").id, ws.user("bob").id
+    secret = ws.add_channel("secret", ["alice"], private=True, bot=False)
+    dm = ws.open_dm("alice", "bob")
+    assert ws.open_dm("bob", "alice") is dm
+    assert (secret.kind, dm.kind, dm.members) == ("private", "im", {alice, bob})
+    for channel in (secret, dm):
+        with pytest.raises(ApiError, match="channel_not_found"):
+            ws.chat_post_message({"channel": channel.id, "text": "x"})
+        with pytest.raises(ApiError, match="channel_not_found"):
+            ws.conversations_members({"channel": channel.id})
+    with pytest.raises(ApiError, match="channel_not_found"):
+        ws.chat_post_message({"channel": "secret", "text": "x"})
+    secret.bot_is_member = True
+    assert ws.conversations_members({"channel": secret.id})["members"] == [ws.bot.id, alice]
+    with pytest.raises(ApiError, match="user_not_in_channel"):
+        ws.chat_post_ephemeral({"channel": secret.id, "user": bob, "text": "x"})
+
+
+def test_scopes_needed_per_kind_of_conversation(ws: Workspace) -> None:
+    secret = ws.add_channel("secret", ["alice"], private=True, bot=True)
+    ws.scopes = ["chat:write", "channels:history", "channels:read"]
+    assert ws.needed_scope("chat.postMessage", {"channel": cid(ws)}) is None
+    assert ws.needed_scope("conversations.history", {"channel": cid(ws)}) is None
+    assert ws.needed_scope("conversations.history", {"channel": secret.id}) == "groups:history"
+    assert ws.needed_scope("conversations.list", {"types": "public_channel,private_channel"}) == "groups:read"
+    assert ws.needed_scope("usergroups.users.list", {}) == "usergroups:read"
+    assert ws.needed_scope("chat.getPermalink", {}) is None
+    ws.scopes = []
+    assert ws.needed_scope("chat.update", {"channel": cid(ws)}) == "chat:write"
+
+
+def test_an_org_wide_install_refuses_channel_names(ws: Workspace) -> None:
+    ws.enterprise_install = True
+    with pytest.raises(ApiError, match="team_not_found"):
+        ws.chat_post_message({"channel": "releases", "text": "x"})
+    assert ws.chat_post_message({"channel": cid(ws), "text": "x"})["channel"] == cid(ws)
+    assert ws.auth_test({})["enterprise_id"] == ws.enterprise_id
