@@ -224,6 +224,7 @@ async def _sandbox(args: argparse.Namespace, cp: ControlPlane, workdir: Path) ->
             "users": dict(sim.users),
             "kubeconfig": str(cluster.admin_kubeconfig),
             "namespace": NAMESPACE,
+            "catalog": str(catalog_path),  # for `release-bot ctl --catalog`
         }
         box.publish()
         print(

@@ -34,9 +34,10 @@ from bot.kube.client import Kube
 from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
 from bot.releases.health import Live, progress, revision
+from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import Reporter
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
-from bot.releases.store import MANAGED_SELECTOR, decode, is_record, object_name
+from bot.releases.store import decode, is_record, object_name
 from commands import intents
 from commands.parser import UsageError, parse
 

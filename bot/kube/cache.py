@@ -12,11 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from bot.kube.client import Kube, Obj
+Obj = dict[str, Any]
+
+
+class Cluster(Protocol):
+    def stream_of(
+        self, kind: str, namespace: str, label_selector: str | None = None
+    ) -> AsyncIterator[tuple[str, Obj]]: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +34,9 @@ Listener = Callable[[str, Obj], None]
 class Informer:
     """The objects of one kind in one namespace (optionally label-selected), kept current by a watch."""
 
-    def __init__(self, kube: Kube, what: str, lister: Callable[..., Any], label_selector: str | None) -> None:
-        self.kube = kube
+    def __init__(self, what: str, events: Callable[[], AsyncIterator[tuple[str, Obj]]]) -> None:
         self.what = what
-        self._lister = lister
-        self._label_selector = label_selector
+        self._events = events
         self.objects: dict[str, Obj] = {}
         self.synced = asyncio.Event()
         self.down_since: datetime | None = None  # since when the watch is down
@@ -73,9 +78,7 @@ class Informer:
 
     async def _run(self) -> None:
         try:
-            async for kind, obj in self.kube.stream(
-                self.what, self._lister, label_selector=self._label_selector
-            ):
+            async for kind, obj in self._events():
                 self._apply(kind, obj)
         except asyncio.CancelledError:
             raise
@@ -120,22 +123,17 @@ class Informer:
 class Caches:
     """Every shared cache of one cluster connection, created on first use."""
 
-    def __init__(self, kube: Kube) -> None:
-        self.kube = kube
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
         self._informers: dict[tuple[str, str, str | None], Informer] = {}
 
     def _get(self, kind: str, namespace: str, label_selector: str | None = None) -> Informer:
         key = (kind, namespace, label_selector)
         informer = self._informers.get(key)
         if informer is None:
-            kube = self.kube
-            listers: dict[str, Callable[..., Any]] = {
-                "deployments": lambda **kw: kube.apps.list_namespaced_deployment(namespace, **kw),
-                "pods": lambda **kw: kube.core.list_namespaced_pod(namespace, **kw),
-                "configmaps": lambda **kw: kube.core.list_namespaced_config_map(namespace, **kw),
-            }
             what = f"{kind} in {namespace}" + (f" ({label_selector})" if label_selector else "")
-            informer = Informer(kube, what, listers[kind], label_selector)
+            cluster = self.cluster
+            informer = Informer(what, lambda: cluster.stream_of(kind, namespace, label_selector))
             self._informers[key] = informer
         return informer
 

@@ -348,6 +348,18 @@ class Kube:
             self._failed(what, None)
             raise KubeUnavailable(f"{what}: watch broken ({e or type(e).__name__})") from e
 
+    def stream_of(
+        self, kind: str, namespace: str, label_selector: str | None = None
+    ) -> AsyncIterator[tuple[str, Obj]]:
+        """`stream` of every object of `kind` in `namespace` (deployments, pods or configmaps)."""
+        listers: dict[str, Callable[..., Awaitable[Any]]] = {
+            "deployments": lambda **kw: self.apps.list_namespaced_deployment(namespace, **kw),
+            "pods": lambda **kw: self.core.list_namespaced_pod(namespace, **kw),
+            "configmaps": lambda **kw: self.core.list_namespaced_config_map(namespace, **kw),
+        }
+        what = f"{kind} in {namespace}" + (f" ({label_selector})" if label_selector else "")
+        return self.stream(what, listers[kind], label_selector=label_selector)
+
     def deployment_events(self, ns: str, name: str) -> AsyncIterator[tuple[str, Obj]]:
         return self.stream(
             f"deployment {ns}/{name}",

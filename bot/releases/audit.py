@@ -11,15 +11,16 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.kube.client import Kube, KubeError
+from bot.kube.client import KubeError
 from bot.metrics import Metrics
+from bot.releases.ports import Cluster
 from bot.releases.record import Actor
 
 log = logging.getLogger("release_bot.audit")
 
 
 class Auditor:
-    def __init__(self, kube: Kube, file: Path | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(self, kube: Cluster, file: Path | None = None, metrics: Metrics | None = None) -> None:
         self.kube = kube
         self.file = file
         self.metrics = metrics  # counts every outcome when set

@@ -29,60 +29,38 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 from bot.catalog import App, Retire
 from bot.errors import Conflict, UserError
-from bot.kube.client import CHANGE_CAUSE, Kube, KubeConflict, NotFound, Obj
+from bot.kube.client import CHANGE_CAUSE, KubeConflict, NotFound, Obj
 from bot.releases import events, health, refusals, steps
+from bot.releases.objects import (
+    APP_ANNOTATION,
+    MANAGED_BY,
+    RELEASE_ID,
+    REPLICAS_BEFORE,
+    VERSION_LABEL,
+    dns_name,
+    find_live,
+    footprint,
+    is_ours,
+    label_value,
+    release_of,
+    serves_only,
+)
+from bot.releases.ports import Cluster
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
-from bot.releases.run import Outcome, Run, Snapshot, cannot_start
-from bot.releases.store import MANAGED_BY
+from bot.releases.run import Outcome, Plan, Run, Snapshot, cannot_start
 
 log = logging.getLogger(__name__)
 
-VERSION_LABEL = "version"  # the label the Service selector switches on (guide §1.3)
-RELEASE_ID = "release-bot.io/release-id"  # annotation: the release that created an object
-APP_ANNOTATION = "release-bot.io/app"  # annotation: the catalog app an object belongs to
-REPLICAS_BEFORE = "release-bot.io/replicas-before-retire"  # annotation on a blue scaled to 0
 SWITCH_TIMEOUT = 60.0  # seconds for the Endpoints to follow a selector change
 GONE_TIMEOUT = 60.0  # seconds for a deleted Deployment (and its pods) to go
 BOT = Actor(id="release-bot", name="release-bot")  # holds the request while the grace period retires blue
 
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE]([+-]?\d+))?$")
-_SUFFIX = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    **{s: Decimal(2) ** (10 * (i + 1)) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
-}
-
-
-# --- Pure helpers ----------------------------------------------------------------------------------
-
-
-def dns_name(text: str, limit: int = 63) -> str:
-    """`text` as a DNS-1123 name (lower case, dot-separated labels of [a-z0-9-], alphanumeric at both
-    ends of each label); "" when nothing usable is left. Capped at 63 so pod names stay readable."""
-    labels = []
-    for part in text.lower().split("."):
-        part = re.sub(r"[^a-z0-9-]+", "-", part).strip("-")
-        if part:
-            labels.append(part)
-    return ".".join(labels)[:limit].rstrip(".-")
+# --- Blue-green names and objects (pure) ----------------------------------------------------------
 
 
 def green_name(app: App, version: str) -> str:
@@ -98,12 +76,6 @@ def green_name(app: App, version: str) -> str:
     return name
 
 
-def label_value(version: str) -> str:
-    """`version` as a label value (63 characters of [A-Za-z0-9_.-], alphanumeric at both ends)."""
-    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", version)[:63].strip("-_.")
-    return value or "unknown"
-
-
 def green_label(record: Record) -> str:
     return label_value(health.version_of(record.to_image))
 
@@ -111,115 +83,6 @@ def green_label(record: Record) -> str:
 def green_selector(record: Record) -> dict[str, str]:
     """What the Service selects once switched: blue's selector with the new version."""
     return {**record.selector, VERSION_LABEL: green_label(record)}
-
-
-def quantity(text: object) -> Decimal:
-    """A Kubernetes resource quantity (`100m`, `64M`, `1Gi`, `1e3`, `0.5`) as a number."""
-    m = _QUANTITY.match(str(text).strip())
-    if not m:
-        raise ValueError(f"not a quantity: {text!r}")
-    number, suffix, exponent = m.groups()
-    try:
-        value = Decimal(number)
-    except InvalidOperation as e:
-        raise ValueError(f"not a quantity: {text!r}") from e
-    if exponent is not None:
-        return value * Decimal(10) ** int(exponent)
-    return value * _SUFFIX[suffix or ""]
-
-
-def pod_requests(template: Obj) -> tuple[int, int]:
-    """(CPU millicores, memory bytes) one pod of this template requests, as the scheduler counts it:
-    the sum over its containers, or the largest init container if that is more."""
-
-    def requested(container: Obj, resource: str) -> Decimal:
-        value = ((container.get("resources") or {}).get("requests") or {}).get(resource)
-        if value is None:
-            return Decimal(0)
-        try:
-            return quantity(value)
-        except ValueError:
-            return Decimal(0)
-
-    spec = template.get("spec", {})
-    out = []
-    for resource, scale in (("cpu", 1000), ("memory", 1)):
-        main = sum((requested(c, resource) for c in spec.get("containers") or []), Decimal(0))
-        init = max((requested(c, resource) for c in spec.get("initContainers") or []), default=Decimal(0))
-        out.append(math.ceil(max(main, init) * scale))
-    return out[0], out[1]
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """What one colour runs; both run during the release, so the release needs twice this."""
-
-    replicas: int
-    cpu_millis: int
-    memory_bytes: int
-
-    @property
-    def during(self) -> Footprint:
-        return Footprint(2 * self.replicas, 2 * self.cpu_millis, 2 * self.memory_bytes)
-
-
-def footprint(deployment: Obj) -> Footprint:
-    replicas = int(deployment.get("spec", {}).get("replicas", 1) or 0)
-    cpu, memory = pod_requests(deployment.get("spec", {}).get("template", {}))
-    return Footprint(replicas, cpu * replicas, memory * replicas)
-
-
-def template_labels(deployment: Obj) -> dict[str, str]:
-    labels: dict[str, str] = (
-        deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
-    )
-    return labels
-
-
-def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-
-def is_ours(obj: Obj, app: str) -> bool:
-    """Created by release-bot for this app (the mark checked before any delete)."""
-    meta = obj.get("metadata", {})
-    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    return all(labels.get(k) == v for k, v in MANAGED_BY.items()) and annotations.get(APP_ANNOTATION) == app
-
-
-def release_of(obj: Obj) -> str:
-    annotations: dict[str, str] = obj.get("metadata", {}).get("annotations") or {}
-    return annotations.get(RELEASE_ID, "")
-
-
-def find_live(app: App, service: Obj, deployments: Sequence[Obj]) -> Obj:
-    """The live colour: the one Deployment whose pods the Service selects (UserError saying why not)."""
-    service_name = app.service or ""
-    selector: dict[str, str] = service.get("spec", {}).get("selector") or {}
-    if not selector:
-        raise refusals.NoSelector(service_name)
-    if VERSION_LABEL not in selector:
-        raise refusals.NoVersionLabel(service_name, selector, VERSION_LABEL)
-    matching = [d for d in deployments if selects(selector, template_labels(d))]
-    if len(matching) > 1:  # a retired colour scaled to 0 may still carry the same labels
-        running = [d for d in matching if d.get("spec", {}).get("replicas", 1)]
-        matching = running or matching
-    if not matching:
-        catalog = next((d for d in deployments if d["metadata"]["name"] == app.deployment), None)
-        raise refusals.NothingSelected(
-            app.namespace,
-            service_name,
-            selector,
-            app.deployment,
-            template_labels(catalog) if catalog is not None else None,
-        )
-    if len(matching) > 1:
-        raise refusals.Ambiguous(service_name, sorted(d["metadata"]["name"] for d in matching))
-    live = matching[0]
-    name = live["metadata"]["name"]
-    if name != app.deployment and not is_ours(live, app.name):
-        raise refusals.LiveNotOurs(service_name, name, app.name, app.deployment)
-    return live
 
 
 GreenAction = Literal["create", "reuse", "replace"]
@@ -280,54 +143,10 @@ def green_body(blue: Obj, record: Record, app: App) -> Obj:
     }
 
 
-def endpoint_ips(endpoints: Obj) -> tuple[set[str], set[str]]:
-    """(ready, not ready) addresses of an Endpoints object."""
-    ready: set[str] = set()
-    not_ready: set[str] = set()
-    for subset in endpoints.get("subsets") or []:
-        ready |= {a["ip"] for a in subset.get("addresses") or [] if a.get("ip")}
-        not_ready |= {a["ip"] for a in subset.get("notReadyAddresses") or [] if a.get("ip")}
-    return ready, not_ready
-
-
-def _ready(pod: Obj) -> bool:
-    conditions = pod.get("status", {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def serves_only(endpoints: Obj, pods: Sequence[Obj]) -> bool:
-    """The Endpoints list only these pods' IPs, and every one of them that is Ready: traffic goes to
-    this colour and nowhere else."""
-    live = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
-    ips = {p.get("status", {}).get("podIP") for p in live} - {None, ""}
-    ready_ips = {p.get("status", {}).get("podIP") for p in live if _ready(p)} - {None, ""}
-    ready, not_ready = endpoint_ips(endpoints)
-    return bool(ready) and (ready | not_ready) <= ips and ready_ips <= ready
-
-
 # --- The pre-check at `/release ... --bluegreen` ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Plan:
-    blue: Obj
-    green: str
-    selector: dict[str, str]
-    footprint: Footprint
-
-    def fields(self) -> dict[str, object]:
-        """The record fields a blue-green release starts with."""
-        return {
-            "deployment": self.blue["metadata"]["name"],
-            "green": self.green,
-            "selector": dict(self.selector),
-            "replicas": self.footprint.replicas,
-            "cpu_millis": self.footprint.cpu_millis,
-            "memory_bytes": self.footprint.memory_bytes,
-        }
-
-
-async def plan(kube: Kube, app: App, to_image: str) -> Plan:
+async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
     """Check a blue-green release can start, before anything is recorded (UserError saying why not)."""
     service_name = app.service or ""
     try:
@@ -352,7 +171,15 @@ async def plan(kube: Kube, app: App, to_image: str) -> Plan:
     name = green_name(app, version)
     existing = next((d for d in deployments if d["metadata"]["name"] == name), None)
     green_action(existing, None, blue_name, app.name)  # refuses names that are not ours to take
-    return Plan(blue=blue, green=name, selector=selector, footprint=size)
+    fields: dict[str, object] = {
+        "deployment": blue_name,
+        "green": name,
+        "selector": dict(selector),
+        "replicas": size.replicas,
+        "cpu_millis": size.cpu_millis,
+        "memory_bytes": size.memory_bytes,
+    }
+    return Plan(blue, fields, steps=(size.replicas,), peak_pods=size.during.replicas)
 
 
 # --- The driver ------------------------------------------------------------------------------------

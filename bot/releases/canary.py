@@ -15,9 +15,10 @@ import math
 from datetime import timedelta
 
 from bot.catalog import App
-from bot.releases import events, health, steps
+from bot.releases import events, health, refusals, steps
+from bot.releases.ports import Cluster
 from bot.releases.record import Phase, Request, setting, utcnow
-from bot.releases.run import Outcome, Run, Snapshot, cannot_start
+from bot.releases.run import Outcome, Plan, Run, Snapshot, cannot_start
 
 
 def targets(app: App, replicas: int) -> list[int]:
@@ -39,6 +40,16 @@ def _desired(run: Run) -> int:
     dep = run.snap.deployment or {}
     replicas: int = dep.get("spec", {}).get("replicas", 1)
     return replicas
+
+
+async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
+    """The live Deployment; the new version on `targets` pods at each pause, beside all the old ones."""
+    dep = await steps.live_deployment(kube, app)
+    replicas = int(dep.get("spec", {}).get("replicas", 1) or 0)
+    if not replicas:
+        raise refusals.CanaryOfNothing(dep["metadata"]["name"])
+    goal = tuple(targets(app, replicas))
+    return Plan(dep, steps=goal, peak_pods=replicas + goal[0])
 
 
 async def drive(run: Run) -> None:

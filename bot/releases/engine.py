@@ -13,38 +13,39 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.catalog import App, Catalog
-from bot.errors import Conflict, UserError
+from bot.errors import Conflict
 from bot.kube.cache import Caches
-from bot.kube.client import Kube, KubeError, KubeUnavailable, NotFound, backoff
+from bot.kube.client import KubeError, KubeUnavailable, backoff
 from bot.releases import bluegreen, canary, events, health, refusals, rolling, steps
 from bot.releases import undo as undo_driver
 from bot.releases.audit import Auditor
 from bot.releases.history import Revision, revisions, undo
-from bot.releases.ports import CardRefused, Reporter
+from bot.releases.objects import MANAGED_SELECTOR
+from bot.releases.ports import CardRefused, Cluster, Reporter
 from bot.releases.record import Actor, Phase, Record, Request, describe_phase, new_id, setting, utcnow
 from bot.releases.run import Run
-from bot.releases.store import MANAGED_SELECTOR, Leases, Store, Stored, decode, is_record
+from bot.releases.run import Strategy as StrategyPort
+from bot.releases.store import Leases, Store, Stored, decode, is_record
 from bot.tasks import Tasks
 from commands.intents import Release, Strategy, VersionKind
 
 log = logging.getLogger(__name__)
 
-Strategy_ = Callable[[Run], Awaitable[None]]
-STRATEGIES: dict[Strategy, Strategy_] = {
-    Strategy.ROLLING: rolling.drive,
-    Strategy.CANARY: canary.drive,
-    Strategy.BLUEGREEN: bluegreen.drive,
+# The guide's release methods; each module is a `run.Strategy` (plan + drive).
+STRATEGIES: dict[Strategy, StrategyPort] = {
+    Strategy.ROLLING: rolling,
+    Strategy.CANARY: canary,
+    Strategy.BLUEGREEN: bluegreen,
 }
 
 
 class Engine:
     def __init__(
         self,
-        kube: Kube,
+        kube: Cluster,
         catalog: Catalog,
         reporter: Reporter,
         *,
@@ -129,14 +130,12 @@ class Engine:
         full = intent.version_kind is VersionKind.IMAGE
         if full and not app.allow_image_override:
             raise refusals.NoImageOverride(app.name, app.image)
-        plan = await self._bluegreen_precheck(app, intent) if strategy is Strategy.BLUEGREEN else None
-        dep = plan.blue if plan else await self._deployment(app)
+        to_image = app.image_for(intent.version, full_reference=full)
+        plan = await STRATEGIES[strategy].plan(self.kube, app, to_image)
+        dep = plan.deployment
         from_image = health.container_image(dep, app.container)
         if from_image is None:
             raise refusals.NoContainer(dep["metadata"]["name"], app.container)
-        if strategy is Strategy.CANARY and not dep["spec"].get("replicas", 1):
-            raise refusals.CanaryOfNothing(dep["metadata"]["name"])
-        to_image = app.image_for(intent.version, full_reference=full)
         if from_image == to_image and not dep["spec"].get("paused"):
             raise refusals.AlreadyRuns(app.name, intent.version)
         now = utcnow()
@@ -159,17 +158,10 @@ class Engine:
             created_at=now,
             phase_since=now,
         ).entry("requested", actor)
-        if plan is not None:
-            record = record.model_copy(update=plan.fields())
+        record = record.model_copy(update=plan.fields)
         stored = await self.store.start(record)
         self.ensure_driver(app.namespace, app.name)
         return stored.record
-
-    async def _bluegreen_precheck(self, app: App, intent: Release) -> bluegreen.Plan:
-        """Blue-green: the live colour (whichever Deployment the Service selects, not necessarily the
-        catalog's), the green's name and the doubled footprint, or a UserError saying why not."""
-        full = intent.version_kind is VersionKind.IMAGE
-        return await bluegreen.plan(self.kube, app, app.image_for(intent.version, full_reference=full))
 
     async def history(self, app: App) -> tuple[dict[str, Any], list[Revision]]:
         """The running Deployment and its revisions, newest first (as `kubectl rollout history`)."""
@@ -258,19 +250,7 @@ class Engine:
         )
 
     async def _deployment(self, app: App) -> dict[str, Any]:
-        """The Deployment that runs the app now: the catalog's or, for an app released blue-green, the
-        colour its Service selects (after `hexo` → `hexo-v2.0`, rolling releases, canaries, history,
-        undo and pause act on `hexo-v2.0`)."""
-        if Strategy.BLUEGREEN in app.strategies and app.service:
-            try:
-                service = await self.kube.service(app.namespace, app.service)
-                return bluegreen.find_live(app, service, await self.kube.deployments(app.namespace))
-            except (NotFound, UserError):
-                pass  # no Service or no clear live colour: the catalog's Deployment is the app
-        try:
-            return await self.kube.deployment(app.namespace, app.deployment)
-        except NotFound:
-            raise refusals.NoDeployment(app.namespace, app.deployment) from None
+        return await steps.live_deployment(self.kube, app)
 
     async def status(self, app: App) -> tuple[dict[str, Any], Stored | None]:
         """The app's Deployment as it is now and its current (or last) release record."""
@@ -409,7 +389,7 @@ class Engine:
                 if not record.synced:  # finished, but the channel may not show it yet
                     self.reporter.show(record, health.Live(now=utcnow()), final=True)
                 return
-            drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy]
+            drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy].drive
             async with Run(self.kube, self.caches, self.store, self.reporter, self.audit, app, record) as run:
                 if run.record.card_ref is None and not await self._open_card(run, app):
                     continue

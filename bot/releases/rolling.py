@@ -3,9 +3,22 @@ the catalog and follow the rollout to the end, rolling back on failure when the 
 
 from __future__ import annotations
 
+import math
+
+from bot.catalog import App
 from bot.releases import steps
+from bot.releases.ports import Cluster
 from bot.releases.record import Phase
-from bot.releases.run import Run
+from bot.releases.run import Plan, Run
+
+
+async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
+    """The live Deployment, replaced pod by pod: at most maxSurge extra pods at any time."""
+    dep = await steps.live_deployment(kube, app)
+    replicas = int(dep.get("spec", {}).get("replicas", 1) or 0)
+    surge = app.rolling.max_surge
+    extra = surge if isinstance(surge, int) else math.ceil(replicas * int(str(surge).rstrip("%")) / 100)
+    return Plan(dep, steps=(replicas,), peak_pods=replicas + extra)
 
 
 async def drive(run: Run) -> None:

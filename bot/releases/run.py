@@ -19,18 +19,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bot.catalog import App
 from bot.kube.cache import Caches, Informer
-from bot.kube.client import Kube, KubeUnavailable, Obj, backoff
+from bot.kube.client import KubeUnavailable, Obj, backoff
 from bot.releases import health
 from bot.releases.audit import Auditor
 from bot.releases.events import Event
 from bot.releases.health import Live
-from bot.releases.ports import Reporter
+from bot.releases.objects import MANAGED_SELECTOR
+from bot.releases.ports import Cluster, Reporter
 from bot.releases.record import Record, utcnow
-from bot.releases.store import MANAGED_SELECTOR, Store, decode, object_name
+from bot.releases.store import Store, decode, object_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +60,26 @@ def cannot_start(pods: health.PodHealth | None) -> Outcome | None:
     return None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a release will do, worked out before anything is recorded or changed: the Deployment it acts
+    on (for blue-green, the live colour), the record fields it starts with, and the pre-flight view:
+    new-version pods at each pause (the last entry is all of them) and pods running at the peak."""
+
+    deployment: Obj
+    fields: dict[str, object] = field(default_factory=dict)
+    steps: tuple[int, ...] = ()
+    peak_pods: int = 0
+
+
+class Strategy(Protocol):
+    """A release method of the guide: `plan` refuses (with a typed refusal) or says what will happen;
+    `drive` carries the release out from whatever phase its record is in (resumable, idempotent)."""
+
+    async def plan(self, kube: Cluster, app: App, to_image: str) -> Plan: ...
+    async def drive(self, run: Run) -> None: ...
+
+
 @dataclass
 class Snapshot:
     record: Record
@@ -74,7 +95,7 @@ def _matches(pod: Obj, selector: dict[str, str]) -> bool:
 class Run:
     def __init__(
         self,
-        kube: Kube,
+        kube: Cluster,
         caches: Caches,
         store: Store,
         reporter: Reporter,

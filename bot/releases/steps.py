@@ -4,11 +4,15 @@ that restarts in the middle carries on from the recorded phase."""
 
 from __future__ import annotations
 
-from bot.kube.client import CHANGE_CAUSE
-from bot.releases import events, health
+from bot.catalog import App
+from bot.errors import UserError
+from bot.kube.client import CHANGE_CAUSE, NotFound, Obj
+from bot.releases import events, health, objects, refusals
 from bot.releases.history import undo
+from bot.releases.ports import Cluster
 from bot.releases.record import Actor, Phase, Record, Request
 from bot.releases.run import Outcome, Run, Snapshot
+from commands.intents import Strategy
 
 SAFETY_MARGIN = 60.0  # seconds beyond progressDeadlineSeconds before we stop trusting the controller
 
@@ -26,6 +30,22 @@ def change_cause(record: Record) -> str:
     else:
         via = f"via {record.front_end}"
     return f"release-bot: {record.requester.name} ({record.requester.id}) {what} {via}, release {record.id}"
+
+
+async def live_deployment(kube: Cluster, app: App) -> Obj:
+    """The Deployment that runs the app now: the catalog's or, for an app released blue-green, the
+    colour its Service selects (after `hexo` → `hexo-v2.0`, rolling releases, canaries, history,
+    undo and pause act on `hexo-v2.0`)."""
+    if Strategy.BLUEGREEN in app.strategies and app.service:
+        try:
+            service = await kube.service(app.namespace, app.service)
+            return objects.find_live(app, service, await kube.deployments(app.namespace))
+        except (NotFound, UserError):
+            pass  # no Service or no clear live colour: the catalog's Deployment is the app
+    try:
+        return await kube.deployment(app.namespace, app.deployment)
+    except NotFound:
+        raise refusals.NoDeployment(app.namespace, app.deployment) from None
 
 
 def rolling_params(run: Run) -> dict[str, object]:

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.kube.client import Kube, KubeConflict, Obj
+from bot.kube.client import KubeConflict, Obj
 from bot.releases import refusals
+from bot.releases.objects import MANAGED_BY
+from bot.releases.ports import Cluster
 from bot.releases.record import Record
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "release-bot"}
-MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 APP_LABEL = "release-bot.io/app"
 ACTIVE_LABEL = "release-bot.io/active"
 
@@ -40,7 +40,7 @@ class Stored:
 
 
 class Store:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Cluster) -> None:
         self.kube = kube
 
     async def get(self, namespace: str, app: str) -> Stored | None:
@@ -136,7 +136,7 @@ class Claim:
 class Leases:
     """One Lease per app says which bot process drives its release."""
 
-    def __init__(self, kube: Kube, identity: str, duration: float) -> None:
+    def __init__(self, kube: Cluster, identity: str, duration: float) -> None:
         self.kube = kube
         self.identity = identity
         self.duration = duration

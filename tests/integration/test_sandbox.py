@@ -164,7 +164,7 @@ async def test_sandbox_is_up_with_every_pid_and_runs_a_release(sandbox: Sandbox)
     info = sandbox.info()
     assert set(info) >= {
         "bot_url", "slack_api_url", "page_url", "signing_secret", "bot_token", "channel_id", "users",
-        "kubeconfig", "namespace", "pids", "control_url",
+        "kubeconfig", "namespace", "pids", "control_url", "catalog",
     }  # fmt: skip
     assert set(info["pids"]) == COMPONENTS
     assert all(isinstance(p, int) and alive(p) for p in info["pids"].values())
@@ -188,6 +188,14 @@ async def test_sandbox_is_up_with_every_pid_and_runs_a_release(sandbox: Sandbox)
             lambda d: True if container_image(d, "hexo") == image and progress(d).complete else None,
             timeout=60,
         )
+    # The terminal front end finds everything it needs in the JSON file.
+    ctl = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "ctl", "--catalog", info["catalog"], "--kubeconfig", info["kubeconfig"],
+        "status", "hexo", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(ctl.communicate(), timeout=60)
+    assert ctl.returncode == 0, err
+    assert image in out.decode()
 
 
 async def test_faults_scripted_over_http_are_what_the_simulator_answers(sandbox: Sandbox) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bot.catalog import App
 from bot.errors import UserError
 from bot.releases import bluegreen as bg
-from bot.releases import events, refusals
+from bot.releases import events, objects, refusals
 from bot.releases.health import Live
 from bot.releases.record import Phase, Record
 from bot.slack import cards
@@ -52,7 +52,7 @@ def deployment(name: str, version: str, *, replicas: int = 6, ours: bool = False
     dep["spec"]["template"]["metadata"]["labels"]["version"] = version
     if ours:
         dep["metadata"]["labels"].update(OURS)
-        dep["metadata"]["annotations"] = {bg.APP_ANNOTATION: "hexo", bg.RELEASE_ID: release}
+        dep["metadata"]["annotations"] = {objects.APP_ANNOTATION: "hexo", objects.RELEASE_ID: release}
     return dep
 
 
@@ -86,12 +86,12 @@ def record(**changes: Any) -> Record:
     ],
 )
 def test_dns_name(raw: str, expected: str) -> None:
-    assert bg.dns_name(raw) == expected
+    assert objects.dns_name(raw) == expected
 
 
 @given(st.text(max_size=300))
 def test_dns_name_is_always_valid_or_empty(raw: str) -> None:
-    name = bg.dns_name(raw)
+    name = objects.dns_name(raw)
     assert len(name) <= 63
     assert name == "" or all(
         part
@@ -125,7 +125,7 @@ def test_a_bad_template_is_a_clear_error(template: str) -> None:
     ],
 )
 def test_label_value(version: str, expected: str) -> None:
-    assert bg.label_value(version) == expected
+    assert objects.label_value(version) == expected
 
 
 def test_green_selector_changes_only_the_version() -> None:
@@ -151,21 +151,21 @@ def test_green_selector_changes_only_the_version() -> None:
     ],
 )
 def test_quantity(text: str, value: Decimal) -> None:
-    assert bg.quantity(text) == value
+    assert objects.quantity(text) == value
 
 
 @pytest.mark.parametrize("text", ["", "abc", "1Xi", "1.2.3", "m"])
 def test_quantity_rejects_garbage(text: str) -> None:
     with pytest.raises(ValueError, match="not a quantity"):
-        bg.quantity(text)
+        objects.quantity(text)
 
 
 def test_guide_pod_requests_and_the_doubled_footprint() -> None:
     dep = guide_objects()[0]
-    assert bg.pod_requests(dep["spec"]["template"]) == (100, 64_000_000)
-    size = bg.footprint(dep)
-    assert size == bg.Footprint(replicas=6, cpu_millis=600, memory_bytes=384_000_000)
-    assert size.during == bg.Footprint(replicas=12, cpu_millis=1200, memory_bytes=768_000_000)
+    assert objects.pod_requests(dep["spec"]["template"]) == (100, 64_000_000)
+    size = objects.footprint(dep)
+    assert size == objects.Footprint(replicas=6, cpu_millis=600, memory_bytes=384_000_000)
+    assert size.during == objects.Footprint(replicas=12, cpu_millis=1200, memory_bytes=768_000_000)
 
 
 def test_pod_requests_sum_containers_and_respect_init_containers() -> None:
@@ -173,10 +173,10 @@ def test_pod_requests_sum_containers_and_respect_init_containers() -> None:
         requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v}
         return {"name": "c", "resources": {"requests": requests}} if requests else {"name": "c"}
 
-    assert bg.pod_requests({"spec": {"containers": [c("100m", "64Mi"), c("250m"), c()]}}) == (350, 64 * 2**20)
+    assert objects.pod_requests({"spec": {"containers": [c("100m", "64Mi"), c("250m"), c()]}}) == (350, 64 * 2**20)
     init = {"spec": {"containers": [c("100m", "1M")], "initContainers": [c("1", "1k"), c("500m")]}}
-    assert bg.pod_requests(init) == (1000, 1_000_000)  # the larger of the sum and any init container
-    assert bg.pod_requests({"spec": {"containers": [c("not-a-quantity")]}}) == (0, 0)
+    assert objects.pod_requests(init) == (1000, 1_000_000)  # the larger of the sum and any init container
+    assert objects.pod_requests({"spec": {"containers": [c("not-a-quantity")]}}) == (0, 0)
 
 
 # --- the live colour and the Service selector ------------------------------------------------------
@@ -194,13 +194,13 @@ V2 = {"app": "hexo-server", "version": "v2.0"}
 
 def test_the_live_colour_is_what_the_service_selects() -> None:
     hexo_, green = deployment("hexo", "v1.0", replicas=0), deployment("hexo-v2.0", "v2.0", ours=True)
-    assert bg.find_live(app(), service(V1), [hexo_, green]) is hexo_
-    assert bg.find_live(app(), service(V2), [hexo_, green]) is green  # after a first release
+    assert objects.find_live(app(), service(V1), [hexo_, green]) is hexo_
+    assert objects.find_live(app(), service(V2), [hexo_, green]) is green  # after a first release
 
 
 def test_a_retired_colour_with_the_same_labels_is_skipped() -> None:
     retired, live = deployment("hexo", "v1.0", replicas=0), deployment("hexo-v1.0", "v1.0", ours=True)
-    assert bg.find_live(app(), service(V1), [retired, live]) is live
+    assert objects.find_live(app(), service(V1), [retired, live]) is live
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ def test_selector_problems_are_clear_errors(
 ) -> None:
     deps = [deployment(name, "v1.0") for name in deployments]
     with pytest.raises(UserError) as e:
-        bg.find_live(app(), service(selector), deps)
+        objects.find_live(app(), service(selector), deps)
     assert words in str(e.value)
 
 
@@ -244,7 +244,7 @@ def test_green_action() -> None:
     with pytest.raises(UserError, match="live colour's own name"):
         bg.green_action(old, rid, "hexo-v2.0", "hexo")
     other_app = deployment("hexo-v2.0", "v2.0", ours=True, release=rid)
-    other_app["metadata"]["annotations"][bg.APP_ANNOTATION] = "blog"
+    other_app["metadata"]["annotations"][objects.APP_ANNOTATION] = "blog"
     with pytest.raises(UserError, match="not created by release-bot"):
         bg.green_action(other_app, rid, "hexo", "hexo")
 
@@ -259,8 +259,8 @@ def test_green_body_is_blue_with_the_new_version_and_our_mark() -> None:
     meta, spec = body["metadata"], body["spec"]
     assert meta["name"] == "hexo-v2.0"
     assert meta["labels"] == {"app": "hexo-server", "version": "v2.0", **OURS}
-    assert meta["annotations"][bg.RELEASE_ID] == "hexo-20240501-120000-abcd"
-    assert meta["annotations"][bg.APP_ANNOTATION] == "hexo"
+    assert meta["annotations"][objects.RELEASE_ID] == "hexo-20240501-120000-abcd"
+    assert meta["annotations"][objects.APP_ANNOTATION] == "hexo"
     assert meta["annotations"]["team"] == "web"
     assert "deployment.kubernetes.io/revision" not in meta["annotations"]
     assert "(bluegreen)" in meta["annotations"]["kubernetes.io/change-cause"]
@@ -268,7 +268,7 @@ def test_green_body_is_blue_with_the_new_version_and_our_mark() -> None:
     assert spec["template"]["metadata"]["labels"] == V2
     assert spec["template"]["spec"]["containers"][0]["image"] == "registry.sword.org/nginx:v2.0"
     assert spec["replicas"] == 6 and spec["progressDeadlineSeconds"] == 120 and "paused" not in spec
-    assert bg.is_ours(body, "hexo") and not bg.is_ours(blue, "hexo")
+    assert objects.is_ours(body, "hexo") and not objects.is_ours(blue, "hexo")
 
 
 # --- the Endpoints check ---------------------------------------------------------------------------
@@ -291,13 +291,13 @@ def endpoints(ready: list[str], not_ready: tuple[str, ...] = ()) -> dict[str, An
 
 def test_serves_only() -> None:
     green = [pod("10.0.0.1"), pod("10.0.0.2"), pod("10.0.0.3", ready=False)]
-    assert bg.serves_only(endpoints(["10.0.0.1", "10.0.0.2"], ("10.0.0.3",)), green)
-    assert bg.serves_only(endpoints(["10.0.0.1", "10.0.0.2"]), green)
-    assert not bg.serves_only(endpoints(["10.0.0.1", "10.0.0.2", "10.9.9.9"]), green)  # a blue pod left
-    assert not bg.serves_only(endpoints(["10.0.0.1"], ("10.9.9.9",)), green)
-    assert not bg.serves_only(endpoints(["10.0.0.1"]), green)  # a ready green pod is missing
-    assert not bg.serves_only({"subsets": None}, green)
-    assert not bg.serves_only(endpoints(["10.0.0.1"]), [pod("10.0.0.1", deleting=True)])
+    assert objects.serves_only(endpoints(["10.0.0.1", "10.0.0.2"], ("10.0.0.3",)), green)
+    assert objects.serves_only(endpoints(["10.0.0.1", "10.0.0.2"]), green)
+    assert not objects.serves_only(endpoints(["10.0.0.1", "10.0.0.2", "10.9.9.9"]), green)  # a blue pod left
+    assert not objects.serves_only(endpoints(["10.0.0.1"], ("10.9.9.9",)), green)
+    assert not objects.serves_only(endpoints(["10.0.0.1"]), green)  # a ready green pod is missing
+    assert not objects.serves_only({"subsets": None}, green)
+    assert not objects.serves_only(endpoints(["10.0.0.1"]), [pod("10.0.0.1", deleting=True)])
 
 
 # --- wording ---------------------------------------------------------------------------------------

@@ -1,0 +1,237 @@
+"""The engine and every strategy's state machine, against the in-memory cluster (tests/unit/memory_cluster)
+and an in-memory reporter: whole releases in a fraction of a second. The same flows run against the
+real control plane in tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from bot.catalog import Catalog
+from bot.releases import events
+from bot.releases.audit import Auditor
+from bot.releases.engine import Engine
+from bot.releases.health import Live
+from bot.releases.ports import Shown
+from bot.releases.record import Actor, Phase, Record, Request
+from bot.releases.refusals import AppBusy, CanaryOfNothing
+from commands.intents import Release, Strategy
+from sandbox import hexo
+from tests.unit.memory_cluster import MemoryCluster
+
+NS = "devops"
+ALICE = Actor(id="U0ALICE", name="alice")
+BOB = Actor(id="U0BOB", name="bob")
+USERS = {"alice": ALICE.id, "bob": BOB.id, "mallory": "U0MALLORY"}
+
+
+class MemoryReporter:
+    """Records what a front end would be asked to show."""
+
+    def __init__(self) -> None:
+        self.listener: Shown | None = None
+        self.shown: list[Record] = []
+        self.opened: list[str] = []
+
+    def attach(self, listener: Shown) -> None:
+        self.listener = listener
+
+    async def open(self, record: Record, live: Live) -> str:
+        self.opened.append(record.id)
+        return f"card:{record.id}"
+
+    def show(self, record: Record, live: Live, *, final: bool = False) -> None:
+        self.shown.append(record)
+
+    def delivered(self, release_id: str) -> int | None:
+        return None
+
+    async def card_refused(self, record: Record, error: str) -> None:
+        raise AssertionError("the in-memory front end never refuses a card")
+
+    async def permalink(self, record: Record) -> str:
+        return ""
+
+    async def announce(self, channel: str, text: str) -> None:
+        return None
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[tuple[MemoryCluster, Engine, MemoryReporter]]:
+    cluster = MemoryCluster()
+    cluster.add_app(NS)
+    reporter = MemoryReporter()
+    catalog = Catalog.from_mapping(hexo.catalog(NS, USERS))
+    engine = Engine(cluster, catalog, reporter, identity="unit", lease_seconds=15, audit=Auditor(cluster))
+    await engine.start(sync_timeout=1)
+    try:
+        yield cluster, engine, reporter
+    finally:
+        await engine.stop(0)
+
+
+def record_of(cluster: MemoryCluster) -> Record:
+    cm = cluster.objects["configmaps"][(NS, "release-bot.hexo")]
+    return Record.model_validate(json.loads(cm["data"]["record.json"]))
+
+
+async def until(cluster: MemoryCluster, check: Callable[[Record], bool], timeout: float = 5) -> Record:
+    """Wait, on the record's own watch, until `check(record)` holds."""
+    async with asyncio.timeout(timeout):
+        async for kind, obj in cluster.stream_of("configmaps", NS):
+            if kind in ("ADDED", "MODIFIED") and obj["metadata"]["name"] == "release-bot.hexo":
+                record = Record.model_validate(json.loads(obj["data"]["record.json"]))
+                if check(record):
+                    return record
+    raise AssertionError("unreachable")
+
+
+def images(cluster: MemoryCluster) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for pod in cluster.objects["pods"].values():
+        tag = pod["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+        out[tag] = out.get(tag, 0) + 1
+    return out
+
+
+async def test_a_rolling_release_succeeds(world: tuple[MemoryCluster, Engine, MemoryReporter]) -> None:
+    cluster, engine, reporter = world
+    await engine.begin(Release(app="hexo", version="v2.0"), ALICE, "C1", "releases")
+    done = await until(cluster, lambda r: r.phase is Phase.SUCCEEDED)
+    assert images(cluster) == {"v2.0": 6}
+    kinds = [type(e) for e in done.notes]
+    assert kinds == [events.Started, events.Succeeded]
+    dep = cluster.objects["deployments"][(NS, "hexo")]
+    assert (
+        "release-bot: alice (U0ALICE) released v2.0 (rolling)"
+        in dep["metadata"]["annotations"]["kubernetes.io/change-cause"]
+    )
+    assert reporter.opened == [done.id]
+
+
+async def test_a_canary_from_start_to_promote(world: tuple[MemoryCluster, Engine, MemoryReporter]) -> None:
+    cluster, engine, _ = world
+    await engine.begin(Release(app="hexo", version="v2.0", strategy=Strategy.CANARY), ALICE, "C1", "releases")
+    first = await until(cluster, lambda r: r.phase is Phase.CANARY)
+    assert images(cluster) == {"v2.0": 1, "v1.0": 6}
+    assert isinstance(first.notes[-1], events.CanaryStep) and first.notes[-1].updated == 1
+    steps = 0
+    while (current := record_of(cluster)).phase is not Phase.SUCCEEDED:
+        if current.phase is Phase.CANARY and current.request is None:
+            await engine.request("hexo", Request.PROMOTE, BOB)
+            steps += 1
+        step = current.step
+
+        def moved_on(r: Record, step: int = step) -> bool:
+            return r.phase is Phase.SUCCEEDED or (r.phase is Phase.CANARY and r.step > step)
+
+        await until(cluster, moved_on)
+    assert steps == 1  # the default canary: one pod, then (one Promote) everything
+    assert images(cluster) == {"v2.0": 6}
+    assert any(
+        isinstance(e, events.Acted) and e.action == "promote" and e.by == BOB.id
+        for e in record_of(cluster).notes
+    )
+
+
+async def test_a_crash_looping_version_is_rolled_back(
+    world: tuple[MemoryCluster, Engine, MemoryReporter],
+) -> None:
+    cluster, engine, _ = world
+    await engine.begin(Release(app="hexo", version="v2.0-broken"), ALICE, "C1", "releases")
+    done = await until(cluster, lambda r: r.finished)
+    assert done.phase is Phase.ROLLED_BACK
+    assert "CrashLoopBackOff" in done.reason
+    assert images(cluster) == {"v1.0": 6}
+    assert [type(e) for e in done.notes][-2:] == [events.Failed, events.RolledBack]
+
+
+async def test_rollback_of_a_canary_restores_the_old_version(
+    world: tuple[MemoryCluster, Engine, MemoryReporter],
+) -> None:
+    cluster, engine, _ = world
+    await engine.begin(Release(app="hexo", version="v2.0", strategy=Strategy.CANARY), ALICE, "C1", "releases")
+    await until(cluster, lambda r: r.phase is Phase.CANARY)
+    await engine.request("hexo", Request.ROLLBACK, BOB)
+    done = await until(cluster, lambda r: r.finished)
+    assert done.phase is Phase.ROLLED_BACK
+    assert images(cluster) == {"v1.0": 6}
+    assert not cluster.objects["deployments"][(NS, "hexo")]["spec"].get("paused")
+
+
+async def test_a_blue_green_release_switches_then_finishes(
+    world: tuple[MemoryCluster, Engine, MemoryReporter],
+) -> None:
+    cluster, engine, _ = world
+    await engine.begin(
+        Release(app="hexo", version="v2.0", strategy=Strategy.BLUEGREEN), ALICE, "C1", "releases"
+    )
+    await until(cluster, lambda r: r.phase is Phase.AWAITING_SWITCH)
+    assert (NS, "hexo-v2.0") in cluster.objects["deployments"]
+    await engine.request("hexo", Request.PROMOTE, BOB)
+    await until(cluster, lambda r: r.phase is Phase.SWITCHED)
+    assert cluster.objects["services"][(NS, "hexo-service")]["spec"]["selector"]["version"] == "v2.0"
+    await engine.request("hexo", Request.FINISH, BOB)
+    done = await until(cluster, lambda r: r.phase is Phase.SUCCEEDED)
+    assert cluster.objects["deployments"][(NS, "hexo")]["spec"]["replicas"] == 0
+    assert isinstance(done.notes[-1], events.Retired)
+
+
+async def test_abort_before_the_first_patch_touches_nothing(
+    world: tuple[MemoryCluster, Engine, MemoryReporter],
+) -> None:
+    cluster, engine, reporter = world
+    gate = asyncio.Event()
+    opened = reporter.open
+
+    async def slow_open(record: Record, live: Live) -> str:
+        await gate.wait()  # the card cannot be posted yet
+        return await opened(record, live)
+
+    reporter.open = slow_open  # type: ignore[method-assign]
+    await engine.begin(Release(app="hexo", version="v2.0"), ALICE, "C1", "releases")
+    await until(cluster, lambda r: r.phase is Phase.PENDING)
+    await engine.request("hexo", Request.ABORT, ALICE)
+    done = await until(cluster, lambda r: r.finished)
+    gate.set()
+    assert done.phase is Phase.ABORTED
+    assert not [w for w in cluster.writes if w[0] == "patch"]
+    assert images(cluster) == {"v1.0": 6}
+
+
+async def test_one_release_at_a_time_and_typed_refusals(
+    world: tuple[MemoryCluster, Engine, MemoryReporter],
+) -> None:
+    cluster, engine, _ = world
+    await engine.begin(Release(app="hexo", version="v2.0", strategy=Strategy.CANARY), ALICE, "C1", "releases")
+    with pytest.raises(AppBusy) as busy:
+        await engine.begin(Release(app="hexo", version="v3.0"), BOB, "C1", "releases")
+    assert (busy.value.app, busy.value.requester) == ("hexo", "alice")
+    assert "already being released" in str(busy.value)
+    await until(cluster, lambda r: r.phase is Phase.CANARY)
+    await engine.request("hexo", Request.ABORT, ALICE)
+    await until(cluster, lambda r: r.finished)
+    await cluster.patch_deployment(NS, "hexo", {"spec": {"replicas": 0}})
+    with pytest.raises(CanaryOfNothing):
+        await engine.begin(
+            Release(app="hexo", version="v3.0", strategy=Strategy.CANARY), ALICE, "C1", "releases"
+        )
+
+
+def test_the_plan_says_what_a_canary_will_do() -> None:
+    async def plan() -> Any:
+        cluster = MemoryCluster()
+        cluster.add_app(NS)
+        catalog = Catalog.from_mapping(hexo.catalog(NS, USERS, extra={"canary": {"steps": [1, "50%"]}}))
+        from bot.releases import canary
+
+        return await canary.plan(cluster, catalog.apps["hexo"], "registry.sword.org/nginx:v2.0")
+
+    p = asyncio.run(plan())
+    assert p.steps == (1, 3, 6)
+    assert p.peak_pods == 7
+    assert p.deployment["metadata"]["name"] == "hexo"
