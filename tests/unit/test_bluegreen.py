@@ -173,7 +173,10 @@ def test_pod_requests_sum_containers_and_respect_init_containers() -> None:
         requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v}
         return {"name": "c", "resources": {"requests": requests}} if requests else {"name": "c"}
 
-    assert objects.pod_requests({"spec": {"containers": [c("100m", "64Mi"), c("250m"), c()]}}) == (350, 64 * 2**20)
+    assert objects.pod_requests({"spec": {"containers": [c("100m", "64Mi"), c("250m"), c()]}}) == (
+        350,
+        64 * 2**20,
+    )
     init = {"spec": {"containers": [c("100m", "1M")], "initContainers": [c("1", "1k"), c("500m")]}}
     assert objects.pod_requests(init) == (1000, 1_000_000)  # the larger of the sum and any init container
     assert objects.pod_requests({"spec": {"containers": [c("not-a-quantity")]}}) == (0, 0)
