@@ -175,7 +175,10 @@ class Catalog(_Model):
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
-            raise ConfigError(f"catalog: cannot read {path}: {e.strerror}") from e
+            raise ConfigError(
+                f"catalog: cannot read {path}: {e.strerror} (name the catalog with --catalog FILE or "
+                "RELEASE_BOT_CATALOG; docs: the README's 'The app catalog', or examples/catalog.yaml)"
+            ) from e
         except UnicodeDecodeError as e:
             raise ConfigError(f"catalog: cannot read {path}: not UTF-8 text") from e
         try:

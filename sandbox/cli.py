@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -63,13 +64,16 @@ def run(args: argparse.Namespace) -> int:
         handler.setFormatter(logging.Formatter("sandbox: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+    own_workdir = args.workdir is None  # a temporary one is removed when the sandbox stops
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="release-bot-sandbox-"))
     cp = ControlPlane(workdir / "cluster", ready_delay=args.ready_delay)
-    cp.start()
     try:
+        cp.start()
         asyncio.run(_sandbox(args, cp, workdir))
     finally:
         cp.stop()
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -56,7 +56,15 @@ class Auditor:
             "card": permalink,
         }
         text = json.dumps(line, sort_keys=True)
-        log.info(text)
+        # In the log, the audit fields are top-level keys of the line (the formatter stamps its own time).
+        log.info(
+            "audit: %s %s by %s: %s",
+            action,
+            app,
+            line["actor_name"],
+            result,
+            extra={f"audit_{k}" if k == "time" else k: v for k, v in line.items()},
+        )
         if self.file:
             with self.file.open("a", encoding="utf-8") as f:
                 f.write(text + "\n")

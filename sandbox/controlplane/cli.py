@@ -1,9 +1,9 @@
-"""``release-bot cluster up|down|status``: a local Kubernetes control plane from the command line.
+"""release-bot cluster up|down|status: a local Kubernetes control plane from the command line.
 
-``up`` starts one in a work dir and prints the ``export KUBECONFIG=...`` line; it stays in the
-foreground until Ctrl-C or SIGTERM (then stops everything), or with ``--detach`` leaves it running.
-``down`` stops a detached one by the PIDs recorded in the work dir (never by process name).
-``status`` says whether the one in the work dir is up (exit status 1 if not).
+"up" starts one in a work dir and prints the "export KUBECONFIG=..." line; it stays in the
+foreground until Ctrl-C or SIGTERM (then stops everything), or with --detach leaves it running.
+"down" stops a detached one by the PIDs recorded in the work dir (never by process name).
+"status" says whether the one in the work dir is up (exit status 1 if not).
 """
 
 from __future__ import annotations

@@ -3,14 +3,24 @@ traceback (no cluster or Slack needed: it stops before connecting to either)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from sandbox import hexo as hexo_app
+from sandbox.controlplane.launcher import ClusterInfo
 
 pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return run(*args, env=clean_env())
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -57,3 +67,41 @@ def test_unknown_subcommand_and_help() -> None:
     result = run("deploy", env=clean_env())
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_version_is_printed() -> None:
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.startswith("release-bot ")
+
+
+def test_catalog_check_validates_the_file(tmp_path: Path) -> None:
+    good = run_cli("catalog", "check", str(EXAMPLES / "catalog.yaml"))
+    assert good.returncode == 0 and "1 app(s) (hexo) valid" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apps:\n  hexo:\n    namespace: devops\n    strategies: [sideways]\n")
+    out = run_cli("catalog", "check", str(bad))
+    assert out.returncode == 1 and "hexo" in out.stdout and "Traceback" not in out.stdout + out.stderr
+    missing = run_cli("catalog", "check", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 1 and "--catalog" in missing.stdout
+
+
+async def test_catalog_check_against_the_cluster(
+    hexo: str, control_plane: ClusterInfo, tmp_path: Path
+) -> None:
+    users = {"alice": "U0ALICE", "bob": "U0BOB", "mallory": "U0MALLORY"}
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(hexo_app.catalog(hexo, users)))
+    kubeconfig = str(control_plane.admin_kubeconfig)
+    out = await asyncio.to_thread(run_cli, "catalog", "check", str(good), "--kubeconfig", kubeconfig)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "valid and in the cluster" in out.stdout
+
+    wrong = hexo_app.catalog(hexo, users, extra={"container": "web", "service": "no-such-service"})
+    wrong["apps"]["gone"] = {**wrong["apps"]["hexo"], "deployment": "no-such-deployment"}
+    path = tmp_path / "wrong.yaml"
+    path.write_text(yaml.safe_dump(wrong))
+    out = await asyncio.to_thread(run_cli, "catalog", "check", str(path), "--kubeconfig", kubeconfig)
+    assert out.returncode == 1
+    assert "hexo: Deployment hexo has no container web" in out.stdout
+    assert f"Service {hexo}/no-such-service does not exist" in out.stdout
+    assert f"gone: Deployment {hexo}/no-such-deployment does not exist" in out.stdout

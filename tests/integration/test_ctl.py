@@ -4,12 +4,10 @@ control plane, sharing records and locks with a running bot."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,6 +20,7 @@ from tests.fixtures.bot import (
     command,
     kubectl_json,
     pods_by_image,
+    record_of,
     wait_card,
     wait_ephemeral,
 )
@@ -62,12 +61,6 @@ async def ctl(
         raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-def record_of(cluster: ClusterInfo, namespace: str) -> dict[str, Any]:
-    cm = kubectl_json(cluster, "-n", namespace, "get", "configmap", "release-bot.hexo")
-    data: dict[str, Any] = json.loads(cm["data"]["record.json"])
-    return data
 
 
 async def test_ctl_releases_from_a_terminal(bots: Bots, control_plane: ClusterInfo) -> None:

@@ -13,11 +13,9 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 
 from sandbox.controlplane.launcher import ClusterInfo, ControlPlane
 from sandbox.slack import SlackSimulator
@@ -30,41 +28,17 @@ from tests.fixtures.bot import (
     kubectl,
     kubectl_json,
     pods_by_image,
+    record_of,
     thread_with,
     wait_card,
     wait_ephemeral,
+    wait_record,
 )
-from tests.fixtures.cluster import api_client_for, wait_for_object
 
 pytestmark = pytest.mark.integration
 
 V1 = "registry.sword.org/nginx:v1.0"
 V2 = "registry.sword.org/nginx:v2.0"
-
-
-def record_of(cluster: ClusterInfo, namespace: str) -> dict[str, Any]:
-    cm = kubectl_json(cluster, "-n", namespace, "get", "configmap", "release-bot.hexo")
-    data: dict[str, Any] = json.loads(cm["data"]["record.json"])
-    return data
-
-
-async def wait_record(
-    cluster: ClusterInfo, namespace: str, check: Callable[[dict[str, Any]], bool], timeout: float = 90
-) -> dict[str, Any]:
-    """Wait, by watch on a fresh client, until the release record satisfies `check`."""
-    api = await api_client_for(cluster.admin_kubeconfig)
-    try:
-        cm = await wait_for_object(
-            client.CoreV1Api(api).list_namespaced_config_map,
-            "release-bot.hexo",
-            lambda cm: cm is not None and check(json.loads(cm.data["record.json"])),
-            namespace=namespace,
-            timeout=timeout,
-        )
-    finally:
-        await api.close()
-    data: dict[str, Any] = json.loads(cm.data["record.json"])
-    return data
 
 
 def slow_rollout(cluster: ClusterInfo, namespace: str, seconds: int = 2) -> None:

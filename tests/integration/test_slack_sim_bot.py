@@ -4,40 +4,18 @@ scope it needs, and an org-wide install. Real control plane, the guide's hexo ap
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 
 from bot.manifest import BOT_SCOPES
 from sandbox.controlplane.launcher import ClusterInfo
 from sandbox.slack import SlackSimulator
-from tests.fixtures.bot import Bots, command, kubectl_json, wait_card
-from tests.fixtures.cluster import api_client_for, wait_for_object
+from tests.fixtures.bot import Bots, command, kubectl_json, wait_card, wait_record
 
 pytestmark = pytest.mark.integration
 
 V1 = "registry.sword.org/nginx:v1.0"
-
-
-async def wait_record(
-    cluster: ClusterInfo, namespace: str, check: Callable[[dict[str, Any]], bool], timeout: float = 90
-) -> dict[str, Any]:
-    api = await api_client_for(cluster.admin_kubeconfig)
-    try:
-        cm = await wait_for_object(
-            client.CoreV1Api(api).list_namespaced_config_map,
-            "release-bot.hexo",
-            lambda cm: cm is not None and check(json.loads(cm.data["record.json"])),
-            namespace=namespace,
-            timeout=timeout,
-        )
-    finally:
-        await api.close()
-    record: dict[str, Any] = json.loads(cm.data["record.json"])
-    return record
 
 
 async def told(sim: SlackSimulator, channel: str, user: str, words: str, timeout: float = 30) -> str:

@@ -243,11 +243,13 @@ def test_load_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
     with pytest.raises(ConfigError) as info:
         Catalog.load(path)
-    assert str(info.value) == f"catalog: cannot read {path}: No such file or directory"
+    message = str(info.value)
+    assert message.startswith(f"catalog: cannot read {path}: No such file or directory (")
+    assert "--catalog" in message and "RELEASE_BOT_CATALOG" in message
 
 
 def test_load_directory(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^catalog: cannot read .*: Is a directory$"):
+    with pytest.raises(ConfigError, match=r"^catalog: cannot read .*: Is a directory \("):
         Catalog.load(tmp_path)
 
 
