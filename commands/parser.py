@@ -128,6 +128,9 @@ def parse(text: str, apps: Collection[str] | None = None) -> Intent:
             elif name in STRATEGY_FLAGS and not eq:
                 flags[name] = None
             else:
+                close = difflib.get_close_matches(name, KNOWN_FLAGS, n=1, cutoff=0.6)
+                if close and close[0] != name:  # a misspelling (a known flag with a value is not)
+                    raise UsageError(f"Unknown option `{word}`. Did you mean `{close[0]}`?")
                 raise UsageError(
                     f"Unknown option `{word}`. Options: `--rolling`, `--canary`, `--bluegreen` "
                     "(releases), `--to-revision N` (rollback), `--revision N` (history), "
@@ -165,6 +168,11 @@ def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] 
             return Rollback(app=app, to_revision=_revision(flags.get("--to-revision"), "--to-revision"))
         return _APP_VERBS[verb](app=app)
     # `/release <app> <version> [strategy]`
+    if apps is not None and verb not in apps:
+        meant = difflib.get_close_matches(verb, VERBS, n=1, cutoff=0.75)
+        if meant and (not rest or rest[0] in apps):
+            typed = " ".join([meant[0], *rest])
+            raise UsageError(f"Unknown app `{args[0]}`. Did you mean `/release {typed}`?")
     if "--to-revision" in flags or "--revision" in flags:
         name = "--to-revision" if "--to-revision" in flags else "--revision"
         raise UsageError(
@@ -184,6 +192,11 @@ def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] 
     kind = classify_version(version)
     strategy = STRATEGY_FLAGS[strategies[0]] if strategies else None
     return Release(app=app, version=version, version_kind=kind, strategy=strategy)
+
+
+# Every verb of the language and every option, for "did you mean" answers.
+VERBS = ("help", "apps", "history", "rollback", *_APP_VERBS)
+KNOWN_FLAGS = ("--help", "--to-revision", "--revision", "--env", *STRATEGY_FLAGS)
 
 
 def _app(name: str, apps: Collection[str] | None, env: str | None = None) -> str:

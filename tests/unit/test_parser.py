@@ -491,3 +491,20 @@ def test_an_app_with_environments_needs_one() -> None:
 def test_env_flag_needs_a_valid_name() -> None:
     assert "needs an environment" in usage("hexo v2.0 --env")
     assert "not an environment name" in usage("hexo v2.0 --env Prod!", apps=ENV_APPS)
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("rollbak hexo", "Did you mean `/release rollback hexo`?"),
+        ("promot hexo", "Did you mean `/release promote hexo`?"),
+        ("hexo v2.0 --canery", "Did you mean `--canary`?"),
+        ("hexo v2.0 --blugreen", "Did you mean `--bluegreen`?"),
+        ("history hexo --revison 2", "Did you mean `--revision`?"),
+        ("hexp v2.0", "Did you mean `hexo`?"),
+    ],
+)
+def test_did_you_mean_for_verbs_flags_and_apps(text: str, answer: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse(text, apps={"hexo"})
+    assert answer in str(info.value)
