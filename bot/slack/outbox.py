@@ -40,6 +40,35 @@ TRANSIENT_ERRORS = frozenset(
 # The card message is gone or no longer ours to change: post a new one.
 CARD_GONE = frozenset({"message_not_found", "cant_update_message"})
 NOTES_PER_MESSAGE = 5  # notes waiting for the same thread are joined, up to this many
+# Slack's documented limits, kept to by design rather than learnt from 429s: chat.postMessage about one
+# message per second per channel with short bursts; chat.update is Tier 3 (50+ a minute, workspace-wide).
+POSTS_PER_SECOND, POST_BURST = 1.0, 3
+UPDATES_PER_SECOND, UPDATE_BURST = 50 / 60, 10
+
+
+class Budget:
+    """A token bucket: `rate` calls a second, bursts of `burst`. A call reserves a token, waiting (if
+    the bucket is empty) until its turn comes; reservations queue up in order."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, float(burst), clock
+        self.tokens, self.updated = float(burst), clock()
+
+    def reserve(self) -> float:
+        """Take a token (possibly one not there yet); the seconds to wait before using it."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate) - 1.0
+        self.updated = now
+        return max(0.0, -self.tokens / self.rate)
+
+    async def acquire(self) -> None:
+        delay = self.reserve()
+        if delay:
+            await asyncio.sleep(delay)
+
+    def drain(self) -> None:
+        """Slack said 429: spend what is left, so the next calls wait."""
+        self.tokens = min(self.tokens, 0.0)
 
 
 def slack_error(e: SlackApiError) -> str:
@@ -104,6 +133,7 @@ class ChannelSender:
         self.outbox = outbox
         self.cards: dict[str, Card] = {}
         self.posts: deque[Post] = deque()
+        self.budget = Budget(POSTS_PER_SECOND, POST_BURST)  # this channel's messages
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -170,7 +200,10 @@ class ChannelSender:
         gave_up = done.cancelled if done is not None else None
         try:
             resp = await self.outbox.deliver(
-                "chat.postMessage", lambda: self.client.chat_postMessage(**kwargs), gave_up=gave_up
+                "chat.postMessage",
+                lambda: self.client.chat_postMessage(**kwargs),
+                gave_up=gave_up,
+                budget=self.budget,
             )
         except Abandoned:
             return
@@ -200,6 +233,7 @@ class ChannelSender:
             await self.outbox.deliver(
                 "chat.update",
                 lambda: self.client.chat_update(channel=self.channel, ts=card.ref, text=text, blocks=blocks),
+                budget=self.outbox.updates,
             )
         except CardRefused as e:
             if e.error not in CARD_GONE:
@@ -221,6 +255,7 @@ class ChannelSender:
                 lambda: self.client.chat_postMessage(
                     channel=self.channel, text=card.text, blocks=card.blocks
                 ),
+                budget=self.budget,
             )
         except CardRefused as e:
             log.warning("card of %s could not be posted again: %s", card.release_id, e.error)
@@ -241,6 +276,7 @@ class Outbox:
         self.interval = interval
         self.tasks = Tasks("outbox")
         self.senders: dict[str, ChannelSender] = {}
+        self.updates = Budget(UPDATES_PER_SECOND, UPDATE_BURST)  # chat.update, for the whole workspace
         self.retries = 0  # Slack calls tried again (for the benchmarks and the metrics)
         self.on_settled: Callable[[str, Card], None] | None = None
         self.on_moved: Callable[[Card], None] | None = None
@@ -252,14 +288,20 @@ class Outbox:
         return sender
 
     async def deliver(
-        self, method: str, call: Callable[[], Awaitable[Any]], gave_up: Callable[[], bool] | None = None
+        self,
+        method: str,
+        call: Callable[[], Awaitable[Any]],
+        gave_up: Callable[[], bool] | None = None,
+        budget: Budget | None = None,
     ) -> Any:
-        """Make the call until Slack takes it; CardRefused for a permanent refusal, Abandoned when
-        `gave_up()` says it is no longer wanted (checked before every retry)."""
+        """Make the call until Slack takes it, within `budget`; CardRefused for a permanent refusal,
+        Abandoned when `gave_up()` says it is no longer wanted (checked before every retry)."""
         attempt = 0
         while True:
             if attempt and gave_up is not None and gave_up():
                 raise Abandoned(method)
+            if budget is not None:
+                await budget.acquire()
             try:
                 async with asyncio.timeout(CALL_TIMEOUT_S):
                     return await call()
@@ -267,6 +309,8 @@ class Outbox:
                 raise
             except Exception as e:
                 wait = transient(e)
+                if wait and budget is not None:
+                    budget.drain()
                 if wait is None:
                     if isinstance(e, SlackApiError):
                         raise CardRefused(slack_error(e)) from e
