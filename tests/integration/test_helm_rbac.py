@@ -1,12 +1,14 @@
 """The chart's least-privilege RBAC against a REAL API server.
 
-The chart is rendered for a release in its own namespace, releasing into the test's namespace; its
-ServiceAccount, Role, RoleBinding and catalog ConfigMap are applied with the admin client, and then
-everything runs with the ServiceAccount's own token, as the deployed bot would:
+The chart is rendered for a release in its own namespace, releasing into two namespaces (a blue-green
+app, and an app released rolling or canary only); its ServiceAccount, Roles, RoleBindings and
+catalog ConfigMap are applied (server-side apply) with the admin client, and then everything runs
+with the ServiceAccount's own token, as the deployed bot would:
 
-- SelfSubjectAccessReview says yes to every verb the bot needs and no to everything else;
-- the bot's own client (bot.kube.client.Kube) really performs its calls with that token, and a call
-  outside the Role gets 403 Forbidden.
+- SelfSubjectAccessReview says yes to every verb the bot needs, on the names it needs, and no to
+  everything else (other names, other verbs, other namespaces, cluster-wide);
+- the bot's own client (bot.kube.client.Kube) really performs its calls with that token, including
+  the Endpoints watch narrowed to one name, and a call outside the Role gets 403 Forbidden.
 """
 
 from __future__ import annotations
@@ -25,59 +27,130 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from bot.kube.client import Kube, KubeError
 from sandbox.controlplane.launcher import ClusterInfo
 from tests.fixtures.cluster import api_client_for
-from tests.fixtures.helm import InstalledRbac, install_rbac, service_account_kubeconfig
+from tests.fixtures.helm import InstalledRbac, catalog_for, install_rbac, service_account_kubeconfig
 
 pytestmark = pytest.mark.integration
 
-Check = tuple[str, str, str, str]  # (namespace, API group, resource, verb)
+Check = tuple[str, str, str, str, str]  # (namespace, API group, resource, verb, name; "" = any)
 
-# What bot/kube/client.py calls, per (API group, resource).
-NEEDED: dict[tuple[str, str], tuple[str, ...]] = {
-    ("apps", "deployments"): ("get", "list", "watch", "patch", "create", "delete"),
-    ("apps", "replicasets"): ("list",),
-    ("", "pods"): ("list", "watch"),
-    ("", "services"): ("get", "patch"),
-    ("", "endpoints"): ("list", "watch"),
-    ("", "configmaps"): ("get", "list", "watch", "create", "update"),
-    ("coordination.k8s.io", "leases"): ("get", "create", "update"),
-    ("", "events"): ("create",),
-}
+# What bot/kube/client.py calls for the blue-green app hexo (Deployment hexo, Service hexo-service):
+# (API group, resource, verb, name).
+NEEDED: list[tuple[str, str, str, str]] = [
+    *[("apps", "deployments", v, "") for v in ("get", "list", "watch", "patch", "create", "delete")],
+    ("apps", "replicasets", "list", ""),
+    ("", "pods", "list", ""),
+    ("", "pods", "watch", ""),
+    ("", "services", "get", "hexo-service"),
+    ("", "services", "patch", "hexo-service"),
+    # the Endpoints watch selects the Service's name (fieldSelector metadata.name)
+    ("", "endpoints", "list", "hexo-service"),
+    ("", "endpoints", "watch", "hexo-service"),
+    ("", "configmaps", "list", ""),
+    ("", "configmaps", "watch", ""),
+    ("", "configmaps", "create", ""),
+    ("", "configmaps", "get", "release-bot.hexo"),
+    ("", "configmaps", "update", "release-bot.hexo"),
+    ("coordination.k8s.io", "leases", "create", ""),
+    ("coordination.k8s.io", "leases", "get", "release-bot.hexo"),
+    ("coordination.k8s.io", "leases", "update", "release-bot.hexo"),
+    ("", "events", "create", ""),
+]
 
-# Inside the released namespace, but outside the Role.
-REFUSED_HERE: list[tuple[str, str, str]] = [
-    ("", "pods", "delete"),
-    ("", "pods", "create"),
-    ("", "pods/exec", "create"),
-    ("", "pods/log", "get"),
-    ("", "secrets", "get"),
-    ("", "secrets", "list"),
-    ("", "configmaps", "delete"),
-    ("", "configmaps", "deletecollection"),
-    ("", "services", "create"),
-    ("", "services", "delete"),
-    ("", "services", "update"),
-    ("", "serviceaccounts", "create"),
-    ("", "events", "delete"),
-    ("apps", "deployments", "update"),
-    ("apps", "deployments", "deletecollection"),
-    ("apps", "deployments/scale", "update"),
-    ("apps", "replicasets", "delete"),
-    ("apps", "replicasets", "patch"),
-    ("apps", "statefulsets", "list"),
-    ("coordination.k8s.io", "leases", "delete"),
-    ("rbac.authorization.k8s.io", "roles", "create"),
-    ("rbac.authorization.k8s.io", "rolebindings", "create"),
-    ("rbac.authorization.k8s.io", "roles", "escalate"),
+# ... and for the rolling/canary-only app hexo1 (Deployment hexo) in its own namespace.
+NEEDED_ROLLING: list[tuple[str, str, str, str]] = [
+    ("apps", "deployments", "list", ""),
+    ("apps", "deployments", "watch", ""),
+    ("apps", "deployments", "get", "hexo"),
+    ("apps", "deployments", "patch", "hexo"),
+    ("apps", "replicasets", "list", ""),
+    ("", "pods", "list", ""),
+    ("", "pods", "watch", ""),
+    ("", "configmaps", "list", ""),
+    ("", "configmaps", "watch", ""),
+    ("", "configmaps", "create", ""),
+    ("", "configmaps", "get", "release-bot.hexo1"),
+    ("", "configmaps", "update", "release-bot.hexo1"),
+    ("coordination.k8s.io", "leases", "create", ""),
+    ("coordination.k8s.io", "leases", "get", "release-bot.hexo1"),
+    ("coordination.k8s.io", "leases", "update", "release-bot.hexo1"),
+    ("", "events", "create", ""),
+]
+
+# Inside the blue-green app's namespace, but outside the Role.
+REFUSED_HERE: list[tuple[str, str, str, str]] = [
+    ("", "pods", "delete", ""),
+    ("", "pods", "create", ""),
+    ("", "pods/exec", "create", ""),
+    ("", "pods/log", "get", ""),
+    ("", "secrets", "get", ""),
+    ("", "secrets", "list", ""),
+    ("", "configmaps", "get", "hexo-nginx-conf"),
+    ("", "configmaps", "get", ""),
+    ("", "configmaps", "update", "someone-elses-config"),
+    ("", "configmaps", "patch", "release-bot.hexo"),
+    ("", "configmaps", "delete", "release-bot.hexo"),
+    ("", "configmaps", "deletecollection", ""),
+    ("", "services", "get", "other-service"),
+    ("", "services", "list", ""),
+    ("", "services", "patch", "other-service"),
+    ("", "services", "create", ""),
+    ("", "services", "delete", "hexo-service"),
+    ("", "services", "update", "hexo-service"),
+    ("", "endpoints", "list", ""),
+    ("", "endpoints", "watch", "other-service"),
+    ("", "serviceaccounts", "create", ""),
+    ("", "events", "delete", ""),
+    ("apps", "deployments", "update", ""),
+    ("apps", "deployments", "deletecollection", ""),
+    ("apps", "deployments/scale", "update", ""),
+    ("apps", "replicasets", "delete", ""),
+    ("apps", "replicasets", "patch", ""),
+    ("apps", "statefulsets", "list", ""),
+    ("coordination.k8s.io", "leases", "get", "someone-elses-lease"),
+    ("coordination.k8s.io", "leases", "update", "someone-elses-lease"),
+    ("coordination.k8s.io", "leases", "delete", "release-bot.hexo"),
+    ("coordination.k8s.io", "leases", "list", ""),
+    ("rbac.authorization.k8s.io", "roles", "create", ""),
+    ("rbac.authorization.k8s.io", "rolebindings", "create", ""),
+    ("rbac.authorization.k8s.io", "roles", "escalate", ""),
+]
+
+# In the rolling/canary-only namespace: no blue-green, so no Deployment is created, deleted or
+# patched but the app's, and no Service or Endpoints are touched.
+REFUSED_ROLLING: list[tuple[str, str, str, str]] = [
+    ("apps", "deployments", "create", ""),
+    ("apps", "deployments", "delete", "hexo"),
+    ("apps", "deployments", "get", "hexo-v2.0"),
+    ("apps", "deployments", "patch", "another-app"),
+    ("", "services", "get", "hexo-service"),
+    ("", "services", "patch", "hexo-service"),
+    ("", "endpoints", "watch", "hexo-service"),
+    ("", "configmaps", "get", "release-bot.hexo"),
+    ("coordination.k8s.io", "leases", "update", "release-bot.hexo"),
 ]
 
 
 @dataclass
 class Bot:
     rbac: InstalledRbac
-    namespace: str  # the released namespace
+    namespace: str  # the released namespace of the blue-green app hexo
+    rolling_namespace: str  # the released namespace of the rolling/canary-only app hexo1
     kubeconfig: Path  # authenticates as the chart's ServiceAccount
     api: client.ApiClient  # raw client with that token
     kube: Kube  # the bot's own client with that token
+
+
+async def _fresh_namespace(core: client.CoreV1Api, name: str) -> None:
+    manifest: Any = {"metadata": {"name": name, "labels": {"release-bot.test": "true"}}}
+    await core.create_namespace(manifest)
+
+
+async def _delete_namespace(core: client.CoreV1Api, name: str) -> None:
+    try:
+        await core.delete_namespace(name)
+    except ApiException as e:
+        if e.status != 404:
+            raise
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -85,16 +158,23 @@ async def bot_namespace(kube_admin: client.ApiClient, namespace: str) -> AsyncIt
     """The namespace the chart is installed in (the bot's own, distinct from the released one)."""
     core = client.CoreV1Api(kube_admin)
     name = f"{namespace}-bot"
-    manifest: Any = {"metadata": {"name": name, "labels": {"release-bot.test": "true"}}}
-    await core.create_namespace(manifest)
+    await _fresh_namespace(core, name)
     try:
         yield name
     finally:
-        try:
-            await core.delete_namespace(name)
-        except ApiException as e:
-            if e.status != 404:
-                raise
+        await _delete_namespace(core, name)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def rolling_namespace(kube_admin: client.ApiClient, namespace: str) -> AsyncIterator[str]:
+    """A second released namespace, for an app that does not release blue-green."""
+    core = client.CoreV1Api(kube_admin)
+    name = f"{namespace}-r"
+    await _fresh_namespace(core, name)
+    try:
+        yield name
+    finally:
+        await _delete_namespace(core, name)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -103,30 +183,49 @@ async def bot(
     kube_admin: client.ApiClient,
     namespace: str,
     bot_namespace: str,
+    rolling_namespace: str,
     tmp_path: Path,
 ) -> AsyncIterator[Bot]:
-    rbac = await install_rbac(kube_admin, bot_namespace=bot_namespace, namespaces=[namespace])
+    catalog = catalog_for(namespace, rolling_namespace)
+    catalog["apps"]["hexo1"]["strategies"] = ["rolling", "canary"]
+    rbac = await install_rbac(
+        kube_admin,
+        bot_namespace=bot_namespace,
+        namespaces=[namespace, rolling_namespace],
+        values={"catalog": catalog},
+    )
     kubeconfig = await service_account_kubeconfig(
         control_plane.admin_kubeconfig, control_plane.api_url, rbac.token, tmp_path / "bot.kubeconfig"
     )
     api = await api_client_for(kubeconfig)
     kube = await Kube.connect(kubeconfig)
     try:
-        yield Bot(rbac=rbac, namespace=namespace, kubeconfig=kubeconfig, api=api, kube=kube)
+        yield Bot(
+            rbac=rbac,
+            namespace=namespace,
+            rolling_namespace=rolling_namespace,
+            kubeconfig=kubeconfig,
+            api=api,
+            kube=kube,
+        )
     finally:
         await kube.close()
         await api.close()
 
 
 async def allowed(api: client.ApiClient, check: Check) -> bool:
-    """Ask the API server (SelfSubjectAccessReview) whether the caller may do ``check``."""
-    ns, group, resource, verb = check
+    """Ask the API server (SelfSubjectAccessReview) whether the caller may do ``check``. A list or
+    watch with a name is what the API server authorizes for a request selecting that one name
+    (fieldSelector=metadata.name=...)."""
+    ns, group, resource, verb, name = check
     resource, _, subresource = resource.partition("/")
     attrs: dict[str, Any] = {"group": group, "resource": resource, "verb": verb}
     if ns:
         attrs["namespace"] = ns
     if subresource:
         attrs["subresource"] = subresource
+    if name:
+        attrs["name"] = name
     body: Any = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
@@ -142,26 +241,27 @@ async def answers(api: client.ApiClient, checks: list[Check]) -> dict[Check, boo
 
 
 async def test_every_verb_the_bot_needs_is_allowed(bot: Bot) -> None:
-    checks = [(bot.namespace, g, r, v) for (g, r), verbs in NEEDED.items() for v in verbs]
+    checks = [(bot.namespace, g, r, v, n) for g, r, v, n in NEEDED]
+    checks += [(bot.rolling_namespace, g, r, v, n) for g, r, v, n in NEEDED_ROLLING]
     refused = [c for c, ok in (await answers(bot.api, checks)).items() if not ok]
     assert refused == [], f"the chart's Role refuses what the bot needs: {refused}"
 
 
 async def test_everything_else_is_refused(bot: Bot) -> None:
-    here = [(bot.namespace, g, r, v) for g, r, v in REFUSED_HERE]
+    here = [(bot.namespace, g, r, v, n) for g, r, v, n in REFUSED_HERE]
+    here += [(bot.rolling_namespace, g, r, v, n) for g, r, v, n in REFUSED_ROLLING]
     elsewhere = [
-        (other, g, r, v)
+        (other, g, r, v, n)
         for other in (bot.rbac.bot_namespace, "default", "kube-system")
-        for (g, r), verbs in NEEDED.items()
-        for v in verbs
+        for g, r, v, n in NEEDED
     ]
     cluster_wide = [
-        ("", "", "namespaces", "list"),
-        ("", "", "nodes", "get"),
-        ("", "apps", "deployments", "list"),  # all namespaces
-        ("", "", "pods", "watch"),
-        ("", "rbac.authorization.k8s.io", "clusterroles", "create"),
-        ("", "rbac.authorization.k8s.io", "clusterrolebindings", "create"),
+        ("", "", "namespaces", "list", ""),
+        ("", "", "nodes", "get", ""),
+        ("", "apps", "deployments", "list", ""),  # all namespaces
+        ("", "", "pods", "watch", ""),
+        ("", "rbac.authorization.k8s.io", "clusterroles", "create", ""),
+        ("", "rbac.authorization.k8s.io", "clusterrolebindings", "create", ""),
     ]
     wrongly_allowed = [c for c, ok in (await answers(bot.api, here + elsewhere + cluster_wide)).items() if ok]
     assert wrongly_allowed == [], f"the chart's RBAC allows more than the bot needs: {wrongly_allowed}"
@@ -265,3 +365,62 @@ async def test_calls_outside_the_role_get_403(bot: Bot) -> None:
     with pytest.raises(KubeError) as denied:
         await bot.kube.deployment("default", "anything")
     assert denied.value.status == 403
+    # names outside the Role's resourceNames
+    with pytest.raises(KubeError) as denied:
+        await bot.kube.configmap(bot.namespace, "someone-elses-config")
+    assert denied.value.status == 403
+    with pytest.raises(KubeError) as denied:
+        await bot.kube.lease(bot.namespace, "someone-elses-lease")
+    assert denied.value.status == 403
+    with pytest.raises(KubeError) as denied:
+        await bot.kube.service(bot.namespace, "other-service")
+    assert denied.value.status == 403
+    with pytest.raises(ApiException) as e:  # an Endpoints list that does not select the one name
+        await client.CoreV1Api(bot.api).list_namespaced_endpoints(bot.namespace)
+    assert e.value.status == 403
+
+
+async def test_without_bluegreen_only_the_apps_deployment_is_touched(
+    bot: Bot, kube_admin: client.ApiClient
+) -> None:
+    ns, kube = bot.rolling_namespace, bot.kube
+    apps = client.AppsV1Api(kube_admin)
+    for name in ("hexo", "another-app"):
+        body: Any = _deployment(name)
+        await apps.create_namespaced_deployment(ns, body)
+    patched = await kube.patch_deployment(ns, "hexo", {"spec": {"paused": True}})
+    assert patched["spec"]["paused"] is True
+    assert {d["metadata"]["name"] for d in await kube.deployments(ns)} == {"hexo", "another-app"}
+    with pytest.raises(KubeError) as denied:
+        await kube.patch_deployment(ns, "another-app", {"spec": {"paused": True}})
+    assert denied.value.status == 403
+    with pytest.raises(KubeError) as denied:
+        await kube.create_deployment(ns, _deployment("hexo-v2.0"))
+    assert denied.value.status == 403
+    with pytest.raises(KubeError) as denied:
+        await kube.delete_deployment(ns, "hexo")
+    assert denied.value.status == 403
+    record = await kube.create_configmap(ns, {"metadata": {"name": "release-bot.hexo1"}, "data": {"v": "1"}})
+    record["data"]["v"] = "2"
+    assert (await kube.replace_configmap(ns, record))["data"]["v"] == "2"
+    other = await kube.create_configmap(ns, {"metadata": {"name": "not-a-record"}, "data": {}})
+    with pytest.raises(KubeError) as denied:  # created, but not a name the Role lets it replace
+        await kube.replace_configmap(ns, other)
+    assert denied.value.status == 403
+
+
+def _deployment(name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "registry.sword.org/nginx:v1.0"}]},
+            },
+        },
+    }

@@ -1,10 +1,17 @@
 """The Helm chart (helm/release-bot), rendered offline with helm-python-sdk: security settings, probes,
-grace period, least-privilege RBAC, Slack secret handling, lint, and the values schema."""
+grace period, both Slack modes and their secrets, least-privilege RBAC narrowed by name, monitoring
+objects, extraObjects, the `helm test` hook, NOTES, lint, and the values schema."""
 
 from __future__ import annotations
 
+import base64
 import math
 import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,25 +22,47 @@ try:
 except ImportError as e:  # a missing prerequisite fails, with the command that fixes it
     raise ImportError("helm-python-sdk is not installed: run `.venv/bin/pip install helm-python-sdk`") from e
 
-from tests.fixtures.helm import CHART, SLACK_VALUES, Obj, catalog_for, of_kind, one, render, render_notes
+from bot.metrics import Metrics
+from tests.fixtures.helm import (
+    CHART,
+    IMAGE_VALUES,
+    SLACK_VALUES,
+    SOCKET_VALUES,
+    Obj,
+    catalog_for,
+    is_hook,
+    of_kind,
+    one,
+    render,
+    render_files,
+    render_notes,
+)
 
-# What bot/kube/client.py calls, per (API group, resource): the Role must grant exactly this.
-NEEDED: dict[tuple[str, str], set[str]] = {
-    ("apps", "deployments"): {"get", "list", "watch", "patch", "create", "delete"},
-    ("apps", "replicasets"): {"list"},
-    ("", "pods"): {"list", "watch"},
-    ("", "services"): {"get", "patch"},
-    ("", "endpoints"): {"list", "watch"},
-    ("", "configmaps"): {"get", "list", "watch", "create", "update"},
-    ("coordination.k8s.io", "leases"): {"get", "create", "update"},
-    ("", "events"): {"create"},
+Rule = tuple[str, str, tuple[str, ...]]  # (API group, resource, resourceNames; () = every name)
+
+# What bot/kube/client.py calls for an app released blue-green (hexo, Service hexo-service).
+NEEDED_BLUEGREEN: dict[Rule, set[str]] = {
+    ("apps", "deployments", ()): {"get", "list", "watch", "patch", "create", "delete"},
+    ("apps", "replicasets", ()): {"list"},
+    ("", "pods", ()): {"list", "watch"},
+    ("", "services", ("hexo-service",)): {"get", "patch"},
+    ("", "endpoints", ("hexo-service",)): {"list", "watch"},
+    ("", "configmaps", ()): {"list", "watch", "create"},
+    ("", "configmaps", ("release-bot.hexo",)): {"get", "update"},
+    ("coordination.k8s.io", "leases", ()): {"create"},
+    ("coordination.k8s.io", "leases", ("release-bot.hexo",)): {"get", "update"},
+    ("", "events", ()): {"create"},
 }
 
-BASE: Obj = {**SLACK_VALUES, "catalog": catalog_for("devops")}
+BASE: Obj = {**IMAGE_VALUES, **SLACK_VALUES, "catalog": catalog_for("devops")}
 
 
 def values(**overrides: Any) -> Obj:
     return {**BASE, **overrides}
+
+
+def socket_values(**overrides: Any) -> Obj:
+    return {**BASE, **SOCKET_VALUES, **overrides}
 
 
 def deployment(docs: list[Obj]) -> Obj:
@@ -51,13 +80,23 @@ def env(docs: list[Obj]) -> dict[str, Obj]:
     return {e["name"]: e for e in container(docs)["env"]}
 
 
-def granted(role: Obj) -> dict[tuple[str, str], set[str]]:
-    out: dict[tuple[str, str], set[str]] = {}
+def secret_data(docs: list[Obj]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in one(docs, "Secret")["data"].items()}
+
+
+def granted(role: Obj) -> dict[Rule, set[str]]:
+    out: dict[Rule, set[str]] = {}
     for rule in role["rules"]:
+        names = tuple(rule.get("resourceNames", ()))
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                out.setdefault((group, resource), set()).update(rule["verbs"])
+                out.setdefault((group, resource, names), set()).update(rule["verbs"])
     return out
+
+
+def role_in(docs: list[Obj], namespace: str) -> Obj:
+    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["namespace"] == namespace]
+    return role
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +161,18 @@ def test_bot_settings_reach_the_environment(default_docs: list[Obj]) -> None:
     assert e["RELEASE_BOT_LEASE_SECONDS"]["value"] == "15"
     # The image sets RELEASE_BOT_HOST=0.0.0.0; the chart must not override it, nor give a kubeconfig.
     assert "RELEASE_BOT_HOST" not in e and "KUBECONFIG" not in e
-    for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
-        assert e[key]["valueFrom"]["secretKeyRef"] == {"name": "release-bot", "key": key}
-    assert e["SLACK_APP_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
     assert deployment(default_docs)["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+
+
+def test_image_is_required_and_takes_the_tag_or_digest() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=r"image\.repository is required"):
+        render({**SLACK_VALUES, "catalog": catalog_for("devops")})
+    assert container(render(values()))["image"] == "registry.example.org/release-bot:0.1.0"
+    untagged = render(values(image={"repository": "registry.example.org/rb"}))
+    assert container(untagged)["image"] == "registry.example.org/rb:0.1.0", "the chart's appVersion"
+    digest = "sha256:" + "a" * 64
+    pinned = render(values(image={"repository": "registry.example.org/rb", "tag": "9", "digest": digest}))
+    assert container(pinned)["image"] == f"registry.example.org/rb@{digest}"
 
 
 def test_catalog_configmap_is_mounted_where_the_bot_reads_it(default_docs: list[Obj]) -> None:
@@ -170,7 +217,30 @@ def test_pdb_for_old_clusters_and_none_for_one_replica() -> None:
         render(values(replicaCount=2, podDisruptionBudget={"minAvailable": 2}))
 
 
-def test_three_replicas_with_ingress_and_existing_secret() -> None:
+def test_every_object_is_namespaced_and_labelled(default_docs: list[Obj]) -> None:
+    for doc in default_docs:
+        meta = doc["metadata"]
+        assert meta.get("namespace"), f"{doc['kind']} {meta['name']} has no namespace"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "release-bot"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+
+
+# ---------------------------------------------------------------------------- Slack: HTTP mode
+
+
+def test_http_mode_needs_the_signing_secret_and_no_app_token(default_docs: list[Obj]) -> None:
+    assert container(default_docs)["args"] == ["serve"]
+    e = env(default_docs)
+    for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        assert e[key]["valueFrom"]["secretKeyRef"] == {"name": "release-bot", "key": key}, "not optional"
+    assert "SLACK_APP_TOKEN" not in e
+    assert secret_data(default_docs) == {
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": "test-signing-secret",
+    }
+
+
+def test_http_mode_with_ingress_and_existing_secret() -> None:
     docs = render(
         values(
             replicaCount=3,
@@ -183,7 +253,8 @@ def test_three_replicas_with_ingress_and_existing_secret() -> None:
     assert deployment(docs)["spec"]["replicas"] == 3
     assert of_kind(docs, "Secret") == [], "existingSecret: the chart must not create a Secret"
     e = env(docs)
-    assert e["SLACK_BOT_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "slack-from-vault"
+    for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        assert e[key]["valueFrom"]["secretKeyRef"] == {"name": "slack-from-vault", "key": key}
     assert "checksum/secret" not in deployment(docs)["spec"]["template"]["metadata"]["annotations"]
     ingress = one(docs, "Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
@@ -194,27 +265,105 @@ def test_three_replicas_with_ingress_and_existing_secret() -> None:
     assert path["backend"]["service"] == {"name": "release-bot", "port": {"number": 80}}
 
 
-def test_created_secret_holds_the_slack_tokens(default_docs: list[Obj]) -> None:
-    import base64
-
-    secret = one(default_docs, "Secret")
-    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert data == {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_SIGNING_SECRET": "test-signing-secret"}
-    with_app = one(render(values(slack={**SLACK_VALUES["slack"], "appToken": "xapp-1"})), "Secret")
-    assert "SLACK_APP_TOKEN" in with_app["data"]
+def test_http_mode_notes_give_the_request_url_and_the_keys() -> None:
+    notes = render_notes(values(ingress={"enabled": True, "hosts": ["bot.example.org"]}))
+    assert "HTTP mode" in notes
+    assert "https://bot.example.org/slack/events" in notes
+    assert re.search(r"SLACK_SIGNING_SECRET\s+required", notes)
+    assert "SLACK_APP_TOKEN" not in notes and "Socket Mode" not in notes
 
 
-def test_missing_slack_token_is_a_clear_error() -> None:
-    with pytest.raises(helm_python.HelmRenderError, match=r"slack\.botToken is required"):
-        render({"catalog": catalog_for("devops")})
+# ---------------------------------------------------------------------------- Slack: Socket Mode
 
 
-def test_every_object_is_namespaced_and_labelled(default_docs: list[Obj]) -> None:
-    for doc in default_docs:
-        meta = doc["metadata"]
-        assert meta.get("namespace"), f"{doc['kind']} {meta['name']} has no namespace"
-        assert meta["labels"]["app.kubernetes.io/instance"] == "release-bot"
-        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+def test_socket_mode_with_the_charts_secret_needs_no_signing_secret() -> None:
+    docs = render(socket_values())
+    assert container(docs)["args"] == ["serve", "--socket-mode"]
+    assert secret_data(docs) == {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_APP_TOKEN": "xapp-1-A1-2-x"}
+    e = env(docs)
+    assert e["SLACK_APP_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "release-bot",
+        "key": "SLACK_APP_TOKEN",
+    }
+    assert e["SLACK_SIGNING_SECRET"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    signed = render(socket_values(slack={**SOCKET_VALUES["slack"], "signingSecret": "s3"}))
+    assert secret_data(signed)["SLACK_SIGNING_SECRET"] == "s3"
+
+
+def test_socket_mode_with_an_existing_secret() -> None:
+    docs = render(socket_values(existingSecret="slack-from-vault", slack={"socketMode": True}))
+    assert of_kind(docs, "Secret") == []
+    e = env(docs)
+    assert e["SLACK_BOT_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "slack-from-vault",
+        "key": "SLACK_BOT_TOKEN",
+    }
+    # required: a Secret without it stops the pod before the bot starts (CreateContainerConfigError)
+    assert e["SLACK_APP_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "slack-from-vault",
+        "key": "SLACK_APP_TOKEN",
+    }
+    # optional: a Secret without it starts the bot, which needs none in Socket Mode
+    assert e["SLACK_SIGNING_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "slack-from-vault",
+        "key": "SLACK_SIGNING_SECRET",
+        "optional": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("slack", "message"),
+    [
+        ({"socketMode": True, "botToken": "xoxb-1"}, r"/slack/appToken"),
+        ({"socketMode": True, "botToken": "xoxb-1", "appToken": "xoxb-not-an-app-token"}, r"/slack/appToken"),
+        ({"socketMode": True, "appToken": "xapp-1"}, r"/slack/botToken"),
+        ({"botToken": "xoxb-1"}, r"/slack/signingSecret"),
+        ({"signingSecret": "s"}, r"/slack/botToken"),
+    ],
+)
+def test_schema_refuses_a_secret_the_mode_cannot_run_with(slack: Obj, message: str) -> None:
+    with helm_python.Chart.load(CHART) as chart:
+        with pytest.raises(helm_python.HelmValuesError, match=message):
+            chart.validate_schema(values(slack=slack))
+        chart.validate_schema(values(slack=slack, existingSecret="mine"))  # the chart cannot see it
+
+
+@pytest.mark.parametrize(
+    ("slack", "message"),
+    [
+        (
+            {"socketMode": True, "botToken": "xoxb-1"},
+            r"slack\.appToken \(xapp-\.\.\.\) is required in Socket Mode",
+        ),
+        ({"botToken": "xoxb-1"}, r"slack\.signingSecret is required in HTTP mode"),
+        ({"signingSecret": "s"}, r"slack\.botToken is required"),
+    ],
+)
+def test_templates_refuse_it_too_without_the_schema(slack: Obj, message: str, tmp_path: Path) -> None:
+    """Rendering with schema validation skipped (a chart copy without values.schema.json): the
+    templates themselves say what is missing."""
+    copy = tmp_path / "release-bot"
+    shutil.copytree(CHART, copy)
+    (copy / "values.schema.json").unlink()
+    with helm_python.Chart.load(copy) as chart, pytest.raises(helm_python.HelmRenderError, match=message):
+        chart.render(values(slack=slack), name="release-bot", namespace="bots")
+
+
+def test_socket_mode_refuses_an_ingress() -> None:
+    with pytest.raises(helm_python.HelmValuesError, match=r"/ingress/enabled"):
+        render(socket_values(ingress={"enabled": True, "hosts": ["bot.example.org"]}))
+
+
+def test_socket_mode_notes_say_no_request_url() -> None:
+    notes = render_notes(socket_values())
+    assert "Socket Mode" in notes
+    assert "Request URL" in notes and "no Request URL" in notes
+    assert "/slack/events" not in notes
+    assert re.search(r"SLACK_APP_TOKEN\s+required", notes)
+    assert re.search(r"SLACK_SIGNING_SECRET\s+optional", notes)
+    existing = render_notes(socket_values(existingSecret="slack-from-vault", slack={"socketMode": True}))
+    assert "Secret slack-from-vault (yours, existingSecret)" in existing
+    assert "rollout restart" in existing
 
 
 # ---------------------------------------------------------------------------- RBAC
@@ -249,36 +398,88 @@ def test_listed_namespaces_must_cover_the_catalog() -> None:
         render(values(catalog=catalog_for("devops", "web"), namespaces=["devops"]))
     extra = render(values(namespaces=["devops", "staging"]))
     assert sorted(r["metadata"]["namespace"] for r in of_kind(extra, "Role")) == ["devops", "staging"]
+    assert role_in(extra, "staging")["rules"] == [], "no catalog app there: nothing granted"
 
 
 def test_empty_catalog_is_a_clear_error() -> None:
     with pytest.raises(helm_python.HelmRenderError, match=r"catalog\.apps is empty"):
-        render({**SLACK_VALUES})
+        render({**IMAGE_VALUES, **SLACK_VALUES})
 
 
-def test_role_grants_exactly_what_the_bot_calls(default_docs: list[Obj]) -> None:
-    role = one(default_docs, "Role")
-    assert granted(role) == NEEDED
+def test_role_grants_exactly_what_a_bluegreen_app_needs(default_docs: list[Obj]) -> None:
+    assert granted(one(default_docs, "Role")) == NEEDED_BLUEGREEN
 
 
-def test_no_wildcards_and_nothing_cluster_scoped() -> None:
-    docs = render(values(catalog=catalog_for("devops", "web")))
+def test_without_bluegreen_deployments_are_named_and_never_created() -> None:
+    docs = render(values(catalog=catalog_for("devops", strategies=("rolling", "canary"))))
+    assert granted(one(docs, "Role")) == {
+        ("apps", "deployments", ()): {"list", "watch"},
+        ("apps", "deployments", ("hexo",)): {"get", "patch"},
+        ("apps", "replicasets", ()): {"list"},
+        ("", "pods", ()): {"list", "watch"},
+        ("", "configmaps", ()): {"list", "watch", "create"},
+        ("", "configmaps", ("release-bot.hexo",)): {"get", "update"},
+        ("coordination.k8s.io", "leases", ()): {"create"},
+        ("coordination.k8s.io", "leases", ("release-bot.hexo",)): {"get", "update"},
+        ("", "events", ()): {"create"},
+    }
+
+
+def test_environments_become_apps_with_their_own_records() -> None:
+    catalog = {
+        "apps": {
+            "api": {
+                "deployment": "api",
+                "container": "api",
+                "image": "registry.example.org/api",
+                "environments": {
+                    "staging": {"namespace": "staging", "deployment": "api-staging"},
+                    "prod": {"namespace": "prod"},
+                },
+            },
+            "web": {"namespace": "prod", "deployment": "web", "container": "web", "image": "r/web"},
+        }
+    }
+    docs = render(values(catalog=catalog))
+    prod, staging = granted(role_in(docs, "prod")), granted(role_in(docs, "staging"))
+    assert prod[("", "configmaps", ("release-bot.api-prod", "release-bot.web"))] == {"get", "update"}
+    assert prod[("apps", "deployments", ("api", "web"))] == {"get", "patch"}
+    assert staging[("coordination.k8s.io", "leases", ("release-bot.api-staging",))] == {"get", "update"}
+    assert staging[("apps", "deployments", ("api-staging",))] == {"get", "patch"}
+    assert yaml.safe_load(one(docs, "ConfigMap")["data"]["catalog.yaml"]) == catalog, "passed as written"
+
+
+def test_bluegreen_without_a_service_is_a_clear_error() -> None:
+    catalog = catalog_for("devops")
+    del catalog["apps"]["hexo"]["service"]
+    with pytest.raises(helm_python.HelmRenderError, match="blue-green needs `service`"):
+        render(values(catalog=catalog))
+
+
+def test_no_wildcards_no_empty_names_and_nothing_cluster_scoped() -> None:
+    mixed = catalog_for("devops", "web")
+    mixed["apps"]["hexo1"]["strategies"] = ["rolling"]
+    docs = render(values(catalog=mixed, namespaces=["devops", "web", "idle"]))
     assert of_kind(docs, "ClusterRole") == [] and of_kind(docs, "ClusterRoleBinding") == []
     for role in of_kind(docs, "Role"):
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], f"wildcard in {field}: {rule}"
+            # an empty resourceNames list would grant every name
             assert "resourceNames" not in rule or rule["resourceNames"]
             assert not set(rule["verbs"]) & {"escalate", "bind", "impersonate", "deletecollection"}
             assert not {r for r in rule["resources"] if "/" in r}, "no subresources (exec, scale, ...)"
+            if "resourceNames" in rule:  # names cannot narrow create, nor list/watch of a whole namespace
+                assert "create" not in rule["verbs"]
+                assert not {"list", "watch"} & set(rule["verbs"]) or rule["resources"] == ["endpoints"]
+            assert "secrets" not in rule["resources"]
 
 
 def test_every_rule_says_why() -> None:
-    with helm_python.Chart.load(CHART) as chart:
-        text = chart.render(BASE, name="release-bot", namespace="bots")["release-bot/templates/rbac.yaml"]
+    text = render_files(BASE, namespace="bots")["release-bot/templates/rbac.yaml"]
     lines = text.splitlines()
     rule_lines = [i for i, line in enumerate(lines) if re.match(r"\s+- apiGroups:", line)]
-    assert len(rule_lines) == 9
+    assert len(rule_lines) == len(one(render(BASE, namespace="bots"), "Role")["rules"]) == 11
     for i in rule_lines:
         assert lines[i - 1].strip().startswith("#"), f"rule without a comment: {lines[i]}"
 
@@ -289,9 +490,168 @@ def test_rbac_can_be_left_to_the_platform_team() -> None:
     assert deployment(docs)["spec"]["template"]["spec"]["serviceAccountName"] == "bot"
 
 
-def test_notes_give_the_request_url() -> None:
-    notes = render_notes(values(ingress={"enabled": True, "hosts": ["bot.example.org"]}))
-    assert "https://bot.example.org/slack/events" in notes
+# ---------------------------------------------------------------------------- monitoring
+
+
+def monitoring_docs(**prometheus_rule: Any) -> list[Obj]:
+    metrics = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True, **prometheus_rule}}
+    return render(values(metrics=metrics), namespace="bots")
+
+
+def alerts(docs: list[Obj]) -> dict[str, Obj]:
+    (group,) = one(docs, "PrometheusRule")["spec"]["groups"]
+    return {r["alert"]: r for r in group["rules"]}
+
+
+def test_no_monitoring_objects_by_default(default_docs: list[Obj]) -> None:
+    assert of_kind(default_docs, "ServiceMonitor") == [] and of_kind(default_docs, "PrometheusRule") == []
+
+
+def test_service_monitor_scrapes_the_metrics_of_the_service() -> None:
+    docs = monitoring_docs()
+    monitor, service = one(docs, "ServiceMonitor"), one(docs, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["bots"]}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items(), "selects the chart's Service"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"] == "http"
+    assert endpoint["path"] == "/metrics"
+
+
+def test_alerts_cover_stuck_releases_slack_kubernetes_and_readiness() -> None:
+    rules = alerts(monitoring_docs(alertLabels={"team": "platform"}))
+    assert set(rules) == {
+        "ReleaseBotReleaseStuck",
+        "ReleaseBotSlackErrors",
+        "ReleaseBotKubernetesErrors",
+        "ReleaseBotNotReady",
+        "ReleaseBotDown",
+    }
+    for rule in rules.values():
+        assert rule["labels"]["team"] == "platform" and rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+    assert "ReleaseBotNotReady" not in alerts(monitoring_docs(kubeStateMetrics=False))
+
+
+def test_alert_thresholds_and_windows_come_from_values() -> None:
+    rules = alerts(
+        monitoring_docs(
+            releaseStuckAfterSeconds=900,
+            releaseLookbackSeconds=3600,
+            slackErrorsPer10m=7,
+            kubernetesErrorsPer10m=9,
+        )
+    )
+    stuck = rules["ReleaseBotReleaseStuck"]["expr"]
+    assert "[3600s] offset 900s" in stuck and "[4500s]" in stuck
+    assert rules["ReleaseBotSlackErrors"]["expr"].rstrip().endswith("> 7")
+    assert rules["ReleaseBotKubernetesErrors"]["expr"].rstrip().endswith("> 9")
+
+
+def _series(expr: str) -> list[tuple[str, str]]:
+    """(metric name, label matchers) of every selector in a PromQL expression."""
+    return re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}", expr)
+
+
+def test_alerts_use_only_series_and_labels_the_bot_exports() -> None:
+    """Every release_bot_* series an alert reads is one bot/metrics.py registers, with its labels."""
+    exported: dict[str, set[str]] = {}
+    for family in Metrics().registry.collect():
+        suffixes = ("_total",) if family.type == "counter" else ("_bucket", "_count", "_sum")
+        for suffix in suffixes:
+            exported[family.name + suffix] = set()
+    m = Metrics()
+    m.audited("release", "started", strategy="rolling")
+    m.slack_call("/api/chat.update", 500)
+    m.kube_error("deployment ns/name", 403)
+    for family in m.registry.collect():
+        for sample in family.samples:
+            exported.setdefault(sample.name, set()).update(sample.labels)
+    target_labels = {"job", "namespace", "pod", "instance", "service", "endpoint", "container"}
+    rules = alerts(monitoring_docs())
+    used = 0
+    for rule in rules.values():
+        assert rule["expr"].count("(") == rule["expr"].count(")"), rule["expr"]
+        for name, matchers in _series(rule["expr"]):
+            if not name.startswith("release_bot_"):
+                continue
+            used += 1
+            assert name in exported, f"{rule['alert']}: {name} is not a series the bot exports"
+            labels = set(re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", matchers))
+            assert labels <= exported[name] | target_labels, f"{rule['alert']}: {labels - exported[name]}"
+        for by in re.findall(r"by \(([^)]*)\)", rule["expr"]):
+            for label in by.split(","):
+                assert label.strip() in set().union(*exported.values()) | target_labels
+    assert used >= 4
+
+
+def test_alerts_select_this_releases_series() -> None:
+    rules = alerts(monitoring_docs())
+    for name in (
+        "ReleaseBotReleaseStuck",
+        "ReleaseBotSlackErrors",
+        "ReleaseBotKubernetesErrors",
+        "ReleaseBotDown",
+    ):
+        for _, matchers in _series(rules[name]["expr"]):
+            assert 'job="release-bot"' in matchers and 'namespace="bots"' in matchers, rules[name]["expr"]
+    custom = alerts(monitoring_docs(seriesSelector='service="rb",cluster="eu"'))
+    assert all('service="rb",cluster="eu"' in m for _, m in _series(custom["ReleaseBotDown"]["expr"]))
+
+
+# ---------------------------------------------------------------------------- extraObjects, helm test
+
+
+def test_extra_objects_are_rendered_through_tpl() -> None:
+    docs = render(
+        values(
+            extraObjects=[
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "{{ .Release.Name }}-extra"}},
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: as-text\n  namespace: {{ .Release.Namespace }}\n",
+            ]
+        ),
+        namespace="bots",
+    )
+    names = {c["metadata"]["name"]: c for c in of_kind(docs, "ConfigMap")}
+    assert "release-bot-extra" in names and names["as-text"]["metadata"]["namespace"] == "bots"
+
+
+def test_helm_test_hook_asks_readyz_through_the_service() -> None:
+    docs = render(values(), namespace="bots")
+    (pod,) = [d for d in docs if is_hook(d)]
+    assert pod["kind"] == "Pod" and pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
+    (c,) = spec["containers"]
+    assert c["image"] == container(docs)["image"], "the bot's own image: no other image to pull"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    service = one(docs, "Service")
+    url = {e["name"]: e["value"] for e in c["env"]}["READYZ_URL"]
+    assert (
+        url == f"http://{service['metadata']['name']}.bots.svc:{service['spec']['ports'][0]['port']}/readyz"
+    )
+    assert [d for d in render(values(tests={"enabled": False})) if is_hook(d)] == []
+
+
+def test_helm_test_script_fails_unless_readyz_answers_200() -> None:
+    """The hook's own command, run here against a closed port: it must exit non-zero (the ready case
+    runs against a real bot in tests/integration/test_helm_install.py)."""
+    (pod,) = [d for d in render(values()) if is_hook(d)]
+    (c,) = pod["spec"]["containers"]
+    assert c["command"][:2] == ["python", "-c"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-c", c["command"][2]],
+        env={"READYZ_URL": f"http://127.0.0.1:{port}/readyz"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0 and "no answer" in result.stderr
 
 
 # ---------------------------------------------------------------------------- lint and schema
@@ -299,7 +659,14 @@ def test_notes_give_the_request_url() -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"replicaCount": 3, "existingSecret": "s", "ingress": {"enabled": True, "hosts": ["a.example"]}}],
+    [
+        {},
+        {"replicaCount": 3, "existingSecret": "s", "ingress": {"enabled": True, "hosts": ["a.example"]}},
+        {
+            **SOCKET_VALUES,
+            "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        },
+    ],
 )
 def test_helm_lint_is_clean(extra: Obj) -> None:
     report = helm_python.lint(CHART, values=values(**extra), strict=True)
@@ -318,11 +685,20 @@ def test_helm_lint_is_clean(extra: Obj) -> None:
         ({"bot": {"port": 80}}, "port"),
         ({"bot": {"auditLog": "/var/log/audit.log"}}, "auditLog"),
         ({"namespaces": ["Not_A_Namespace"]}, "namespaces"),
-        ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"image": {"repository": "r", "pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"ingress": {"enabled": "yes"}}, "enabled"),
         ({"catalog": {"apps": {"hexo": {"namespace": "devops"}}}}, "deployment"),
+        (
+            {"catalog": {"apps": {"hexo": {**catalog_for("d")["apps"]["hexo"], "strategies": ["big-bang"]}}}},
+            "strategies",
+        ),
         ({"catalog": {"apps": {}, "users": []}}, "users"),
         ({"podDisruptionBudget": {"apiVersion": "policy/v2"}}, "apiVersion"),
+        ({"metrics": {"serviceMonitor": {"interval": "30 seconds"}}}, "interval"),
+        ({"metrics": {"prometheusRule": {"releaseStuckAfterSeconds": "1h"}}}, "releaseStuckAfterSeconds"),
+        ({"metrics": {"grafana": {}}}, "grafana"),
+        ({"extraObjects": [3]}, "extraObjects"),
+        ({"tests": {"enabled": "yes"}}, "enabled"),
     ],
 )
 def test_schema_rejects_bad_values(bad: Obj, message: str) -> None:
@@ -350,17 +726,17 @@ def test_schema_accepts_the_defaults_and_a_full_example() -> None:
                     "tls": [{"secretName": "bot-tls", "hosts": ["bot.example.org"]}],
                 },
                 extraEnv=[{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+                metrics={
+                    "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}},
+                    "prometheusRule": {
+                        "enabled": True,
+                        "labels": {"release": "prom"},
+                        "kubeStateMetrics": False,
+                    },
+                },
+                extraObjects=[
+                    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}},
+                    "kind: X",
+                ],
             )
         )
-
-
-def test_socket_mode_runs_serve_with_the_flag() -> None:
-    values = {
-        **SLACK_VALUES,
-        "catalog": catalog_for("devops"),
-        "slack": {**SLACK_VALUES["slack"], "socketMode": True, "appToken": "xapp-1-A-1-x"},
-    }
-    container = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["serve", "--socket-mode"]
-    default = one(render({**SLACK_VALUES, "catalog": catalog_for("devops")}), "Deployment")
-    assert default["spec"]["template"]["spec"]["containers"][0]["args"] == ["serve"]

@@ -48,21 +48,49 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (include "release-bot.fullname" .) .Values.existingSecret }}
 {{- end }}
 
+{{/* The bot's image; the chart ships none, so the repository is required. */}}
 {{- define "release-bot.image" -}}
+{{- $repository := required "image.repository is required: build the image from the repository's Dockerfile, push it, and set image.repository (and image.tag or image.digest); see docs/deploy.md" .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
 
-{{/* The catalog's apps; fails with a clear message when there are none. */}}
+{{/*
+The catalog's apps as the bot sees them, as a JSON object (use with fromJson): an app with
+`environments` becomes one app per environment, named <app>-<env>, whose fields replace the app's
+(as bot/catalog.py does). Fails with a clear message when there are none.
+*/}}
 {{- define "release-bot.apps" -}}
 {{- $apps := (.Values.catalog.apps | default dict) }}
 {{- if not $apps }}
 {{- fail "catalog.apps is empty: give the bot at least one app to release (see docs/deploy.md)" }}
 {{- end }}
-{{- toJson $apps }}
+{{- $out := dict }}
+{{- range $name, $app := $apps }}
+{{- if hasKey $app "environments" }}
+{{- $base := omit $app "environments" }}
+{{- range $env, $fields := $app.environments }}
+{{- $merged := deepCopy $base }}
+{{- range $key, $value := $fields }}
+{{- $_ := set $merged $key $value }}
+{{- end }}
+{{- $_ := set $out (printf "%s-%s" $name $env) $merged }}
+{{- end }}
+{{- else }}
+{{- $_ := set $out $name $app }}
+{{- end }}
+{{- end }}
+{{- range $name, $app := $out }}
+{{- $_ := required (printf "catalog app %s needs a namespace" $name) $app.namespace }}
+{{- $_ := required (printf "catalog app %s needs a deployment" $name) $app.deployment }}
+{{- if and (has "bluegreen" ($app.strategies | default (list "rolling"))) (not $app.service) }}
+{{- fail (printf "catalog app %s: blue-green needs `service` (the Service whose selector is switched)" $name) }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
 {{- end }}
 
 {{/*
@@ -74,7 +102,7 @@ get 403 Forbidden in the middle of a release.
 {{- $apps := include "release-bot.apps" . | fromJson }}
 {{- $fromCatalog := list }}
 {{- range $name, $app := $apps }}
-{{- $fromCatalog = append $fromCatalog (required (printf "catalog.apps.%s.namespace is required" $name) $app.namespace) }}
+{{- $fromCatalog = append $fromCatalog $app.namespace }}
 {{- end }}
 {{- $namespaces := $fromCatalog }}
 {{- if .Values.namespaces }}
@@ -100,5 +128,17 @@ get 403 Forbidden in the middle of a release.
 {{- "policy/v1" }}
 {{- else }}
 {{- "policy/v1beta1" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The label matchers that select this release's series in Prometheus: by default the job and
+namespace labels the chart's ServiceMonitor gives its targets (job = the Service's name).
+*/}}
+{{- define "release-bot.seriesSelector" -}}
+{{- if .Values.metrics.prometheusRule.seriesSelector }}
+{{- .Values.metrics.prometheusRule.seriesSelector }}
+{{- else }}
+{{- printf "job=%q,namespace=%q" (include "release-bot.fullname" .) .Release.Namespace }}
 {{- end }}
 {{- end }}
