@@ -150,7 +150,7 @@ class Kube:
             raise _translate(e, what) from e
         except TRANSPORT_ERRORS as e:
             self._failed(what, None)
-            raise KubeUnavailable(f"{what}: cannot reach the API server ({e or type(e).__name__})") from e
+            raise KubeUnavailable(f"{what}: cannot reach the API server ({str(e) or type(e).__name__})") from e
         if not 200 <= status <= 299:
             self._failed(what, status)
             raise _translate(ApiException(status=status, reason=body.decode(errors="replace")), what)
@@ -322,7 +322,7 @@ class Kube:
             raise _translate(e, what) from e
         except TRANSPORT_ERRORS as e:
             self._failed(what, None)
-            raise KubeUnavailable(f"{what}: cannot watch ({e or type(e).__name__})") from e
+            raise KubeUnavailable(f"{what}: cannot watch ({str(e) or type(e).__name__})") from e
         try:
             async with resp:
                 if resp.status == 410:
@@ -346,7 +346,7 @@ class Kube:
                     yield kind, obj
         except STREAM_ERRORS as e:
             self._failed(what, None)
-            raise KubeUnavailable(f"{what}: watch broken ({e or type(e).__name__})") from e
+            raise KubeUnavailable(f"{what}: watch broken ({str(e) or type(e).__name__})") from e
 
     def stream_of(
         self, kind: str, namespace: str, label_selector: str | None = None

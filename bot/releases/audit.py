@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bot.kube.client import KubeError
 from bot.metrics import Metrics
-from bot.releases.ports import Cluster
+from bot.releases.ports import Cluster, Obj
 from bot.releases.record import Actor
 
 log = logging.getLogger("release_bot.audit")
@@ -41,7 +41,9 @@ class Auditor:
         warning: bool = False,
         strategy: str | None = None,
         duration: float | None = None,
+        involved: Obj | None = None,
     ) -> None:
+        """Log and record one audited action; `involved`, the Deployment as just seen, saves reading it."""
         line = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "actor_id": actor.id if actor else "release-bot",
@@ -75,7 +77,7 @@ class Auditor:
         span = f" {from_version} -> {to_version}" if to_version else ""
         message = f"{action}{span} by {who}{where}: {result}"
         try:
-            dep = await self.kube.deployment(namespace, deployment)
+            dep = involved or await self.kube.deployment(namespace, deployment)
             await self.kube.event(
                 dep, f"Release{action.title().replace(' ', '').replace('-', '')}", message, warning=warning
             )

@@ -28,7 +28,7 @@ from bot.releases.ports import CardRefused, Cluster, Reporter
 from bot.releases.record import Actor, Phase, Record, Request, describe_phase, new_id, setting, utcnow
 from bot.releases.run import Run
 from bot.releases.run import Strategy as StrategyPort
-from bot.releases.store import Leases, Store, Stored, decode, is_record
+from bot.releases.store import NOT_KNOWN, Leases, Store, Stored, decode, is_record
 from bot.tasks import Tasks
 from commands.intents import Release, Strategy, VersionKind
 
@@ -57,7 +57,7 @@ class Engine:
         self.catalog = catalog
         self.reporter = reporter
         self.caches = Caches(kube)
-        self.store = Store(kube)
+        self.store = Store(kube, self._cached_record)
         self.leases = Leases(kube, identity, lease_seconds)
         self.audit = audit
         self.lease_seconds = lease_seconds
@@ -85,6 +85,13 @@ class Engine:
         """Stop driving: cancel release tasks (their state is in the cluster) and hand the leases back."""
         await self.tasks.stop(0)
         await self.caches.stop()
+
+    def _cached_record(self, namespace: str, name: str) -> object:
+        """A record's ConfigMap from the records cache (None: none), or NOT_KNOWN if it cannot tell."""
+        informer = self.caches.configmaps(namespace, MANAGED_SELECTOR)
+        if informer.stale:
+            return NOT_KNOWN
+        return informer.objects.get(name)
 
     @property
     def busy(self) -> int:
@@ -381,7 +388,7 @@ class Engine:
     async def _drive_held(self, namespace: str, app_name: str) -> None:
         app = self.app(app_name)
         while True:
-            stored = await self.store.get(namespace, app_name)
+            stored = await self.store.get(namespace, app_name, fresh=True)  # the driver acts on fresh facts
             if stored is None:
                 return
             record = stored.record
@@ -390,7 +397,9 @@ class Engine:
                     self.reporter.show(record, health.Live(now=utcnow()), final=True)
                 return
             drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy].drive
-            async with Run(self.kube, self.caches, self.store, self.reporter, self.audit, app, record) as run:
+            async with Run(
+                self.kube, self.caches, self.store, self.reporter, self.audit, app, record, stored
+            ) as run:
                 if run.record.card_ref is None and not await self._open_card(run, app):
                     continue
                 if run.record.phase is Phase.PENDING and run.record.request is Request.ABORT:

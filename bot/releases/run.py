@@ -31,7 +31,7 @@ from bot.releases.health import Live
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import Cluster, Reporter
 from bot.releases.record import Record, utcnow
-from bot.releases.store import Store, decode, object_name
+from bot.releases.store import Store, Stored, decode, object_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,9 +102,11 @@ class Run:
         audit: Auditor,
         app: App,
         record: Record,
+        stored: Stored | None = None,
     ) -> None:
         self.kube, self.store, self.reporter, self.audit, self.app = kube, store, reporter, audit, app
         self.snap = Snapshot(record)
+        self._stored = stored  # the record as last written or seen, with its version
         self._changed = asyncio.Event()  # replaced on every change: waiters hold the one they saw
         ns = record.namespace
         self._deployments = caches.deployments(ns)
@@ -187,6 +189,7 @@ class Run:
             if stored.record.id != self.record.id or len(stored.record.history) < len(self.record.history):
                 return
             self.snap.record = stored.record
+            self._stored = stored
         self._wake()
 
     @property
@@ -203,7 +206,7 @@ class Run:
         ns = self.record.namespace
         dep = await self.kube.deployment(ns, self.deployment_name)
         pods = await self.kube.pods(ns, self._selector)
-        stored = await self.store.get(ns, self.record.app)
+        stored = await self.store.get(ns, self.record.app, fresh=True)
         self.snap.deployment = dep
         self.snap.pods = {p["metadata"]["name"]: p for p in pods}
         if stored is not None and stored.record.id == self.record.id:
@@ -290,7 +293,9 @@ class Run:
         attempt = 0
         while True:  # compare-and-set is safe to repeat: wait out a passing outage instead of failing
             try:
-                stored = await self.store.update(self.record.namespace, self.record.app, full)
+                stored = await self.store.update(
+                    self.record.namespace, self.record.app, full, known=self._stored
+                )
                 break
             except KubeUnavailable as e:
                 log.info("cannot save the record yet: %s", e)
@@ -298,6 +303,7 @@ class Run:
                 await asyncio.sleep(backoff(attempt))
                 attempt += 1
         self.snap.record = stored.record
+        self._stored = stored
         self._wake()
         return stored.record
 
@@ -317,6 +323,7 @@ class Run:
             from_version=r.from_version,
             to_version=r.to_version,
             permalink=await self.reporter.permalink(r),
+            involved=self.snap.deployment if self.deployment_name == r.deployment else None,
             warning=warning,
             strategy="rollback" if r.undo_to is not None else r.strategy.value,
             duration=((r.finished_at or utcnow()) - r.created_at).total_seconds(),

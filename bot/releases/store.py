@@ -12,7 +12,6 @@ expires and any replica takes over.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,37 +38,62 @@ class Stored:
     resource_version: str
 
 
-class Store:
-    def __init__(self, kube: Cluster) -> None:
-        self.kube = kube
+# What the records cache says of an app's record: its ConfigMap (None: there is none), or NOT_KNOWN when
+# the cache cannot tell (not listed yet, or its watch is down).
+NOT_KNOWN = object()
+Lookup = Callable[[str, str], object]  # a ConfigMap, None or NOT_KNOWN
 
-    async def get(self, namespace: str, app: str) -> Stored | None:
-        cm = await self.kube.configmap(namespace, object_name(app))
-        return decode(cm) if cm else None
+
+class Store:
+    """Release records. Reads come from the records cache when it can tell (`lookup`), else from the API
+    server; every write is compare-and-set, so a cache that lags only costs a retry, never a wrong
+    write."""
+
+    def __init__(self, kube: Cluster, lookup: Lookup | None = None) -> None:
+        self.kube = kube
+        self.lookup = lookup
+
+    async def get(self, namespace: str, app: str, *, fresh: bool = False) -> Stored | None:
+        cm = NOT_KNOWN if fresh or self.lookup is None else self.lookup(namespace, object_name(app))
+        if cm is NOT_KNOWN:
+            cm = await self.kube.configmap(namespace, object_name(app))
+        return decode(cm) if isinstance(cm, dict) else None
 
     async def start(self, record: Record) -> Stored:
         """Store a new release, refusing (Conflict) while another release of the app is unfinished."""
-        current = await self.get(record.namespace, record.app)
-        if current is None:
+        for fresh in (False, True):
+            current = await self.get(record.namespace, record.app, fresh=fresh)
             try:
-                cm = await self.kube.create_configmap(record.namespace, _encode(record, None))
-            except KubeConflict as e:
-                raise self._busy(await self.get(record.namespace, record.app)) from e
-            return decode(cm)
-        if not current.record.finished:
-            raise self._busy(current)
-        return await self.put(record, current.resource_version)
+                if current is None:
+                    cm = await self.kube.create_configmap(record.namespace, _encode(record, None))
+                    return decode(cm)
+                if not current.record.finished:
+                    raise self._busy(current)
+                return await self.put(record, current.resource_version)
+            except KubeConflict:
+                if fresh:
+                    raise self._busy(await self.get(record.namespace, record.app, fresh=True)) from None
+        raise AssertionError("unreachable")
 
     async def put(self, record: Record, resource_version: str) -> Stored:
         """Replace the record if it is still at resource_version; KubeConflict otherwise."""
         cm = await self.kube.replace_configmap(record.namespace, _encode(record, resource_version))
         return decode(cm)
 
-    async def update(self, namespace: str, app: str, change: Callable[[Record], Record]) -> Stored:
+    async def update(
+        self, namespace: str, app: str, change: Callable[[Record], Record], known: Stored | None = None
+    ) -> Stored:
         """Read, change and write back; on a lost race re-read and apply again (change may raise
-        Conflict to give up, e.g. when the state no longer allows the request)."""
-        for _ in range(5):
-            current = await self.get(namespace, app)
+        Conflict to give up, e.g. when the state no longer allows the request). `known`, the record as
+        last seen, saves the read when it is still current (compare-and-set tells)."""
+        for attempt in range(5):
+            current = (
+                known
+                if attempt == 0 and known is not None
+                else await self.get(namespace, app, fresh=attempt > 0)
+            )
+            if current is None and attempt == 0:  # the cache may not have seen it yet
+                current = await self.get(namespace, app, fresh=True)
             if current is None:
                 raise refusals.NoRelease(app)
             try:
@@ -140,14 +164,24 @@ class Leases:
         self.kube = kube
         self.identity = identity
         self.duration = duration
+        self._held: dict[tuple[str, str], Obj] = {}  # our leases as last written: renewals skip the read
 
     async def acquire(self, namespace: str, app: str) -> Claim:
         """Take (or renew) the app's lease if it is free, expired or already ours. When another
         process holds it, the claim says when that holder's lease runs out (so it can be tried again
-        then, instead of on a fixed period)."""
+        then, instead of on a fixed period). A renewal starts from the lease as this process last
+        wrote it, and reads it only when that copy turns out to be stale."""
+        cached = self._held.pop((namespace, app), None)
+        if cached is not None:
+            claim = await self._claim(namespace, app, cached)
+            if claim.held or claim.expires is not None:
+                return claim
+        return await self._claim(namespace, app, await self.kube.lease(namespace, object_name(app)))
+
+    async def _claim(self, namespace: str, app: str, lease: Obj | None) -> Claim:
         now = datetime.now(UTC)
         name = object_name(app)
-        lease = await self.kube.lease(namespace, name)
+        key = (namespace, app)
         spec = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, round(self.duration)),
@@ -156,7 +190,7 @@ class Leases:
         try:
             if lease is None:
                 spec["acquireTime"] = _micro(now)
-                await self.kube.create_lease(
+                self._held[key] = await self.kube.create_lease(
                     namespace,
                     {"metadata": {"name": name, "namespace": namespace, "labels": MANAGED_BY}, "spec": spec},
                 )
@@ -169,17 +203,24 @@ class Leases:
                 spec["acquireTime"] = _micro(now)
                 spec["leaseTransitions"] = current.get("leaseTransitions", 0) + 1
             lease["spec"] = {**current, **spec}
-            await self.kube.replace_lease(namespace, lease)
+            self._held[key] = await self.kube.replace_lease(namespace, lease)
             return Claim(True)
         except KubeConflict:
             return Claim(False)
 
     async def release(self, namespace: str, app: str) -> None:
-        lease = await self.kube.lease(namespace, object_name(app))
-        if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
+        """Hand the lease back (holder none) so another process may take it at once."""
+        cached = self._held.pop((namespace, app), None)
+        for lease in (cached, None) if cached is not None else (None,):
+            lease = lease or await self.kube.lease(namespace, object_name(app))
+            if not lease or lease.get("spec", {}).get("holderIdentity") != self.identity:
+                return
             lease["spec"]["holderIdentity"] = None
-            with contextlib.suppress(KubeConflict):
+            try:
                 await self.kube.replace_lease(namespace, lease)
+                return
+            except KubeConflict:
+                continue  # the copy was stale: read it and try once more
 
 
 def _micro(t: datetime) -> str:

@@ -53,6 +53,7 @@ def catalog(namespace: str, names: list[str], alice: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.timeout(900)  # a deadline for a slow machine, not a speed goal
 async def test_twenty_releases_at_once_in_one_channel_all_end_correct(
     bots: Bots, slack_sim: SlackSimulator, kube_admin: client.ApiClient
 ) -> None:
