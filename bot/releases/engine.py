@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from bot.catalog import App, Catalog
@@ -42,6 +43,19 @@ STRATEGIES: dict[Strategy, StrategyPort] = {
 }
 
 
+DEFAULT_CLUSTER = "default"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One cluster, and what the engine keeps per cluster."""
+
+    cluster: Cluster
+    caches: Caches
+    store: Store
+    leases: Leases
+
+
 class Engine:
     def __init__(
         self,
@@ -53,12 +67,15 @@ class Engine:
         lease_seconds: float,
         audit: Auditor,
     ) -> None:
-        self.kube = kube
         self.catalog = catalog
         self.reporter = reporter
-        self.caches = Caches(kube)
-        self.store = Store(kube, self._cached_record)
-        self.leases = Leases(kube, identity, lease_seconds)
+        # Every cluster the engine drives, by name, each with its caches, records and leases. One
+        # today (the catalog names no clusters yet); several clusters are more entries here.
+        self.sites: dict[str, Site] = {
+            DEFAULT_CLUSTER: Site(
+                kube, Caches(kube), Store(kube, self._cached_record), Leases(kube, identity, lease_seconds)
+            )
+        }
         self.audit = audit
         self.lease_seconds = lease_seconds
         self.tasks = Tasks("engine")
@@ -82,9 +99,32 @@ class Engine:
                 log.warning("%s not listed yet; releases there are taken up once it is", informer.what)
 
     async def stop(self, drain: float) -> None:
-        """Stop driving: cancel release tasks (their state is in the cluster) and hand the leases back."""
+        """Stop driving: cancel release tasks at their next await (every step is idempotent and its state
+        is in the record, so that is a safe point) and hand the leases back."""
         await self.tasks.stop(0)
-        await self.caches.stop()
+        for site in self.sites.values():
+            await site.caches.stop()
+
+    @property
+    def site(self) -> Site:
+        """The (one) cluster site: its client, caches, record store and leases."""
+        return self.sites[DEFAULT_CLUSTER]
+
+    @property
+    def kube(self) -> Cluster:
+        return self.site.cluster
+
+    @property
+    def caches(self) -> Caches:
+        return self.site.caches
+
+    @property
+    def store(self) -> Store:
+        return self.site.store
+
+    @property
+    def leases(self) -> Leases:
+        return self.site.leases
 
     def _cached_record(self, namespace: str, name: str) -> object:
         """A record's ConfigMap from the records cache (None: none), or NOT_KNOWN if it cannot tell."""
