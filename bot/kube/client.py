@@ -150,7 +150,9 @@ class Kube:
             raise _translate(e, what) from e
         except TRANSPORT_ERRORS as e:
             self._failed(what, None)
-            raise KubeUnavailable(f"{what}: cannot reach the API server ({str(e) or type(e).__name__})") from e
+            raise KubeUnavailable(
+                f"{what}: cannot reach the API server ({str(e) or type(e).__name__})"
+            ) from e
         if not 200 <= status <= 299:
             self._failed(what, status)
             raise _translate(ApiException(status=status, reason=body.decode(errors="replace")), what)
