@@ -1,10 +1,18 @@
 """`release-bot serve`: the bot itself, in HTTP mode or Socket Mode (`--socket-mode`), until
-SIGTERM/SIGINT (then it drains). Either way the HTTP server answers /healthz, /readyz and /metrics."""
+SIGTERM/SIGINT (then it drains). Either way the HTTP server answers /healthz, /readyz and /metrics.
+
+Before it serves anything it checks what it was given, and stops with a ConfigError (exit status 2)
+that says what to fix: the kubeconfig (`bot.kube.access.connect`), the bot token and its scopes
+(`bot.slack.health.verify`: auth.test and `x-oauth-scopes`, against `bot.manifest.needed_scopes`),
+and the bot's rights in every namespace of the catalog (`bot.kube.access.missing`). While it serves,
+/readyz is false, with a reason, while the API server does not answer (probed every
+`PROBE_INTERVAL_S`), while Slack refuses the bot token, and while Socket Mode is disconnected."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -12,22 +20,30 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.catalog import Catalog
 from bot.errors import ConfigError
-from bot.kube.client import Kube
+from bot.kube import access
+from bot.kube.client import Kube, KubeError
 from bot.logs import configure as configure_logging
+from bot.manifest import needed_scopes
 from bot.metrics import Metrics
 from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
+from bot.releases.store import object_name
 from bot.settings import Settings
 from bot.slack.app import build_app, web_client
+from bot.slack.forms import environments
+from bot.slack.health import Identity, Observer, SlackHealth, verify
 from bot.slack.reporter import SlackReporter
 from bot.slack.socket_mode import SocketMode
-from bot.web import READY, build_web_app
+from bot.tasks import Tasks
+from bot.web import READINESS, build_web_app
 
 log = logging.getLogger("release_bot")
 SLACK_TIMEOUT_S = 30.0
+PROBE_INTERVAL_S = 2.0  # GET /version: readiness notices an unreachable API server within this
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,58 +123,161 @@ async def serve(
     metrics: Metrics | None = None,
 ) -> None:
     """Run the bot until `stop` is set, then drain. `started` is set once it answers requests (in
-    Socket Mode: once Slack said hello on its connection)."""
+    Socket Mode: once Slack said hello on its connection).
+
+    Before anything is served: the kubeconfig is loaded, Slack's auth.test checks the bot token and
+    its scopes, and SelfSubjectAccessReviews check the bot's rights in every namespace of the catalog.
+    Any of them failing is a ConfigError (exit status 2) that says what to fix."""
     metrics = metrics if metrics is not None else Metrics()
+    health = SlackHealth()
+    token = settings.slack_bot_token.get_secret_value()
     # slack_sdk ignores its own timeout when given a session: the session's timeout is the one that counts.
-    # The trace config counts every Slack Web API call (and 429) made through this session.
+    # The trace config counts every HTTP attempt on this session; the observer every answer's Slack code.
     async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_S), trace_configs=[metrics.slack_trace_config()]
     ) as session:
-        kube = await Kube.connect(settings.kubeconfig)
-        kube.metrics = metrics
-        client = web_client(settings.slack_bot_token.get_secret_value(), session, settings.slack_api_url)
-        reporter = SlackReporter(client, settings.card_interval)
-        engine = Engine(
-            kube,
-            catalog,
-            reporter,
-            identity=settings.instance_id,
-            lease_seconds=settings.lease_seconds,
-            audit=Auditor(kube, settings.audit_log, metrics=metrics),
-        )
-        secret = settings.slack_signing_secret
-        bolt, handlers = build_app(client, secret.get_secret_value() if secret else "", engine, catalog)
-        web_app = build_web_app(bolt, metrics, slack_events=secret is not None)
-        socket = SocketMode(bolt, app_token(settings), client, metrics) if socket_mode else None
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
+        observer = Observer(metrics, health, token)
+        client = web_client(token, session, settings.slack_api_url, observer=observer)
+        kube = await access.connect(settings.kubeconfig)
         try:
-            await engine.start()
-            if socket is not None:
-                await socket.start()
-            web_app[READY][0] = True
-            if started is not None:
-                started.set()
-            if socket is not None:
-                log.info(
-                    "release-bot connected over Socket Mode; health on http://%s:%d/healthz",
-                    settings.host,
-                    settings.port,
-                )
-            else:
-                log.info("release-bot listening on http://%s:%d/slack/events", settings.host, settings.port)
-            await stop.wait()
-            log.info("stopping: draining %d release task(s)", engine.busy)
-            web_app[READY][0] = False
-            if socket is not None:
-                await socket.stop()  # no new envelopes come here; Slack sends them to other replicas
+            kube.metrics = metrics
+            identity = await verify(client, needed_scopes(usergroups=uses_usergroups(catalog)))
+            await check_rights(kube, catalog, settings)
+            await _serve(
+                settings,
+                catalog,
+                stop,
+                started,
+                socket_mode=socket_mode,
+                metrics=metrics,
+                health=health,
+                client=client,
+                kube=kube,
+                identity=identity,
+                observer=observer,
+            )
         finally:
-            if socket is not None:
-                await socket.stop()
-            await handlers.drain(settings.drain_seconds)
-            await engine.stop(settings.drain_seconds)
-            await reporter.close()
-            await runner.cleanup()
             await kube.close()
+
+
+def uses_usergroups(catalog: Catalog) -> bool:
+    """Whether any permission of the catalog names a user group (the bot then needs usergroups:read)."""
+    for app in catalog.apps.values():
+        rules = (
+            app.permissions.view,
+            app.permissions.release,
+            app.permissions.promote,
+            app.permissions.rollback,
+        )
+        if any(rule is not None and rule.usergroups for rule in rules):
+            return True
+    return False
+
+
+async def check_rights(kube: Kube, catalog: Catalog, settings: Settings) -> None:
+    """ConfigError listing every right the kubeconfig's identity lacks in the catalog's namespaces."""
+    lacking = await access.missing(kube, access.needed(catalog.apps.values(), object_name))
+    if lacking:
+        where = f"kubeconfig {settings.kubeconfig}" if settings.kubeconfig else "this pod's ServiceAccount"
+        raise ConfigError(
+            f"the Kubernetes identity of {where} lacks {len(lacking)} right(s) release-bot needs for the "
+            "catalog's apps (the Helm chart's Role grants exactly these; see docs/deploy.md, section 5):\n"
+            + access.describe_missing(lacking)
+        )
+
+
+async def probe_kubernetes(kube: Kube, interval: float = PROBE_INTERVAL_S) -> None:
+    """Ask the API server for its version every `interval` seconds, so `kube.unreachable_since`
+    (and /readyz) follows it even while the bot has nothing else to ask."""
+    while True:
+        with contextlib.suppress(KubeError):
+            await access.probe(kube)
+        await asyncio.sleep(interval)
+
+
+async def _serve(
+    settings: Settings,
+    catalog: Catalog,
+    stop: asyncio.Event,
+    started: asyncio.Event | None,
+    *,
+    socket_mode: bool,
+    metrics: Metrics,
+    health: SlackHealth,
+    client: AsyncWebClient,
+    kube: Kube,
+    identity: Identity,
+    observer: Observer,
+) -> None:
+    reporter = SlackReporter(client, settings.card_interval)
+    engine = Engine(
+        kube,
+        catalog,
+        reporter,
+        identity=settings.instance_id,
+        lease_seconds=settings.lease_seconds,
+        audit=Auditor(kube, settings.audit_log, metrics=metrics),
+    )
+    secret = settings.slack_signing_secret
+    bolt, handlers = build_app(
+        client,
+        secret.get_secret_value() if secret else "",
+        engine,
+        catalog,
+        identity=identity,
+        environments=environments(settings.catalog),
+        observer=observer,
+    )
+    web_app = build_web_app(bolt, metrics, slack_events=secret is not None)
+    socket = SocketMode(bolt, app_token(settings), client, metrics) if socket_mode else None
+    readiness = web_app[READINESS]
+    readiness.add("kubernetes", lambda: kubernetes_reason(kube))
+    readiness.add("slack", lambda: _now(health.reason()))
+    if socket is not None:
+        readiness.add("socket_mode", socket.not_ready)
+    background = Tasks("serve")
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    try:
+        background.spawn("probe-kubernetes", probe_kubernetes(kube))
+        await engine.start()
+        if socket is not None:
+            await socket.start()
+        readiness.phase = "serving"
+        if started is not None:
+            started.set()
+        if socket is not None:
+            log.info(
+                "release-bot connected over Socket Mode; health on http://%s:%d/healthz",
+                settings.host,
+                settings.port,
+            )
+        else:
+            log.info("release-bot listening on http://%s:%d/slack/events", settings.host, settings.port)
+        await stop.wait()
+        log.info("stopping: draining %d release task(s)", engine.busy)
+        readiness.phase = "stopping"
+        if socket is not None:
+            await socket.stop()  # no new envelopes come here; Slack sends them to other replicas
+    finally:
+        readiness.phase = "stopping"
+        if socket is not None:
+            await socket.stop()
+        await background.stop()
+        await handlers.drain(settings.drain_seconds)
+        await engine.stop(settings.drain_seconds)
+        await reporter.close()
+        await runner.cleanup()
+
+
+async def kubernetes_reason(kube: Kube) -> str | None:
+    since = kube.unreachable_since
+    if since is None:
+        return None
+    return f"the Kubernetes API server has not answered since {since:%Y-%m-%dT%H:%M:%SZ}"
+
+
+async def _now(value: str | None) -> str | None:
+    return value

@@ -4,9 +4,10 @@
 as YAML (paste it at https://api.slack.com/apps → Create New App → From an app manifest; see
 docs/slack-setup.md). It asks for exactly the bot scopes the bot uses: each Web API method the bot
 calls is listed in `WEB_API_METHODS` with the scope Slack requires for it, and `commands` comes with
-the slash command. In HTTP mode the slash command and interactivity go to `<url>/slack/events` (a
-placeholder host without --url); with --socket-mode there are no request URLs and Socket Mode is on
-(the app-level token it needs carries `connections:write`, `APP_TOKEN_SCOPES`).
+the slash command. It turns on the App Home tab and subscribes to `app_home_opened` (`BOT_EVENTS`),
+neither of which needs a scope. In HTTP mode the slash command, interactivity and events go to
+`<url>/slack/events` (a placeholder host without --url); with --socket-mode there are no request URLs
+and Socket Mode is on (the app-level token it needs carries `connections:write`, `APP_TOKEN_SCOPES`).
 
 The manifest is checked against `MANIFEST_SCHEMA` before it is printed: a JSON Schema of the parts of
 Slack's manifest this app uses, written from Slack's manifest reference
@@ -39,13 +40,18 @@ PLACEHOLDER_URL = "https://REPLACE-WITH-YOUR-RELEASE-BOT-HOST"
 # for it ("Required scopes" on https://docs.slack.dev/reference/methods/<method>). None: Slack
 # requires no scope. Keep in step with the bot's code (tests/unit/test_manifest.py reads its calls).
 WEB_API_METHODS: dict[str, str | None] = {
-    "auth.test": None,  # Bolt, once, to learn the bot's own user and team
+    "auth.test": None,  # at start-up: the token, its scopes and the bot's own user (Bolt uses the answer)
     "chat.postMessage": "chat:write",  # the release card, thread notes, announcements
     "chat.update": "chat:write",  # the live card
     "chat.delete": "chat:write",  # a card posted after its release was aborted
     "chat.postEphemeral": "chat:write",  # private answers
     "chat.getPermalink": None,  # the card's link in status answers and the audit log
     "usergroups.users.list": "usergroups:read",  # permissions granted to user groups
+    # Modals and the App Home tab need no scope (https://docs.slack.dev/reference/methods/views.open,
+    # .../views.update, .../views.publish: "Required scopes: No scope required").
+    "views.open": None,  # `/release` without arguments: the release form
+    "views.update": None,  # the form, once the app's running version and strategies are read
+    "views.publish": None,  # the App Home tab
 }
 # Scopes that come with a feature rather than a Web API method.
 FEATURE_SCOPES: dict[str, str] = {
@@ -57,9 +63,16 @@ BOT_SCOPES: tuple[str, ...] = tuple(
 # The app-level token Socket Mode uses to call apps.connections.open
 # (https://docs.slack.dev/reference/methods/apps.connections.open, https://docs.slack.dev/reference/scopes/connections.write).
 APP_TOKEN_SCOPES: tuple[str, ...] = ("connections:write",)
-# Events API subscriptions: the bot listens to none (slash commands and interactivity only), so the
-# manifest has no settings.event_subscriptions.
-BOT_EVENTS: tuple[str, ...] = ()
+# Events API subscriptions: the App Home tab is drawn when someone opens it. app_home_opened needs no
+# scope (https://docs.slack.dev/reference/events/app_home_opened).
+BOT_EVENTS: tuple[str, ...] = ("app_home_opened",)
+# Why the running bot needs each scope, for the start-up check of its token (`needed_scopes`).
+SCOPE_REASONS: dict[str, str] = {
+    "chat:write": "the release card, its thread and private answers (chat.postMessage, chat.update, "
+    "chat.postEphemeral)",
+    "commands": "the /release slash command",
+    "usergroups:read": "the catalog grants rights to user groups (usergroups.users.list)",
+}
 
 DESCRIPTION = "Release to Kubernetes from a channel: rolling, canary and blue-green, with a live card."
 USAGE_HINT = "<app> <version> [--canary|--bluegreen] | promote|rollback|abort|status|history <app> | help"
@@ -212,6 +225,13 @@ MANIFEST_SCHEMA: dict[str, Any] = {
 }
 
 
+def needed_scopes(*, usergroups: bool) -> dict[str, str]:
+    """The bot scopes a running bot cannot work without, each with why: `usergroups:read` only when
+    the catalog names user groups (`usergroups`)."""
+    scopes = [s for s in BOT_SCOPES if s != "usergroups:read" or usergroups]
+    return {scope: SCOPE_REASONS[scope] for scope in scopes}
+
+
 def events_url(url: str | None) -> str:
     """Slack's Request URL for the bot: `<url>/slack/events` (`url` a base like https://HOST or
     https://HOST/prefix, or already ending in /slack/events); the placeholder without `url`."""
@@ -251,8 +271,13 @@ def build(
         "_metadata": {"major_version": 1, "minor_version": 1},
         "display_information": {"name": APP_NAME, "description": DESCRIPTION, "background_color": BACKGROUND},
         "features": {
-            # No App Home: the bot works in channels only, and needs no DM with anyone.
-            "app_home": {"home_tab_enabled": False, "messages_tab_enabled": False},
+            # The Home tab shows the apps a person may see; no Messages tab: the bot works in
+            # channels and needs no DM with anyone.
+            "app_home": {
+                "home_tab_enabled": True,
+                "messages_tab_enabled": False,
+                "messages_tab_read_only_enabled": False,
+            },
             "bot_user": {"display_name": APP_NAME, "always_online": True},
             "slash_commands": [slash],
         },

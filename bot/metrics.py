@@ -9,9 +9,14 @@ labels and buckets of every series in one place:
 - `release_bot_release_duration_seconds{strategy,outcome}`: from the record's creation to its end,
   observed once per finished release;
 - `release_bot_audit_events_total{action,outcome}`: every audited action, refusals included;
+- `release_bot_slack_api_results_total{method,error}`: every answer of the Slack Web API (and of
+  response_url) by Slack's own code: `ok`, or the `error` Slack answered (`ratelimited`,
+  `not_in_channel`, `token_revoked`, ...), `http_<status>` for an answer that is not Slack's JSON
+  and `unreachable` for none. Slack answers its errors with HTTP 200, so this is the series that
+  tells a refusal from a success; it is fed by `bot.slack.health.Observer`;
 - `release_bot_slack_api_calls_total{method,status}` and `release_bot_slack_api_ratelimited_total{method}`:
-  every HTTP attempt on the bot's Slack session (retries after a 429 count again), via an aiohttp
-  TraceConfig, so nothing in slack_sdk has to be patched;
+  every HTTP attempt on the bot's Slack session by HTTP status (retries after a 429 count again), via
+  an aiohttp TraceConfig, so nothing in slack_sdk has to be patched;
 - `release_bot_kube_api_errors_total{resource,status}`: failed Kubernetes API calls (404 and 409 are
   part of normal operation: a missing record, a lost compare-and-set);
 - `release_bot_ack_seconds{mode,kind}`: from receiving a Slack request (HTTP) or envelope (Socket Mode)
@@ -46,6 +51,7 @@ RELEASE_ACTIONS = frozenset({"release", "rollback", "abort", "finish"})
 _WORD = re.compile(r"[a-z][a-z_]*")
 _API_METHOD = re.compile(r"^[A-Za-z][A-Za-z0-9.]{0,63}$")
 _LABEL_MAX = 40
+_SLACK_CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # Slack's error codes: not_in_channel, http_503, ...
 
 
 def label(value: str, default: str = "unknown") -> str:
@@ -125,6 +131,13 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.slack_results = Counter(
+            "release_bot_slack_api_results",
+            "Slack Web API answers by method and Slack's code (ok, or the error Slack answered; "
+            "http_<status>: not Slack's JSON; unreachable: no answer).",
+            ["method", "error"],
+            registry=r,
+        )
         self.slack_calls = Counter(
             "release_bot_slack_api_calls",
             "HTTP requests to the Slack Web API by method and HTTP status (error: no answer).",
@@ -189,6 +202,12 @@ class Metrics:
         self.slack_calls.labels(method, str(status) if status is not None else "error").inc()
         if status == 429:
             self.slack_ratelimited.labels(method).inc()
+
+    def slack_result(self, method: str, error: str) -> None:
+        """Count one Slack answer: `method` a Web API method (or "response_url"), `error` "ok" or
+        Slack's error code."""
+        name = method if method == "response_url" or _API_METHOD.match(method) else "other"
+        self.slack_results.labels(name, error if _SLACK_CODE.match(error) else "other").inc()
 
     def ack(self, mode: str, kind: str, seconds: float) -> None:
         self.ack_seconds.labels(label(mode), label(kind)).observe(max(0.0, seconds))

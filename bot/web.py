@@ -7,13 +7,17 @@ then `bot.slack.edge.check` verifies the signature on those bytes and only then 
 them. A refusal is counted (`release_bot_slack_rejected_total{reason}`) and logged as one WARNING line
 with the reason, the size and the peer, never the body. Only accepted requests reach Bolt, which
 checks the signature again on the same bytes and works on the body exactly as the edge parsed it.
+
+/readyz tells the truth: 200 `{"ready": true}` only while the bot serves and every check of its
+`Readiness` passes (the API server answers, Slack takes the bot token, the Socket Mode connection is
+up), else 503 with each failing check's reason.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -27,8 +31,40 @@ from bot.slack.app import bolt_request
 
 log = logging.getLogger(__name__)
 
-READY = web.AppKey("ready", list[bool])
 METRICS = web.AppKey("metrics", Metrics)
+
+# A readiness check: why the bot cannot serve now, or None when it can.
+Check = Callable[[], Awaitable[str | None]]
+
+
+class Readiness:
+    """What /readyz answers: ready once `serving` and while every check passes; each failing check
+    gives its reason (`{"ready": false, "reasons": {"kubernetes": "...", ...}}`)."""
+
+    def __init__(self) -> None:
+        self.phase = "starting"  # starting, serving, stopping
+        self.checks: dict[str, Check] = {}
+
+    def add(self, name: str, check: Check) -> None:
+        self.checks[name] = check
+
+    async def reasons(self) -> dict[str, str]:
+        if self.phase == "starting":
+            return {"starting": "release-bot is starting"}
+        if self.phase == "stopping":
+            return {"stopping": "release-bot is shutting down"}
+        found: dict[str, str] = {}
+        for name, check in self.checks.items():
+            try:
+                reason = await check()
+            except Exception as e:  # a check that fails says so; it never fails the endpoint
+                reason = f"cannot tell ({type(e).__name__})"
+            if reason:
+                found[name] = reason
+        return found
+
+
+READINESS = web.AppKey("readiness", Readiness)
 
 READ_CHUNK = 64 * 1024
 
@@ -77,7 +113,7 @@ def build_web_app(
     server_log = logging.getLogger("aiohttp.server")
     if _QUIET_FRAMING_ERRORS not in server_log.filters:
         server_log.addFilter(_QUIET_FRAMING_ERRORS)
-    app[READY] = [False]
+    app[READINESS] = Readiness()
     app[METRICS] = metrics if metrics is not None else Metrics()
     secret = signing_secret if signing_secret is not None else str(getattr(bolt, "_signing_secret", "") or "")
     if slack_events and not secret:
@@ -138,8 +174,10 @@ def build_web_app(
         return web.json_response({"ok": True})
 
     async def readyz(_: web.Request) -> web.Response:
-        ready = app[READY][0]
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+        reasons = await app[READINESS].reasons()
+        if reasons:
+            return web.json_response({"ready": False, "reasons": reasons}, status=503)
+        return web.json_response({"ready": True})
 
     async def metrics_page(_: web.Request) -> web.Response:
         return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})

@@ -327,10 +327,38 @@ def _started(record: Record, event: events.Started) -> str:
 # --- Ephemeral answers -----------------------------------------------------------------------------
 
 
+def invite(channel_id: str, bot_user_id: str = "") -> str:
+    """What to do when the bot is not in a channel: "invite @release-bot to #channel"."""
+    bot = mention(bot_user_id) if bot_user_id else "@release-bot"
+    return f"invite {bot} to {channel_link(channel_id)} (type `/invite @release-bot` there)"
+
+
+def channel_link(channel_id: str) -> str:
+    """A channel as Slack shows it (#name) when `channel_id` is a channel id; escaped text otherwise."""
+    return f"<#{channel_id}>" if channel_id.isalnum() else esc(channel_id)
+
+
+def cannot_post_here(error: str, channel_id: str, bot_user_id: str = "") -> str:
+    """Why an answer came through the command's response_url instead of from the bot, and what to do."""
+    match error:
+        case "not_in_channel":
+            fix = f"release-bot is not in this channel: {invite(channel_id, bot_user_id)} so it can post here"
+        case "channel_not_found":
+            fix = (
+                "release-bot cannot see this conversation (a private channel or a DM it is not in): "
+                f"{invite(channel_id, bot_user_id)}, or use `/release` in a channel it is in"
+            )
+        case "is_archived":
+            fix = "this channel is archived: use `/release` in an active channel"
+        case _:
+            fix = f"release-bot cannot post here ({esc(error)})"
+    return f":information_source: {fix}."
+
+
 def card_refused_reason(error: str, channel_id: str) -> str:
     """Why a release could not start because Slack refused its card, and what to do."""
     fix = {
-        "not_in_channel": f"invite the bot to <#{esc(channel_id)}> (`/invite @release-bot`) and ask again",
+        "not_in_channel": f"{invite(channel_id)} and ask again",
         "channel_not_found": "run `/release` in a channel the bot is in (it cannot post here)",
         "is_archived": "this channel is archived: ask again from an active channel",
         "token_revoked": "the bot's Slack token was revoked: reinstall the app",
@@ -341,7 +369,34 @@ def card_refused_reason(error: str, channel_id: str) -> str:
 
 
 def help_text() -> str:
-    return "*release-bot* releases apps to Kubernetes from this channel.\n" + USAGE
+    """The help: the command language's usage, escaped (`<app>` would otherwise be parsed as a link)."""
+    return (
+        "*release-bot* releases apps to Kubernetes from this channel.\n"
+        + esc(USAGE)
+        + "\n`/release` alone opens a form."
+    )
+
+
+def membership_unknown(failed: dict[str, str]) -> str:
+    """User groups whose membership could not be checked, and why ("cannot check membership of
+    S0RELEASE: missing_scope")."""
+    parts = [f"{esc(group)}: {esc(error)}" for group, error in sorted(failed.items())]
+    return "cannot check membership of " + "; ".join(parts)
+
+
+def nothing_to_release(failed: dict[str, str]) -> str:
+    """`/release` alone, from someone who may release nothing here."""
+    text = ":no_entry: You may not release any app from this channel, so there is no form to show."
+    if failed:
+        text += f" ({membership_unknown(failed)})"
+    return text + " Type `/release apps` to see the apps and `/release help` for the commands."
+
+
+def form_failed(error: str) -> str:
+    return (
+        f":warning: Slack did not open the release form ({esc(error)}). Type "
+        "`/release &lt;app&gt; &lt;version&gt;` instead, or `/release` again."
+    )
 
 
 def usage_error(message: str) -> str:

@@ -14,9 +14,9 @@ with a short plain-text reason and a fixed metric label) or `Accepted`:
    commands and interactivity, JSON for the Events API.
 3. 400: the shape Bolt and the listeners rely on. A form is a slash command (command, user_id and
    channel_id), an interaction (one field, `payload`, a JSON object with a `type`; block_actions with
-   a user and a non-empty list of actions, each with an action_id) or Slack's `ssl_check`; a JSON body
-   is an Events API object (url_verification with its challenge, event_callback with its event, or
-   app_rate_limited). The fields Bolt's context extraction reads (user, channel, team, enterprise,
+   a user and a non-empty list of actions, each with an action_id; view_submission with a user and a
+   view carrying its state values) or Slack's `ssl_check`; a JSON body is an Events API object
+   (url_verification with its challenge, event_callback with its event, or app_rate_limited). The fields Bolt's context extraction reads (user, channel, team, enterprise,
    event, view, container, authorizations, ...) must have the types it expects, so building the Bolt
    request cannot fail on a signed but odd body.
 
@@ -110,6 +110,7 @@ BAD_FORM = Refusal(400, "bad_form", "malformed form body")
 BAD_COMMAND = Refusal(400, "bad_command", "a slash command needs command, user_id and channel_id")
 BAD_PAYLOAD = Refusal(400, "bad_payload", "payload must be a JSON object with a type")
 BAD_ACTIONS = Refusal(400, "bad_actions", "block_actions needs a user and actions, each with an action_id")
+BAD_VIEW = Refusal(400, "bad_view", "view_submission needs a user and a view with its state")
 BAD_EVENT = Refusal(400, "bad_event", "JSON body must be an Events API object")
 UNREADABLE = Refusal(400, "unreadable", "request body could not be read")
 
@@ -130,6 +131,7 @@ REASONS = frozenset(
         BAD_COMMAND,
         BAD_PAYLOAD,
         BAD_ACTIONS,
+        BAD_VIEW,
         BAD_EVENT,
         UNREADABLE,
     )
@@ -276,6 +278,8 @@ def _interaction(payload_text: str, text: str) -> Accepted | Refusal:
         return BAD_PAYLOAD
     if payload["type"] in ("block_actions", "interactive_message") and not _actions_ok(payload):
         return BAD_ACTIONS
+    if payload["type"] == "view_submission" and not _view_ok(payload):
+        return BAD_VIEW
     return Accepted(INTERACTIVE, text, FORM, payload)
 
 
@@ -347,6 +351,32 @@ def _shape_ok(body: dict[str, Any]) -> bool:
         ):
             return False
     return True
+
+
+def _view_ok(payload: dict[str, Any]) -> bool:
+    """What the form's submission listener reads: the user (id and names) and the view's id, state
+    values (block_id -> action_id -> object) and metadata."""
+    user = payload.get("user")
+    if not isinstance(user, dict) or not _is_text(user.get("id")):
+        return False
+    if any(user.get(k) is not None and not isinstance(user[k], str) for k in ("username", "name")):
+        return False
+    view = payload.get("view")
+    if not isinstance(view, dict) or not _is_text(view.get("id")):
+        return False
+    if any(
+        view.get(k) is not None and not isinstance(view[k], str)
+        for k in ("callback_id", "private_metadata", "hash")
+    ):
+        return False
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    if not isinstance(values, dict):
+        return False
+    return all(
+        isinstance(actions, dict) and all(isinstance(v, dict) for v in actions.values())
+        for actions in values.values()
+    )
 
 
 def _actions_ok(payload: dict[str, Any]) -> bool:

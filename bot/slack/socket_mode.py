@@ -10,7 +10,11 @@ so the listeners and their ack semantics are identical; only the transport diffe
   authentication) with the Events API retry headers, as Bolt's own adapter builds it; the ack goes back
   as `{envelope_id, payload?}` as soon as the listener acks, and the time to it is measured
   (`release_bot_ack_seconds{mode="socket"}`);
-- a bad app token fails start-up with a clear error instead of slack_sdk's endless retries.
+- a bad app token fails start-up with a clear error instead of slack_sdk's endless retries;
+- `not_ready()` says why the bot cannot take envelopes now: it follows slack_sdk's own
+  `is_connected()` (which reconnects after a `disconnect` envelope or a dead socket without telling
+  the bot's listeners), and a `link_disabled` disconnect (Socket Mode turned off for the app) counts
+  as disconnected from the moment it arrives until Slack says hello on a new connection.
 
 Several replicas each hold a connection; Slack gives each payload to exactly one of them, and release
 state lives in the cluster, so any replica can handle any click.
@@ -23,8 +27,10 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import WSMessage, WSMsgType
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -43,6 +49,21 @@ log = logging.getLogger(__name__)
 PING_INTERVAL_S = 10.0  # as Bolt's adapter: a dead socket is noticed (and replaced) within ~40 s
 HELLO_TIMEOUT_S = 15.0  # start-up deadline for Slack's `hello` on the first connection
 FATAL_ERRORS = frozenset({"invalid_auth", "not_authed", "not_allowed_token_type", "token_revoked"})
+
+
+class OneLineErrors(logging.Filter):
+    """slack_sdk logs every failed reconnect attempt with a traceback (every ping interval while
+    Socket Mode is disabled): keep the line and the error, drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg, record.args = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+SDK_LOG = logging.getLogger("release_bot.socket_mode.sdk")
+SDK_LOG.addFilter(OneLineErrors())
 
 
 def bolt_request(req: SocketModeRequest) -> AsyncBoltRequest:
@@ -81,20 +102,35 @@ class SocketMode:
         self.hellos = 0
         self._hello = asyncio.Event()
         self._socket: SocketModeClient | None = None
+        self._disabled_since: datetime | None = None  # a link_disabled disconnect, until the next hello
+        self._down_since: datetime | None = None
 
-    @property
-    def connected(self) -> bool:
-        return self._socket is not None and self._hello.is_set() and not self._socket.closed
+    async def not_ready(self) -> str | None:
+        """Why no envelope can reach this process now, or None while the connection is up."""
+        socket = self._socket
+        if socket is None:
+            return "the Socket Mode connection is closed"
+        if self._disabled_since is not None:
+            return (
+                f"Slack disabled Socket Mode for the app (link_disabled) at "
+                f"{self._disabled_since:%Y-%m-%dT%H:%M:%SZ}; reconnecting once it is enabled again"
+            )
+        if await socket.is_connected():
+            self._down_since = None
+            return None
+        self._down_since = self._down_since or datetime.now(UTC)
+        return f"the Socket Mode connection is down since {self._down_since:%Y-%m-%dT%H:%M:%SZ}; reconnecting"
 
     async def start(self, hello_timeout: float = HELLO_TIMEOUT_S) -> None:
         """Open the connection and wait for Slack's hello. ConfigError when the app token is refused."""
         socket = SocketModeClient(
             app_token=self.app_token,
-            logger=logging.getLogger("release_bot.socket_mode.sdk"),
+            logger=SDK_LOG,
             web_client=self.client,
             ping_interval=PING_INTERVAL_S,
         )
         socket.message_listeners.append(self._on_message)
+        socket.on_message_listeners.append(self._on_raw)
         socket.socket_mode_request_listeners.append(self._on_request)
         self._socket = socket
         try:
@@ -119,19 +155,35 @@ class SocketMode:
         if socket is not None:
             await socket.close()  # type: ignore[no-untyped-call]
 
+    async def _on_raw(self, message: WSMessage) -> None:
+        """Every text frame, before slack_sdk handles it: slack_sdk acts on `disconnect` itself and
+        never hands it to the message listeners."""
+        if message.type != WSMsgType.TEXT or '"disconnect"' not in str(message.data):
+            return
+        try:
+            frame = json.loads(message.data)
+        except ValueError:
+            return
+        if not isinstance(frame, dict) or frame.get("type") != "disconnect":
+            return
+        reason = str(frame.get("reason") or "")
+        if reason == "link_disabled":
+            self._disabled_since = self._disabled_since or datetime.now(UTC)
+            log.warning("Slack disabled Socket Mode for the app (link_disabled)", extra={"reason": reason})
+        else:
+            log.info("socket mode reconnecting", extra={"reason": reason})
+
     async def _on_message(
         self, _: AsyncBaseSocketModeClient, message: dict[str, Any], __: str | None
     ) -> None:
-        kind = message.get("type")
-        if kind == "hello":
+        if message.get("type") == "hello":
             self.hellos += 1
+            self._disabled_since = None
             self._hello.set()
             log.info(
                 "socket mode connected",
                 extra={"connections": message.get("num_connections"), "hellos": self.hellos},
             )
-        elif kind == "disconnect":
-            log.info("socket mode reconnecting", extra={"reason": message.get("reason")})
 
     async def _on_request(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         started = time.perf_counter()

@@ -6,10 +6,14 @@ towards the bot (signed slash commands, button clicks and Events API deliveries)
 
 - `server`: the simulator (HTTP, faults, rate limiting, read-back, the page's JSON and events)
 - `workspace`: Slack's data model and method semantics (messages, threads, ephemerals, ...)
-- `client`: the player (requests Slack sends to an app, signed)
+- `views`: modals and Home tabs (views.open, views.update, views.publish, submissions)
+- `client`: the player (requests Slack sends to an app, signed: commands, clicks, modal actions and
+  submissions, events such as app_home_opened)
 - `blocks`, `ids`, `ratelimit`: pure rules (Block Kit limits, ts values, rate-limit buckets)
 - `emoji`: Slack's emoji short names, for the page
 - `socket_mode`: apps.connections.open and the Socket Mode envelopes, disconnects included
+- `types`, `errors`: the value types and the error the others share (so none imports another's module
+  for them), and `SlackSide`, the part of the simulator a player needs
 - `cli`: `release-bot slack-sim`
 """
 

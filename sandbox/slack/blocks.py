@@ -51,6 +51,8 @@ _INTERACTIVE_ELEMENTS = frozenset(
         "workflow_button",
     }
 )
+# Interactive elements an input block cannot hold (https://docs.slack.dev/reference/block-kit/blocks/input-block).
+_NOT_INPUT_ELEMENTS = frozenset({"button", "overflow", "workflow_button"})
 _PASSTHROUGH_BLOCKS = frozenset({"rich_text", "file", "video", "markdown", "context_actions", "table"})
 
 
@@ -129,6 +131,69 @@ class _Validator:
                 self.err("must be one of: primary, danger", f"{path}/style")
             if "accessibility_label" in el:
                 self.max_len(el["accessibility_label"], 75, f"{path}/accessibility_label")
+        elif kind in ("static_select", "radio_buttons"):
+            self.select(el, path)
+        elif kind == "plain_text_input":
+            if "placeholder" in el:
+                self.text(el["placeholder"], f"{path}/placeholder", 150, plain_only=True)
+            if "initial_value" in el and not isinstance(el["initial_value"], str):
+                self.err("must be a string", f"{path}/initial_value")
+            for key in ("min_length", "max_length"):
+                value = el.get(key)
+                if value is not None and (not isinstance(value, int) or not 0 <= value <= 3000):
+                    self.err("must be a number from 0 to 3000", f"{path}/{key}")
+            if "multiline" in el and not isinstance(el["multiline"], bool):
+                self.err("must be a boolean", f"{path}/multiline")
+
+    def option(self, opt: Any, path: str) -> None:
+        if not isinstance(opt, Mapping):
+            self.err("must be an object", path)
+            return
+        self.text(opt.get("text"), f"{path}/text", 75)
+        self.max_len(opt.get("value"), 150, f"{path}/value")
+        if "description" in opt:
+            self.text(opt["description"], f"{path}/description", 75)
+
+    def select(self, el: Mapping[str, Any], path: str) -> None:
+        """static_select and radio_buttons: 1 to 100 options (or option groups for a select), each
+        with text (75) and a value (150); the initial option must be one of them."""
+        if "placeholder" in el:
+            self.text(el["placeholder"], f"{path}/placeholder", 150, plain_only=True)
+        options = el.get("options")
+        groups = el.get("option_groups")
+        every: list[Any] = []
+        if options is not None and groups is not None:
+            self.err("must provide either options or option_groups", path)
+        if groups is not None and el.get("type") == "static_select":
+            if not isinstance(groups, list) or not groups or len(groups) > 100:
+                self.err("must provide 1 to 100 option groups", f"{path}/option_groups")
+            else:
+                for i, group in enumerate(groups):
+                    gpath = f"{path}/option_groups/{i}"
+                    if not isinstance(group, Mapping):
+                        self.err("must be an object", gpath)
+                        continue
+                    self.text(group.get("label"), f"{gpath}/label", 75, plain_only=True)
+                    every.extend(group.get("options") or [])
+        elif not isinstance(options, list) or not options:
+            self.err("must provide at least 1 item", f"{path}/options")
+            return
+        else:
+            if len(options) > 100:
+                self.err("must provide no more than 100 items", f"{path}/options")
+            every = options
+        for i, opt in enumerate(every):
+            self.option(opt, f"{path}/options/{i}")
+        if "initial_option" in el:
+            initial = el["initial_option"]
+            self.option(initial, f"{path}/initial_option")
+            if isinstance(initial, Mapping) and not any(
+                isinstance(o, Mapping)
+                and o.get("value") == initial.get("value")
+                and o.get("text") == initial.get("text")
+                for o in every
+            ):
+                self.err("must match one of the options", f"{path}/initial_option")
 
     def image(self, el: Mapping[str, Any], path: str) -> None:
         if "image_url" in el:
@@ -200,9 +265,16 @@ class _Validator:
                 self.text(block["title"], f"{path}/title", 2000, plain_only=True)
         elif kind == "input":
             self.text(block.get("label"), f"{path}/label", 2000, plain_only=True)
-            self.element(block.get("element"), f"{path}/element", action_ids)
+            element = block.get("element")
+            if isinstance(element, Mapping) and element.get("type") in _NOT_INPUT_ELEMENTS:
+                self.err(f"unsupported type: {element.get('type')}", f"{path}/element/type")
+            else:
+                self.element(element, f"{path}/element", action_ids)
             if "hint" in block:
                 self.text(block["hint"], f"{path}/hint", 2000, plain_only=True)
+            for key in ("dispatch_action", "optional"):
+                if key in block and not isinstance(block[key], bool):
+                    self.err("must be a boolean", f"{path}/{key}")
         elif kind in _PASSTHROUGH_BLOCKS:
             if kind == "markdown":
                 self.max_len(block.get("text"), 12_000, f"{path}/text")

@@ -14,8 +14,15 @@ request verification, parsing and ack path are exercised:
   the form field `payload`, with `container`, `message` (not for ephemerals, as Slack), a
   response_url bound to that message, and a trigger_id; for an org-wide install `team` is null and
   `enterprise` names the organisation;
+- modals: a choice in a modal's dispatching select (block_actions with `container.type` "view" and
+  the whole view, its state included) and a submission (view_submission), whose answer is applied to
+  the modal as Slack applies it (closed, field errors, updated, pushed; see `views.py`);
 - Events API: `event_callback` envelopes, retried up to 3 times with `X-Slack-Retry-Num` and
-  `X-Slack-Retry-Reason` when the bot does not answer 2xx in time, and `url_verification`.
+  `X-Slack-Retry-Reason` when the bot does not answer 2xx in time, and `url_verification`;
+  `open_home` sends `app_home_opened` (with the Home tab published for that person, if any).
+
+It needs of the simulator only `types.SlackSide` (the workspace, the credentials, where the bot is,
+Socket Mode delivery, and where command answers are shown).
 
 With `transport="socket"` the same payloads go as Socket Mode envelopes (`slash_commands`,
 `interactive`, `events_api`) through the simulator's open connections instead (see `socket_mode.py`);
@@ -35,42 +42,15 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
 from sandbox.slack.blocks import find_action
+from sandbox.slack.types import CommandResponse, EventDelivery, SlackSide
 from sandbox.slack.workspace import Channel, Message
 
-if TYPE_CHECKING:
-    from sandbox.slack.server import SlackSimulator
-
 USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
-
-
-@dataclass(frozen=True)
-class CommandResponse:
-    """The bot's HTTP answer to something Slack sent.
-
-    `status` is 0 when the request failed to connect or timed out (`timed_out` then says which);
-    `text` is the raw body; `json` the parsed body when it was JSON.
-    """
-
-    status: int
-    text: str
-    json: Any = None
-    timed_out: bool = False
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EventDelivery:
-    """One attempt to deliver an Events API envelope (retry_num 0 is the first attempt)."""
-
-    retry_num: int
-    retry_reason: str | None
-    response: CommandResponse
 
 
 def slack_escape(text: str) -> str:
@@ -91,7 +71,7 @@ class SlackPlayer:
     (settable): "http" (signed requests to `bot_url`) or "socket" (Socket Mode envelopes).
     """
 
-    def __init__(self, sim: SlackSimulator, *, bot_url: str | None = None, transport: str = "http") -> None:
+    def __init__(self, sim: SlackSide, *, bot_url: str | None = None, transport: str = "http") -> None:
         if transport not in ("http", "socket"):
             raise ValueError(f"transport must be http or socket, not {transport!r}")
         self.sim = sim
@@ -339,6 +319,115 @@ class SlackPlayer:
         body = urllib.parse.urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
         response = await self.post(body, "application/x-www-form-urlencoded")
         return response.status
+
+    # ---- modals and the Home tab ---------------------------------------------------------------
+
+    def _view_payload_base(self, user_id: str) -> dict[str, Any]:
+        ws = self.sim.workspace
+        u = ws.user(user_id)
+        return {
+            "user": {"id": u.id, "username": u.name, "name": u.name, "team_id": ws.team_id},
+            "api_app_id": ws.app_id,
+            "token": self.sim.verification_token,
+            "trigger_id": ws.issue_trigger_id(u.id),
+            "team": None if ws.enterprise_install else {"id": ws.team_id, "domain": ws.team_domain},
+            "enterprise": (
+                {"id": ws.enterprise_id, "name": ws.enterprise_name} if ws.enterprise_install else None
+            ),
+            "is_enterprise_install": ws.enterprise_install,
+        }
+
+    async def _interactive(self, payload: Mapping[str, Any]) -> CommandResponse:
+        if self.transport == "socket":
+            return await self.envelope("interactive", payload, accepts_response_payload=True)
+        body = urllib.parse.urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    def _open_modal(self, user: str, view_id: str | None) -> Any:
+        ws = self.sim.workspace
+        u = ws.user(user)
+        view = ws.views.get(view_id) if view_id else ws.views.modal_of(u.id)
+        if view is None or not view.open or view.user_id != u.id:
+            raise LookupError(f"{u.name} has no open modal {view_id or ''}".rstrip())
+        return view
+
+    async def view_action(
+        self,
+        user: str,
+        action_id: str,
+        value: str,
+        *,
+        view_id: str | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> CommandResponse:
+        """`user` chooses `value` in the element `action_id` of their open modal (or `view_id`) after
+        entering `values` (action_id -> text or option value); an element that dispatches actions
+        (a select in an input block with `dispatch_action`, or in an actions block) sends Slack's
+        block_actions with `container.type` "view" and the whole view, state included."""
+        ws = self.sim.workspace
+        view = self._open_modal(user, view_id)
+        ws.views.enter(view.id, {**(values or {}), action_id: value})
+        block_id, element = ws.views.element(view, action_id)
+        selected = ws.views.by_id[view.id].data["state"]["values"][block_id][action_id]
+        action: dict[str, Any] = {
+            "type": element.get("type"),
+            "action_id": action_id,
+            "block_id": block_id,
+            "action_ts": f"{self.clock():.6f}",
+        }
+        if "selected_option" in selected:
+            action["selected_option"] = selected["selected_option"]
+        else:
+            action["value"] = selected.get("value")
+        payload = {
+            "type": "block_actions",
+            **self._view_payload_base(view.user_id),
+            "container": {"type": "view", "view_id": view.id},
+            "view": dict(view.data),
+            "actions": [action],
+        }
+        return await self._interactive(payload)
+
+    async def submit_view(
+        self, user: str, values: Mapping[str, Any] | None = None, *, view_id: str | None = None
+    ) -> CommandResponse:
+        """`user` enters `values` (action_id -> text or option value) in their open modal (or
+        `view_id`) and presses its submit button: Slack's view_submission, and the bot's answer
+        applied to the modal as Slack applies it (see `views.Views.answered`)."""
+        ws = self.sim.workspace
+        view = self._open_modal(user, view_id)
+        if values:
+            ws.views.enter(view.id, values)
+        payload = {
+            "type": "view_submission",
+            **self._view_payload_base(view.user_id),
+            "view": dict(view.data),
+            "response_urls": [],
+        }
+        response = await self._interactive(payload)
+        ws.views.answered(view.id, response.status, response.json)
+        return response
+
+    def close_view(self, user: str, *, view_id: str | None = None) -> None:
+        """`user` presses the modal's close button (the app is not told: no notify_on_close)."""
+        self.sim.workspace.views.close(self._open_modal(user, view_id).id)
+
+    async def open_home(self, user: str) -> list[EventDelivery]:
+        """`user` opens the app's Home tab: Slack's `app_home_opened` event (with the view published
+        for them, if any)."""
+        ws = self.sim.workspace
+        u = ws.user(user)
+        event: dict[str, Any] = {
+            "type": "app_home_opened",
+            "user": u.id,
+            "channel": ws.app_dm(u.id).id,
+            "tab": "home",
+            "event_ts": f"{self.clock():.6f}",
+        }
+        home = ws.views.home_of(u.id)
+        if home is not None:
+            event["view"] = dict(home.data)
+        return await self.event(event)
 
     # ---- Events API ----------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ METHOD_TIERS: dict[str, int] = {
     "views.open": 4,
     "views.update": 4,
     "views.push": 4,
+    "views.publish": 4,
     "reactions.add": 3,
     "reactions.remove": 3,
 }

@@ -8,9 +8,10 @@ Owns everything HTTP about the simulated Slack, on one aiohttp server bound to 1
   integer `Retry-After`), and scripted faults. The semantics live in `workspace.py`.
 - `/hooks/response/<token>`: response_url endpoints (5 uses, 30 minutes).
 - `apps.connections.open` and `/link/`: Socket Mode (app token, WebSocket envelopes), in `socket_mode.py`.
-- `/sim/...`: JSON read-back (history, threads, ephemerals, API call log, the emoji table), live change
-  notifications (Server-Sent Events), and actions the page asks for (run a slash command, click a
-  button) which go to the bot as real signed requests through a `SlackPlayer`.
+- `/sim/...`: JSON read-back (history, threads, ephemerals, API call log, the emoji table, a person's
+  open modal and Home tab), live change notifications (Server-Sent Events), and actions the page asks
+  for (run a slash command, click a button, choose in or submit or close a modal, open the Home tab)
+  which go to the bot as real signed requests through a `SlackPlayer`.
 - `/`: the channel page (`page.html`, a single static file).
 - optionally a control route group (`mount_control`, e.g. the sandbox's `/control/...`); the page
   then shows its panel.
@@ -20,6 +21,7 @@ Every Web API answer to a known token carries `x-oauth-scopes` (the token's scop
 SDK's WebClient puts them in `response_metadata.scopes`/`acceptedScopes`).
 
 Tests use the Python API (`history`, `replies`, `ephemerals`, `calls`, `fault`, `wait_for`, `player`,
+`workspace.views` for modals and Home tabs,
 and for Slack's rules: `set_scopes`, `revoke_token`, `add_private_channel`, `open_dm`, `set_member`,
 `set_bot_membership`, `archive`, `enterprise_install`, `socket_mode.disconnect`).
 Every change to the workspace, the call log or the pending faults wakes `wait_for` waiters and the page.
@@ -36,13 +38,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from sandbox.slack.client import SlackPlayer
 from sandbox.slack.emoji import emoji_table
 from sandbox.slack.ratelimit import RateLimiter
 from sandbox.slack.socket_mode import SocketModeError, SocketModeServer
+from sandbox.slack.types import ApiCall as ApiCall
+from sandbox.slack.types import CommandResponse
 from sandbox.slack.workspace import (
     METHODS,
     SLACKBOT_ID,
@@ -52,26 +57,11 @@ from sandbox.slack.workspace import (
     Workspace,
 )
 
-if TYPE_CHECKING:
-    from sandbox.slack.client import CommandResponse, SlackPlayer
-
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _PAGE = Path(__file__).with_name("page.html")
 _DEFAULT_USERGROUPS: Mapping[str, Sequence[str]] = {"release-managers": ("alice",)}
-
-
-@dataclass(frozen=True)
-class ApiCall:
-    """One Web API call as the simulator saw it (token removed from `params`)."""
-
-    method: str
-    params: dict[str, Any]
-    ok: bool
-    error: str | None
-    status: int
-    time: float
 
 
 @dataclass
@@ -165,7 +155,13 @@ class SlackSimulator:
         self._base_url: str | None = None
         self._control: tuple[str, web.Application] | None = None
         self._page_player: SlackPlayer | None = None
-        self.socket_mode = SocketModeServer(self)
+        self.socket_mode = SocketModeServer(
+            app_id=self.app_id,
+            bot_token=lambda: self.bot_token,
+            base_url=lambda: self.base_url,
+            clock=lambda: self._clock(),
+            on_change=self._changed,
+        )
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -193,6 +189,11 @@ class SlackSimulator:
         app.router.add_get("/sim/events", self._sim_events)
         app.router.add_post("/sim/command", self._sim_command)
         app.router.add_post("/sim/click", self._sim_click)
+        app.router.add_get("/sim/views", self._sim_views)
+        app.router.add_post("/sim/view/action", self._sim_view_action)
+        app.router.add_post("/sim/view/submit", self._sim_view_submit)
+        app.router.add_post("/sim/view/close", self._sim_view_close)
+        app.router.add_post("/sim/home/open", self._sim_home_open)
         self.socket_mode.add_routes(app)
         if self._control is not None:
             prefix, control = self._control
@@ -456,8 +457,6 @@ class SlackSimulator:
     def player(self, bot_url: str | None = None, *, transport: str = "http") -> SlackPlayer:
         """A new client that plays Slack towards `bot_url` (default: `self.bot_url`), or over the app's
         Socket Mode connections with `transport="socket"`. Close it."""
-        from sandbox.slack.client import SlackPlayer
-
         return SlackPlayer(self, bot_url=bot_url, transport=transport)
 
     def record_unknown_command(self, channel_id: str, user_id: str, command: str) -> None:
@@ -872,3 +871,67 @@ class SlackSimulator:
             user.id, dict(msg), str(body.get("action_id", "")), channel=channel.id
         )
         return self._json({"status": status})
+
+    # ---- modals and the Home tab, for the page ---------------------------------------------------
+
+    async def _sim_views(self, request: web.Request) -> web.Response:
+        """What one person sees of the app's views: their open modal (with the errors the app gave
+        and Slack's own message) and their Home tab."""
+        try:
+            user = self.workspace.user(request.query.get("user", ""))
+        except ApiError as e:
+            raise web.HTTPNotFound(text=e.error) from e
+        modal = self.workspace.views.modal_of(user.id)
+        home = self.workspace.views.home_of(user.id)
+        shown = None
+        if modal is not None:
+            shown = {**modal.data, "errors": modal.errors, "problem": modal.problem}
+        return self._json({"modal": shown, "home": home.data if home is not None else None})
+
+    async def _view_request(self, request: web.Request) -> tuple[dict[str, Any], str]:
+        body = await self._page_request(request)
+        try:
+            user = self.workspace.user(str(body.get("user", "")))
+        except ApiError as e:
+            raise web.HTTPBadRequest(text=e.error) from e
+        values = body.get("values") or {}
+        if not isinstance(values, dict):
+            raise web.HTTPBadRequest(text="values must be an object")
+        return body, user.id
+
+    async def _sim_view_action(self, request: web.Request) -> web.Response:
+        body, user = await self._view_request(request)
+        try:
+            response = await self._ensure_page_player().view_action(
+                user,
+                str(body.get("action_id", "")),
+                str(body.get("value", "")),
+                view_id=str(body.get("view_id") or "") or None,
+                values=body.get("values") or {},
+            )
+        except (LookupError, ApiError) as e:
+            raise web.HTTPBadRequest(text=str(e)) from e
+        return self._json({"status": response.status, "timed_out": response.timed_out})
+
+    async def _sim_view_submit(self, request: web.Request) -> web.Response:
+        body, user = await self._view_request(request)
+        try:
+            response = await self._ensure_page_player().submit_view(
+                user, body.get("values") or {}, view_id=str(body.get("view_id") or "") or None
+            )
+        except (LookupError, ApiError) as e:
+            raise web.HTTPBadRequest(text=str(e)) from e
+        return self._json({"status": response.status, "timed_out": response.timed_out})
+
+    async def _sim_view_close(self, request: web.Request) -> web.Response:
+        body, user = await self._view_request(request)
+        try:
+            self._ensure_page_player().close_view(user, view_id=str(body.get("view_id") or "") or None)
+        except (LookupError, ApiError) as e:
+            raise web.HTTPBadRequest(text=str(e)) from e
+        return self._json({"ok": True})
+
+    async def _sim_home_open(self, request: web.Request) -> web.Response:
+        _, user = await self._view_request(request)
+        deliveries = await self._ensure_page_player().open_home(user)
+        return self._json({"status": deliveries[-1].response.status if deliveries else 0})

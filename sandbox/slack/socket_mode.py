@@ -24,7 +24,9 @@ Owns everything about delivering to an app over Socket Mode instead of HTTP, as 
   spinning.
 
 Deliveries are recorded (`deliveries`) with the connection that carried them and the ack, so tests can
-check "each payload went to exactly one connection". Every change wakes `SlackSimulator.wait_for`.
+check "each payload went to exactly one connection". Every change is reported through `on_change`
+(the simulator wakes its `wait_for` waiters and the page with it). It needs of the simulator only
+what it is given: the app's id, its bot token, the base URL, the clock and `on_change`.
 """
 
 from __future__ import annotations
@@ -34,16 +36,13 @@ import contextlib
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from sandbox.slack.client import CommandResponse
-
-if TYPE_CHECKING:
-    from sandbox.slack.server import SlackSimulator
+from sandbox.slack.types import CommandResponse
 
 MAX_CONNECTIONS = 10
 WARNING_CLOSE_S = 10.0  # a `warning` disconnect: Slack closes the connection about 10 s later
@@ -100,18 +99,31 @@ class Delivery:
 
 
 class SocketModeServer:
-    """The Socket Mode side of a `SlackSimulator` (available as `sim.socket_mode`).
+    """The Socket Mode side of a `SlackSimulator` (available as `sim.socket_mode`), for the app
+    `app_id` whose bot token is `bot_token()`; `base_url()` is the simulator's, `clock()` its
+    wall clock, and `on_change()` is called on every change.
 
     Attributes: `app_token` (settable before the bot starts), `connections` (open connections that
     may carry envelopes, in connection order), `all_connections` (every open one), `deliveries`,
     `max_connections`, `enabled` (False after a `link_disabled` disconnect, until `enable()`).
     """
 
-    def __init__(self, sim: SlackSimulator, app_token: str | None = None) -> None:
-        self.sim = sim
-        self.app_token = app_token or (
-            f"xapp-1-{sim.app_id}-{secrets.randbelow(10**13)}-{secrets.token_hex(32)}"
-        )
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        bot_token: Callable[[], str],
+        base_url: Callable[[], str],
+        clock: Callable[[], float],
+        on_change: Callable[[], None],
+        app_token: str | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self._bot_token = bot_token
+        self._base_url = base_url
+        self._clock = clock
+        self._changed = on_change
+        self.app_token = app_token or (f"xapp-1-{app_id}-{secrets.randbelow(10**13)}-{secrets.token_hex(32)}")
         self.max_connections = MAX_CONNECTIONS
         self.all_connections: list[Connection] = []
         self.deliveries: list[Delivery] = []
@@ -148,7 +160,7 @@ class SocketModeServer:
         """Raise SocketModeError unless `token` is the app-level token."""
         if not token:
             raise SocketModeError("not_authed")
-        if secrets.compare_digest(token, self.sim.bot_token):
+        if secrets.compare_digest(token, self._bot_token()):
             raise SocketModeError("not_allowed_token_type")
         if not secrets.compare_digest(token, self.app_token):
             raise SocketModeError("invalid_auth")
@@ -156,12 +168,12 @@ class SocketModeServer:
     def connections_open(self, token: str | None) -> dict[str, Any]:
         """apps.connections.open: a fresh single-use WebSocket URL for the app."""
         self.check_token(token)
-        now = self.sim.clock()
+        now = self._clock()
         self._tickets = {t: at for t, at in self._tickets.items() if now - at <= TICKET_LIFETIME}
         ticket = str(uuid.uuid4())
         self._tickets[ticket] = now
-        base = self.sim.base_url.replace("http://", "ws://", 1)
-        return {"url": f"{base}link/?ticket={ticket}&app_id={self.sim.app_id}"}
+        base = self._base_url().replace("http://", "ws://", 1)
+        return {"url": f"{base}link/?ticket={ticket}&app_id={self.app_id}"}
 
     # ---- the WebSocket -----------------------------------------------------------------------------
 
@@ -170,7 +182,7 @@ class SocketModeServer:
             raise web.HTTPForbidden(text="Socket Mode is disabled for this app (link_disabled)")
         ticket = request.query.get("ticket", "")
         issued = self._tickets.pop(ticket, None)
-        if issued is None or self.sim.clock() - issued > TICKET_LIFETIME:
+        if issued is None or self._clock() - issued > TICKET_LIFETIME:
             raise web.HTTPUnauthorized(text="invalid or used ticket: call apps.connections.open")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
@@ -178,7 +190,7 @@ class SocketModeServer:
             await ws.send_json({"type": "disconnect", "reason": "too_many_websockets", "debug_info": {}})
             await ws.close()
             return ws
-        conn = Connection(id=f"conn-{uuid.uuid4().hex[:10]}", ws=ws, opened_at=self.sim.clock())
+        conn = Connection(id=f"conn-{uuid.uuid4().hex[:10]}", ws=ws, opened_at=self._clock())
         self.all_connections.append(conn)
         try:
             await ws.send_json(
@@ -186,18 +198,18 @@ class SocketModeServer:
                     "type": "hello",
                     "num_connections": len(self.all_connections),
                     "debug_info": {"host": "applink-sim", "build_number": 1, "connection": conn.id},
-                    "connection_info": {"app_id": self.sim.app_id},
+                    "connection_info": {"app_id": self.app_id},
                 }
             )
             conn.ready = True
             self.opened += 1
-            self.sim._changed()
+            self._changed()
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     self._on_text(conn, msg.data)
         finally:
             self.all_connections.remove(conn)
-            self.sim._changed()
+            self._changed()
         return ws
 
     def _on_text(self, conn: Connection, data: str) -> None:
@@ -249,7 +261,7 @@ class SocketModeServer:
         conn = self._pick()
         self.deliveries.append(delivery)
         if conn is None:
-            self.sim._changed()
+            self._changed()
             return delivery
         delivery.connection = conn.id
         envelope: dict[str, Any] = {
@@ -273,7 +285,7 @@ class SocketModeServer:
             delivery.timed_out = True
         finally:
             self._pending.pop(delivery.envelope_id, None)
-            self.sim._changed()
+            self._changed()
         return delivery
 
     async def refresh(self, connection: str | None = None) -> list[str]:
@@ -303,7 +315,7 @@ class SocketModeServer:
         if reason != "warning":
             for conn in targets:
                 conn.refreshing = True
-        self.sim._changed()
+        self._changed()
         for conn in targets:
             with contextlib.suppress(ConnectionError):
                 await conn.ws.send_json(
@@ -323,11 +335,11 @@ class SocketModeServer:
     async def _close_later(self, conn: Connection, delay: float) -> None:
         await asyncio.sleep(delay)  # Slack's grace period after a `warning`, not a test wait
         conn.refreshing = True
-        self.sim._changed()
+        self._changed()
         with contextlib.suppress(Exception):
             await conn.ws.close(code=1000, message=b"warning")
 
     def enable(self) -> None:
         """Turn Socket Mode back on after `link_disabled`: connections are accepted again."""
         self.enabled = True
-        self.sim._changed()
+        self._changed()

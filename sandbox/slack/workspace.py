@@ -10,6 +10,7 @@ Python (no HTTP), so the rules are in one place and can be read and tested direc
 - chat.update only on the app's own non-ephemeral messages, marking `edited: {user, ts}`;
 - ephemeral messages never appear in history; they are kept per (channel, user);
 - response_url: at most 5 uses within 30 minutes; trigger_id: single use within 3 seconds;
+- modals and Home tabs (views.open, views.update, views.publish) in `views.py`;
 - conversations of three kinds: public channels, private channels and DMs (`im`), each with its
   members; the bot sees a private channel or a DM only when it is a member (`channel_not_found`
   otherwise, as if it did not exist), and posting to a public channel it is not in answers
@@ -38,13 +39,14 @@ from typing import Any
 from bot.manifest import BOT_SCOPES
 from sandbox.slack.blocks import (
     MAX_MESSAGE_TEXT,
-    MAX_VIEW_BLOCKS,
     BlockErrors,
     normalize_blocks,
     parse_blocks_param,
     validate_blocks,
 )
+from sandbox.slack.errors import ApiError as ApiError
 from sandbox.slack.ids import TsGenerator, decode_cursor, encode_cursor, parse_ts, slack_id
+from sandbox.slack.views import Views
 
 Message = dict[str, Any]
 
@@ -78,6 +80,8 @@ METHOD_SCOPES: dict[str, ScopeRule] = {
     "usergroups.list": "usergroups:read",
     "usergroups.users.list": "usergroups:read",
     "views.open": None,
+    "views.update": None,
+    "views.publish": None,
     "reactions.add": "reactions:write",
 }
 # conversations.list `types` values and the kind of conversation each lists.
@@ -87,16 +91,6 @@ RESPONSE_URL_USES = 5
 RESPONSE_URL_LIFETIME = 30 * 60.0
 TRIGGER_LIFETIME = 3.0
 SLACKBOT_ID = "USLACKBOT"
-
-
-class ApiError(Exception):
-    """A Web API error as Slack reports it: `error` code plus optional extra response fields."""
-
-    def __init__(self, error: str, status: int = 200, **extra: Any) -> None:
-        super().__init__(error)
-        self.error = error
-        self.status = status
-        self.extra = extra
 
 
 @dataclass
@@ -201,7 +195,14 @@ class Workspace:
         self._ts = TsGenerator()
         self._response_urls: dict[str, ResponseUrl] = {}
         self._triggers: dict[str, tuple[str, float]] = {}
-        self.views: list[dict[str, Any]] = []
+        # Modals and Home tabs (views.open, views.update, views.publish).
+        self.views = Views(
+            team_id=self.team_id,
+            app_id=self.app_id,
+            bot_id=self.bot_id,
+            clock=lambda: self.clock(),
+            on_change=lambda: self.on_change(),
+        )
 
     # ---- lookups -------------------------------------------------------------------------------
 
@@ -923,30 +924,16 @@ class Workspace:
             raise ApiError("invalid_trigger_id")
         if self.clock() - entry[1] > TRIGGER_LIFETIME:
             raise ApiError("expired_trigger_id")
-        view = params.get("view")
-        if isinstance(view, str):
-            try:
-                view = json.loads(view)
-            except ValueError:
-                raise ApiError("invalid_arguments") from None
-        if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
-            raise ApiError("invalid_arguments")
-        try:
-            validate_blocks(view.get("blocks", []), max_blocks=MAX_VIEW_BLOCKS, path="/view/blocks")
-        except BlockErrors as e:
-            raise ApiError("invalid_blocks", errors=e.errors) from None
-        opened = {
-            **copy.deepcopy(view),
-            "id": slack_id("V", trigger),
-            "team_id": self.team_id,
-            "app_id": self.app_id,
-            "bot_id": self.bot_id,
-            "user_id": entry[0],
-        }
-        opened["blocks"] = normalize_blocks(view.get("blocks", []), salt=trigger)
-        self.views.append(opened)
-        self.on_change()
-        return {"view": copy.deepcopy(opened)}
+        return {"view": self.views.open(entry[0], params.get("view"), salt=trigger)}
+
+    def views_update(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"view": self.views.update(params)}
+
+    def views_publish(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        user = self.user_id(params, "user_id")
+        if user.is_bot:
+            raise ApiError("user_not_found")
+        return {"view": self.views.publish(user.id, params)}
 
 
 METHODS: dict[str, Callable[[Workspace, Mapping[str, Any]], dict[str, Any]]] = {
@@ -967,6 +954,8 @@ METHODS: dict[str, Callable[[Workspace, Mapping[str, Any]], dict[str, Any]]] = {
     "usergroups.list": Workspace.usergroups_list,
     "usergroups.users.list": Workspace.usergroups_users_list,
     "views.open": Workspace.views_open,
+    "views.update": Workspace.views_update,
+    "views.publish": Workspace.views_publish,
     "reactions.add": Workspace.reactions_add,
 }
 """Every Web API method the simulator serves: name -> implementation (params -> response fields)."""

@@ -225,6 +225,6 @@ async def test_malformed_requests_are_refused_at_the_edge_and_execute_nothing(
 
     # A valid signed command still gets its answer, and is the first request Bolt saw.
     answer = await command(slack_sim, "alice", "help")
-    assert "/release <app> <version>" in answer.text
+    assert "/release &lt;app&gt; &lt;version&gt;" in answer.text
     async with aiohttp.ClientSession() as session:
         assert metric(await metrics_page(session, bot), "release_bot_ack_seconds_count", mode="http") == 1

@@ -87,9 +87,16 @@ async def test_metrics_after_a_rolling_release(bots: Bots, slack_sim: SlackSimul
     assert (value(samples, "release_bot_slack_api_calls_total", method="chat.update", status="200") or 0) > 0
     assert value(samples, "release_bot_slack_api_calls_total", method="chat.update", status="429") == 1
     assert value(samples, "release_bot_slack_api_ratelimited_total", method="chat.update") == 1
+    # the same calls by Slack's own code: the 429 is `ratelimited`, mallory's refusal was answered `ok`
+    assert (
+        value(samples, "release_bot_slack_api_results_total", method="chat.update", error="ratelimited") == 1
+    )
+    assert (
+        value(samples, "release_bot_slack_api_results_total", method="chat.postEphemeral", error="ok") or 0
+    ) >= 1
+    assert value(samples, "release_bot_slack_api_results_total", method="auth.test", error="ok") == 1
 
-    # the first release of the app finds no lease yet: an expected 404, counted (the record's absence
-    # comes from the records cache, without a request)
+    # the first release of the app finds no lease yet: an expected 404, counted
     assert (value(samples, "release_bot_kube_api_errors_total", resource="lease", status="404") or 0) > 0
     assert all(
         dict(labels)["status"].isdigit() or dict(labels)["status"] == "unreachable"

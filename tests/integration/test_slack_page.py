@@ -23,6 +23,7 @@ from bot.slack import cards
 from sandbox.control import control_app
 from sandbox.slack import SlackSimulator
 from tests.integration.test_slack_sim import make_bolt_app, serve
+from tests.integration.test_slack_sim_views import make_form_app
 from tests.unit.records import T0, record
 
 pytestmark = pytest.mark.integration
@@ -300,3 +301,83 @@ async def test_panel_restart_button_restarts_that_component(
     await control_page.click("#control button[data-kill='bot']")
     await expect(status).to_contain_text("killed the bot (pid 4000)", timeout=WAIT_MS)
     assert (controls.restarted, controls.killed) == (["kube-apiserver"], ["bot"])
+
+
+# ---- modals and the Home tab ------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def form_page_bot(slack_sim: SlackSimulator) -> AsyncIterator[list[dict[str, Any]]]:
+    """The form app of test_slack_sim_views behind `slack_sim.bot_url`; yields its Home tab events."""
+    events: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as session:
+        client = AsyncWebClient(token=slack_sim.bot_token, base_url=slack_sim.api_url, session=session)
+        runner, base = await serve(make_form_app(slack_sim, client, events).web_app(path="/slack/events"))
+        slack_sim.bot_url = f"{base}/slack/events"
+        try:
+            yield events
+        finally:
+            await runner.cleanup()
+
+
+async def test_a_modal_is_drawn_redrawn_refused_on_a_field_and_submitted(
+    slack_sim: SlackSimulator, form_page_bot: list[dict[str, Any]], page: Page
+) -> None:
+    await page.fill("#command", "/release")
+    await page.press("#command", "Enter")
+    modal = page.locator("dialog#modal")
+    await expect(modal).to_be_visible(timeout=WAIT_MS)
+    await expect(modal.locator("#modal-title")).to_have_text("Release")
+    await expect(modal.locator("#modal-submit")).to_have_text("Release")
+    await expect(modal.locator("#modal-close")).to_have_text("Cancel")
+    await expect(modal).to_contain_text("hexo runs v1.0 now")
+    version = modal.locator("input[data-action-id='version']")
+    await expect(version).to_have_attribute("placeholder", "v2.0")
+
+    # choosing an app tells the app at once, and its redraw keeps what was typed
+    await version.fill("v3")
+    await modal.locator("select[data-action-id='app']").select_option("blog")
+    await expect(modal).to_contain_text("blog runs v1.0 now", timeout=WAIT_MS)
+    await expect(modal.locator("input[data-action-id='version']")).to_have_value("v3")
+    await expect(modal.locator("code")).to_have_text("blog")  # the context line's mrkdwn
+
+    await modal.locator("input[data-action-id='version']").fill("3.0")
+    await modal.locator("#modal-submit").click()
+    error = modal.locator(".block-input.has-error .field-error")
+    await expect(error).to_have_text("'3.0' is not a version", timeout=WAIT_MS)
+    await expect(modal).to_be_visible()
+
+    await modal.locator("input[data-action-id='version']").fill("v3.0")
+    await modal.locator("#modal-submit").click()
+    await expect(modal).to_be_hidden(timeout=WAIT_MS)
+    await expect(page.locator("#messages")).to_contain_text("releasing blog v3.0", timeout=WAIT_MS)
+
+
+async def test_a_modal_closed_with_cancel_is_gone(
+    slack_sim: SlackSimulator, form_page_bot: list[dict[str, Any]], page: Page
+) -> None:
+    await page.fill("#command", "/release")
+    await page.press("#command", "Enter")
+    modal = page.locator("dialog#modal")
+    await expect(modal).to_be_visible(timeout=WAIT_MS)
+    await modal.locator("#modal-close").click()
+    await expect(modal).to_be_hidden(timeout=WAIT_MS)
+    assert slack_sim.workspace.views.modal_of(slack_sim.users["alice"]) is None
+
+
+async def test_the_home_tab_is_drawn_when_opened(
+    slack_sim: SlackSimulator, form_page_bot: list[dict[str, Any]], page: Page
+) -> None:
+    await page.select_option("#user", slack_sim.users["bob"])
+    await page.locator("#home-link").click()
+    home = page.locator("#home")
+    await expect(home).to_be_visible()
+    await expect(page.locator("#composer")).to_be_hidden()
+    await expect(home).to_contain_text("Hello @bob: hexo runs v1.0 card", timeout=WAIT_MS)
+    await expect(home.locator("b")).to_have_text("hexo")
+    await expect(home.locator("a")).to_have_attribute("href", "https://example.com/card")
+    assert form_page_bot[0]["user"] == slack_sim.users["bob"]
+    # back to the channel
+    await page.locator("#channels a").first.click()
+    await expect(page.locator("#messages")).to_be_visible()
+    await expect(home).to_be_hidden()

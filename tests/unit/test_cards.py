@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -153,6 +155,7 @@ def test_card_escapes_hostile_strings(phase: Phase) -> None:
     mrkdwn = list(texts(blocks, "mrkdwn"))
     assert mrkdwn
     for text in mrkdwn:
+        only_ours(text)
         for bad in HOSTILE:
             assert bad not in text, (bad, text)
     everything = "\n".join(mrkdwn)
@@ -188,6 +191,7 @@ def test_messages_escape_hostile_strings() -> None:
         cards.request_taken(Request.PROMOTE, "<!channel>"),
     ]
     for text in out:
+        only_ours(text)
         for bad in HOSTILE:
             assert bad not in text, (bad, text)
 
@@ -459,10 +463,63 @@ def test_apps_list() -> None:
     assert cards.apps_list([], []) == "*Apps you can release:*\nnone"
 
 
-def test_help_text() -> None:
+# What the bot itself means as a control sequence: mentions, channel links, dates and its own links.
+OURS = re.compile(
+    r"<(?:@[UW][A-Z0-9]+|#[CGD][A-Z0-9]+|!date\^[0-9]+\^[^|<>]*\|[^<>]*|https://[^|<>\s]+\|[^<>]*)>"
+)
+
+
+def only_ours(text: str) -> None:
+    """`text` as Slack parses mrkdwn: no control sequence but the bot's own, and every `&` an entity."""
+    rest = OURS.sub("", text)
+    assert "<" not in rest and ">" not in rest, text
+    assert re.fullmatch(r"(?:[^&]|&(?:amp|lt|gt);)*", rest, flags=re.S), text
+
+
+def test_help_text_escapes_what_slack_would_parse() -> None:
     out = cards.help_text()
     assert out.startswith("*release-bot* ")
-    assert out.endswith(USAGE)
+    only_ours(out)
+    assert "`/release &lt;app&gt; &lt;version&gt; [--rolling|--canary|--bluegreen] [--env E]`" in out
+    assert html.unescape(out).splitlines()[1:-1] == USAGE.splitlines()  # every line of the usage, as text
+    assert "`/release` alone opens a form" in out
+
+
+def test_invite_and_cannot_post_here() -> None:
+    assert (
+        cards.invite("C0RELEASES")
+        == "invite @release-bot to <#C0RELEASES> (type `/invite @release-bot` there)"
+    )
+    assert cards.invite("C0RELEASES", "UBOT1").startswith("invite <@UBOT1> to <#C0RELEASES>")
+    here = cards.cannot_post_here("not_in_channel", "C0RELEASES", "UBOT1")
+    assert "release-bot is not in this channel: invite <@UBOT1> to <#C0RELEASES>" in here
+    assert "cannot see this conversation" in cards.cannot_post_here("channel_not_found", "G0SECRET")
+    assert "archived" in cards.cannot_post_here("is_archived", "C1")
+    refused = cards.card_refused_reason("not_in_channel", "C0RELEASES")
+    assert "invite @release-bot to <#C0RELEASES>" in refused
+    for text in (here, refused, cards.cannot_post_here("<!channel>", "<!here>"), cards.invite("<!here>")):
+        only_ours(text)
+
+
+def test_membership_unknown_and_the_form_answers() -> None:
+    text = cards.membership_unknown(
+        {"S0RELEASE": "missing_scope", "S0OPS": "no answer from Slack (TimeoutError)"}
+    )
+    assert text == (
+        "cannot check membership of S0OPS: no answer from Slack (TimeoutError); S0RELEASE: missing_scope"
+    )
+    hostile = {"<!channel>": "<https://evil|x>"}
+    for out in (
+        cards.membership_unknown(hostile),
+        cards.nothing_to_release(hostile),
+        cards.form_failed("<!channel>"),
+        cards.nothing_to_release({}),
+    ):
+        only_ours(out)
+        for bad in HOSTILE:
+            assert bad not in out
+    assert "cannot check membership" in cards.nothing_to_release({"S1": "x"})
+    assert "/release &lt;app&gt; &lt;version&gt;" in cards.form_failed("expired_trigger_id")
 
 
 def test_every_phase_has_an_icon_and_a_description() -> None:

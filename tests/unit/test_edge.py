@@ -78,6 +78,77 @@ EVENT_CALLBACK = {
 }
 
 
+# The release form's submission and a change of its app select, as Slack sends them
+# (https://docs.slack.dev/reference/interaction-payloads/view-interactions-payload).
+FORM_VIEW = {
+    "id": "V0FORM",
+    "team_id": "T0001",
+    "type": "modal",
+    "callback_id": "release:form",
+    "private_metadata": '{"c":"C0RELEASES","n":"releases","r":""}',
+    "hash": "1700000000.abc",
+    "blocks": [],
+    "state": {
+        "values": {
+            "form:app": {"form:app": {"type": "static_select", "selected_option": {"value": "hexo"}}},
+            "form:version": {"form:version": {"type": "plain_text_input", "value": "v2.0"}},
+        }
+    },
+}
+VIEW_SUBMISSION = {
+    "type": "view_submission",
+    "team": {"id": "T0001", "domain": "example"},
+    "user": {"id": "U012ALICE", "username": "alice", "name": "alice", "team_id": "T0001"},
+    "api_app_id": "A0001",
+    "token": "t",
+    "trigger_id": "1.2.abc",
+    "view": FORM_VIEW,
+    "response_urls": [],
+    "is_enterprise_install": False,
+    "enterprise": None,
+}
+FORM_CHANGE = {
+    "type": "block_actions",
+    "user": {"id": "U012ALICE", "username": "alice", "name": "alice", "team_id": "T0001"},
+    "api_app_id": "A0001",
+    "token": "t",
+    "container": {"type": "view", "view_id": "V0FORM"},
+    "trigger_id": "1.2.abc",
+    "team": {"id": "T0001", "domain": "example"},
+    "view": FORM_VIEW,
+    "actions": [
+        {
+            "type": "static_select",
+            "action_id": "form:app",
+            "block_id": "form:app",
+            "selected_option": {"text": {"type": "plain_text", "text": "hexo"}, "value": "hexo"},
+            "action_ts": "1.2",
+        }
+    ],
+}
+APP_HOME_OPENED = {
+    "type": "event_callback",
+    "team_id": "T0001",
+    "api_app_id": "A0001",
+    "event": {
+        "type": "app_home_opened",
+        "user": "U012ALICE",
+        "channel": "D0ALICE",
+        "tab": "home",
+        "event_ts": "1700000000.000100",
+        "view": {"id": "V0HOME", "type": "home", "blocks": [], "state": {"values": {}}},
+    },
+    "event_id": "Ev0001",
+    "event_time": 1700000000,
+    "authorizations": [{"team_id": "T0001", "user_id": "U0BOT", "is_bot": True}],
+}
+
+
+def view_submission(**changes: Any) -> bytes:
+    payload = {**VIEW_SUBMISSION, **changes}
+    return interaction({k: v for k, v in payload.items() if v is not DROP})
+
+
 def form(fields: dict[str, str]) -> bytes:
     return urllib.parse.urlencode(fields).encode()
 
@@ -138,13 +209,10 @@ SIGNED_CASES: list[tuple[str, bytes, str | None, int, str]] = [
     ("charset quoted, upper case", command(), f'{FORM.upper()}; Charset="UTF-8"', OK, edge.SLASH_COMMANDS),
     ("block_actions", actions(), FORM, OK, edge.INTERACTIVE),
     ("block_actions from an ephemeral", actions(channel=DROP, message=DROP), FORM, OK, edge.INTERACTIVE),
-    (
-        "view_submission",
-        interaction({"type": "view_submission", "view": {"id": "V1"}}),
-        FORM,
-        OK,
-        edge.INTERACTIVE,
-    ),
+    ("view_submission of the release form", view_submission(), FORM, OK, edge.INTERACTIVE),
+    ("view_submission, org-wide install", view_submission(team=None), FORM, OK, edge.INTERACTIVE),
+    ("block_actions in the release form", interaction(FORM_CHANGE), FORM, OK, edge.INTERACTIVE),
+    ("app_home_opened", json.dumps(APP_HOME_OPENED).encode(), JSON, OK, edge.EVENTS_API),
     ("ssl_check", form({"ssl_check": "1", "token": "t"}), FORM, OK, edge.SSL_CHECK),
     ("url_verification", json.dumps(URL_VERIFICATION).encode(), JSON, OK, edge.EVENTS_API),
     (
@@ -228,6 +296,30 @@ SIGNED_CASES: list[tuple[str, bytes, str | None, int, str]] = [
     ("authorizations a string", actions(authorizations="x"), FORM, 400, "bad_payload"),
     ("actions not objects", actions(actions=["release:promote"]), FORM, 400, "bad_payload"),
     ("view a string", interaction({"type": "view_submission", "view": "V1"}), FORM, 400, "bad_payload"),
+    ("view_submission without user", view_submission(user=DROP), FORM, 400, "bad_view"),
+    ("view_submission, user without id", view_submission(user={"name": "a"}), FORM, 400, "bad_view"),
+    (
+        "view_submission without view id",
+        view_submission(view={"state": {"values": {}}}),
+        FORM,
+        400,
+        "bad_view",
+    ),
+    ("view_submission without state", view_submission(view={"id": "V1"}), FORM, 400, "bad_view"),
+    (
+        "view_submission, values not objects",
+        view_submission(view={"id": "V1", "state": {"values": {"form:version": "v2"}}}),
+        FORM,
+        400,
+        "bad_view",
+    ),
+    (
+        "view_submission, metadata not a string",
+        view_submission(view={"id": "V1", "state": {"values": {}}, "private_metadata": {"c": "C1"}}),
+        FORM,
+        400,
+        "bad_view",
+    ),
     ("block_actions without actions", actions(actions=DROP), FORM, 400, "bad_actions"),
     ("block_actions, empty actions", actions(actions=[]), FORM, 400, "bad_actions"),
     ("action without action_id", actions(actions=[{"value": "v"}]), FORM, 400, "bad_actions"),

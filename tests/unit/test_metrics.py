@@ -174,3 +174,26 @@ async def test_trace_config_counts_calls_and_429s(fake_slack: str) -> None:
     assert (
         m.value("release_bot_slack_api_calls_total", {"method": "chat.postMessage", "status": "error"}) == 1
     )
+
+
+def test_slack_results_are_labelled_by_slacks_code() -> None:
+    m = Metrics()
+    m.slack_result("chat.postMessage", "ok")
+    m.slack_result("chat.postMessage", "not_in_channel")
+    m.slack_result("chat.postMessage", "not_in_channel")
+    m.slack_result("response_url", "used_url")
+    m.slack_result("chat.update", "http_503")
+    m.slack_result("chat.update", "<b>Not Slack</b>")  # an answer that is no Slack code
+    m.slack_result("../../etc", "ok")
+    value = m.value
+    assert value("release_bot_slack_api_results_total", {"method": "chat.postMessage", "error": "ok"}) == 1
+    assert (
+        value(
+            "release_bot_slack_api_results_total", {"method": "chat.postMessage", "error": "not_in_channel"}
+        )
+        == 2
+    )
+    assert value("release_bot_slack_api_results_total", {"method": "response_url", "error": "used_url"}) == 1
+    assert value("release_bot_slack_api_results_total", {"method": "chat.update", "error": "http_503"}) == 1
+    assert value("release_bot_slack_api_results_total", {"method": "chat.update", "error": "other"}) == 1
+    assert value("release_bot_slack_api_results_total", {"method": "other", "error": "ok"}) == 1

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -25,6 +25,8 @@ from bot.errors import ConfigError
 from bot.metrics import Metrics
 from bot.slack.socket_mode import SocketMode
 from sandbox.slack import SlackSimulator
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.integration
 
@@ -307,8 +309,9 @@ async def test_bot_socket_mode_answers_reconnects_after_refresh_and_counts_acks(
         socket = SocketMode(tiny_app(client), slack_sim.app_token, client, metrics)
         player = slack_sim.player(transport="socket")
         try:
+            assert await socket.not_ready() == "the Socket Mode connection is closed"
             await socket.start()
-            assert socket.connected
+            assert await socket.not_ready() is None
             assert (await player.command("alice", "hexo v2")).json == {"text": "got hexo v2"}
             (before,) = slack_sim.socket_mode.connections
             await slack_sim.socket_mode.refresh()
@@ -326,6 +329,47 @@ async def test_bot_socket_mode_answers_reconnects_after_refresh_and_counts_acks(
             await socket.stop()
             await player.close()
     await slack_sim.wait_for(lambda: not slack_sim.socket_mode.all_connections)
+
+
+async def test_bot_socket_mode_is_not_ready_after_link_disabled_until_enabled_again(
+    slack_sim: SlackSimulator,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        client = AsyncWebClient(token=slack_sim.bot_token, base_url=slack_sim.api_url, session=http)
+        socket = SocketMode(tiny_app(client), slack_sim.app_token, client, Metrics())
+        player = slack_sim.player(transport="socket")
+        try:
+            await socket.start()
+            assert await socket.not_ready() is None
+            await slack_sim.socket_mode.disconnect("link_disabled")
+            await slack_sim.wait_for(lambda: not slack_sim.socket_mode.all_connections)
+
+            async def reason() -> str | None:
+                return await socket.not_ready()
+
+            # slack_sdk reconnects by itself; until Slack says hello again the bot is not ready
+            down = await wait_async(reason, lambda r: r is not None and "link_disabled" in r)
+            assert down is not None and "Socket Mode" in down
+            assert (await player.command("alice", "lost")).status == 0  # no connection: dispatch_failed
+            slack_sim.socket_mode.enable()
+            await wait_async(reason, lambda r: r is None, timeout=30)  # slack_sdk retries every 10 s
+            assert (await player.command("alice", "back")).json == {"text": "got back"}
+        finally:
+            await socket.stop()
+            await player.close()
+
+
+async def wait_async(
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float = 10.0
+) -> T:
+    """`probe()` until `done` holds: the bot's connection state has no change notification, so it
+    is read again every 50 ms until the deadline."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await probe()
+            if done(value):
+                return value
+            await asyncio.sleep(0.05)
 
 
 async def test_bot_socket_mode_refuses_a_bad_app_token(slack_sim: SlackSimulator) -> None:

@@ -1,0 +1,182 @@
+"""Whether the bot can work with its cluster: the kubeconfig, the rights, and the API server's answer.
+
+- `connect`: `Kube.connect`, with every way a kubeconfig can be unusable (missing, unreadable, not
+  YAML, no current context, ...) turned into one `ConfigError` line instead of a traceback.
+- `needed`: the rights the bot's own calls need for the catalog's apps, namespace by namespace, as
+  the Helm chart's Role grants them (helm/release-bot/templates/rbac.yaml, docs/deploy.md section 5):
+  named where the Role names objects (an app's Deployment, Service, record and lease), for any
+  object where it cannot (lists, watches, creates, blue-green colours).
+- `missing`: which of those rights the kubeconfig's identity lacks, asked with one
+  SelfSubjectAccessReview each (any authenticated identity may ask about itself).
+- `probe`: one cheap request (GET /version) through the bot's own client, so `Kube.unreachable_since`
+  follows the API server even while nothing else is being asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from kubernetes_asyncio import client
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from bot.catalog import App
+from bot.errors import ConfigError
+from bot.kube.client import IN_CLUSTER_TOKEN, Kube, KubeError, KubeUnavailable, backoff
+from commands.intents import Strategy
+
+REVIEW_CONCURRENCY = 8
+START_DEADLINE_S = 30.0  # how long start-up waits for an API server that cannot be reached
+
+
+@dataclass(frozen=True, order=True)
+class Right:
+    """One verb on one kind of object in one namespace; `name` "" means any object of that kind."""
+
+    namespace: str
+    group: str
+    resource: str
+    verb: str
+    name: str = ""
+
+    def describe(self) -> str:
+        """As `kubectl auth can-i` takes it: "get deployments.apps/hexo"."""
+        kind = f"{self.resource}.{self.group}" if self.group else self.resource
+        return f"{self.verb} {kind}" + (f"/{self.name}" if self.name else "")
+
+
+def needed(apps: Iterable[App], record_name: Callable[[str], str]) -> list[Right]:
+    """Every right the bot needs for `apps`; `record_name(app)` names an app's record ConfigMap and
+    driver Lease."""
+    rights: set[Right] = set()
+    for app in apps:
+        ns = app.namespace
+        record = record_name(app.name)
+        bluegreen = Strategy.BLUEGREEN in app.strategies
+
+        def add(group: str, resource: str, verbs: Iterable[str], name: str = "", ns: str = ns) -> None:
+            rights.update(Right(ns, group, resource, verb, name) for verb in verbs)
+
+        add("apps", "deployments", ("list", "watch"))  # the shared Deployment cache
+        if bluegreen:  # colours are named after versions: any Deployment of the namespace
+            add("apps", "deployments", ("get", "patch", "create", "delete"))
+        else:
+            add("apps", "deployments", ("get", "patch"), app.deployment)
+        add("apps", "replicasets", ("list",))  # revisions, for history and rollback
+        add("", "pods", ("list", "watch"))  # the health gate
+        if bluegreen and app.service:
+            add("", "services", ("get", "patch"), app.service)  # the traffic switch
+            add("", "endpoints", ("list", "watch"), app.service)
+        add("", "configmaps", ("list", "watch", "create"))  # release records
+        add("", "configmaps", ("get", "update"), record)
+        add("coordination.k8s.io", "leases", ("create",))  # driver leases
+        add("coordination.k8s.io", "leases", ("get", "update"), record)
+        add("", "events", ("create",))  # the audit trail on the Deployment
+    return sorted(rights)
+
+
+async def connect(kubeconfig: Path | None) -> Kube:
+    """The bot's client for `kubeconfig` (None: in-cluster config, else ~/.kube/config), or a
+    ConfigError naming what is wrong with it."""
+    if kubeconfig is not None:
+        where = f"kubeconfig {kubeconfig}"
+    elif IN_CLUSTER_TOKEN.exists():
+        where = "in-cluster config"
+    else:
+        where = "kubeconfig ~/.kube/config"
+    if kubeconfig is not None:
+        if not kubeconfig.exists():  # noqa: ASYNC240 - once, at start-up
+            raise ConfigError(f"kubeconfig {kubeconfig}: no such file (check KUBECONFIG)")
+        if not kubeconfig.is_file():  # noqa: ASYNC240 - once, at start-up
+            raise ConfigError(f"kubeconfig {kubeconfig}: not a file (check KUBECONFIG)")
+    elif not IN_CLUSTER_TOKEN.exists() and not (Path.home() / ".kube" / "config").exists():
+        raise ConfigError(
+            "no Kubernetes configuration: set KUBECONFIG, or run the bot in a pod with a ServiceAccount"
+        )
+    try:
+        return await Kube.connect(kubeconfig)
+    except ConfigException as e:
+        raise ConfigError(f"{where}: {_config_problem(str(e))}") from None
+    except yaml.YAMLError as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{where}: not valid YAML ({problem})") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read it ({e.strerror or e})") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ConfigError(f"{where}: unusable ({type(e).__name__}: {e})") from None
+
+
+def _config_problem(message: str) -> str:
+    """kubernetes_asyncio's ConfigException text, without its "Invalid kube-config file." prefix."""
+    text = message.removeprefix("Invalid kube-config file.").strip()
+    return text or message
+
+
+async def allowed(kube: Kube, right: Right) -> bool:
+    """Whether the kubeconfig's identity has `right` (one SelfSubjectAccessReview)."""
+    attributes = {
+        "namespace": right.namespace,
+        "group": right.group,
+        "resource": right.resource,
+        "verb": right.verb,
+    }
+    if right.name:
+        attributes["name"] = right.name
+    body = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attributes},
+    }
+    api = client.AuthorizationV1Api(kube.api)
+    answer = await kube.call("selfsubjectaccessreview", api.create_self_subject_access_review, body)
+    return bool((answer.get("status") or {}).get("allowed"))
+
+
+async def missing(kube: Kube, rights: Iterable[Right], deadline: float = START_DEADLINE_S) -> list[Right]:
+    """The rights the identity lacks. An API server that cannot be reached is tried again until
+    `deadline` seconds have passed; then, and for any other failure (bad credentials), ConfigError."""
+    wanted = list(rights)
+    gate = asyncio.Semaphore(REVIEW_CONCURRENCY)
+
+    async def one(right: Right) -> bool:
+        async with gate:
+            return await allowed(kube, right)
+
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    attempt = 0
+    while True:
+        try:
+            answers = await asyncio.gather(*(one(r) for r in wanted))
+            return [r for r, ok in zip(wanted, answers, strict=True) if not ok]
+        except KubeUnavailable as e:
+            if loop.time() >= give_up:
+                raise ConfigError(
+                    f"cannot reach the Kubernetes API server at {kube.api.configuration.host}: {e}"
+                ) from None
+            await asyncio.sleep(backoff(attempt))
+            attempt += 1
+        except KubeError as e:
+            if e.status == 401:
+                raise ConfigError(
+                    f"the Kubernetes API server at {kube.api.configuration.host} refused the "
+                    "kubeconfig's credentials (401 Unauthorized)"
+                ) from None
+            raise ConfigError(f"cannot check the bot's Kubernetes rights: {e}") from None
+
+
+def describe_missing(lacking: Iterable[Right]) -> str:
+    """One line per namespace: what the identity may not do there."""
+    by_namespace: dict[str, list[str]] = {}
+    for right in sorted(lacking):
+        by_namespace.setdefault(right.namespace, []).append(right.describe())
+    return "\n".join(f"  namespace {ns}: {', '.join(items)}" for ns, items in sorted(by_namespace.items()))
+
+
+async def probe(kube: Kube) -> None:
+    """GET /version through the bot's client: `kube.unreachable_since` is set while it fails and
+    cleared when it answers. Raises KubeError when it fails."""
+    await kube.call("version", client.VersionApi(kube.api).get_code)
