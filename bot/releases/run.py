@@ -139,6 +139,10 @@ class Run:
             (self._records, self._on_record),
         ):
             self._unsubscribe.append(informer.subscribe(apply))
+        # A change that reached the cache before we subscribed (an Abort asked for just now) counts too.
+        current = self._records.objects.get(object_name(self.record.app))
+        if current is not None:
+            self._on_record("MODIFIED", current)
         self._rebuild()
         return self
 
