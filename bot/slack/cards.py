@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.catalog import App
+from bot.catalog import App, Rule
 from bot.releases import events
 from bot.releases.health import Live
 from bot.releases.health import progress as progress_of
@@ -405,6 +405,15 @@ def usage_error(message: str) -> str:
 
 def refused(message: str) -> str:
     return f":no_entry: {esc(message)}"
+
+
+def refused_with_who(message: str, user_id: str, rule: Rule) -> str:
+    """A permission refusal that shows the person their own id and who may act (people, user
+    groups, and the channels it may come from), so they know whom to ask or what to add."""
+    who = [mention(u) for u in rule.users] + [f"<!subteam^{esc(g)}>" for g in rule.usergroups]
+    may = ", ".join(who) if who else "nobody (the catalog names no one)"
+    where = f" from {', '.join(f'<#{esc(c)}>' for c in rule.channels)}" if rule.channels else ""
+    return f"{refused(message)}\nYou are {mention(user_id)} (`{esc(user_id)}`). Who may: {may}{where}."
 
 
 def conflict(message: str) -> str:

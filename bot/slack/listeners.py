@@ -276,7 +276,7 @@ class Handlers:
             return cards.refused(
                 f"Sorry, {unknown}: you may not {action.value} `{app.name}` until it can be."
             )
-        return cards.refused(f"Sorry, {decision.reason}.")
+        return cards.refused_with_who(f"Sorry, {decision.reason}.", user_id, app.permissions.rule(action))
 
     async def _allowed(
         self, user_id: str, action: Action, channel_id: str

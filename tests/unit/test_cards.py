@@ -527,3 +527,14 @@ def test_every_phase_has_an_icon_and_a_description() -> None:
         assert cards.PHASE_ICON[phase].startswith(":")
         text, _ = cards.card(record(phase=phase), Live())
         assert text.endswith(describe_phase(phase))
+
+
+def test_a_permission_refusal_names_the_person_and_who_may_act() -> None:
+    from bot.catalog import Rule
+
+    rule = Rule(users=("U0ALICE",), usergroups=("S0SRE",), channels=("C0REL",))
+    text = cards.refused_with_who("Sorry, you are not allowed to release `hexo`.", "U0MALLORY", rule)
+    assert "You are <@U0MALLORY> (`U0MALLORY`)" in text
+    assert "Who may: <@U0ALICE>, <!subteam^S0SRE> from <#C0REL>" in text
+    nobody = cards.refused_with_who("Sorry.", "U0MALLORY", Rule())
+    assert "nobody" in nobody and "<!" not in nobody
