@@ -46,7 +46,31 @@ SLACK_TIMEOUT_S = 30.0
 PROBE_INTERVAL_S = 2.0  # GET /version: readiness notices an unreachable API server within this
 
 
+_WHAT = {  # for the settings whose model field carries no description of its own
+    "catalog": "the app catalog YAML",
+    "host": "address to listen on",
+    "port": "HTTP port",
+    "instance_id": "this process's name in driver leases (default: the hostname)",
+    "audit_log": "also append the JSON audit lines to this file",
+}
+
+
+def environment_help() -> str:
+    """The environment `serve` reads, from the settings model itself (so the help cannot fall behind)."""
+    lines = ["environment:"]
+    for name, info in Settings.model_fields.items():
+        var = info.alias or name.upper()
+        default = None if info.is_required() or info.default_factory else info.default
+        shown = f" (default {default})" if default is not None else ""
+        what = info.description or _WHAT.get(name, "")
+        lines.append(f"  {var:<28} {what}{shown}".rstrip())
+    lines.append(f"  {'LOG_FORMAT':<28} json or text (default: text on a terminal, else json)")
+    return "\n".join(lines)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = environment_help()
     parser.add_argument("--catalog", type=Path, help="app catalog YAML (env RELEASE_BOT_CATALOG)")
     parser.add_argument("--port", type=int, help="HTTP port on --host (env RELEASE_BOT_PORT, default 3000)")
     parser.add_argument("--host", help="address to listen on (env RELEASE_BOT_HOST, default 127.0.0.1)")

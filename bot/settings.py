@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(default=None, description="xapp- token for Socket Mode")
 
     catalog: Path = Field(default=Path("catalog.yaml"), alias="RELEASE_BOT_CATALOG")
-    kubeconfig: Path | None = Field(default=None, description="None: in-cluster config")
+    kubeconfig: Path | None = Field(
+        default=None, description="the kubeconfig file (unset: in-cluster config)"
+    )
     host: str = Field(default="127.0.0.1", alias="RELEASE_BOT_HOST")
     port: int = Field(default=3000, alias="RELEASE_BOT_PORT")
 

@@ -105,3 +105,11 @@ async def test_catalog_check_against_the_cluster(
     assert "hexo: Deployment hexo has no container web" in out.stdout
     assert f"Service {hexo}/no-such-service does not exist" in out.stdout
     assert f"gone: Deployment {hexo}/no-such-deployment does not exist" in out.stdout
+
+
+def test_serve_help_lists_its_environment() -> None:
+    out = run_cli("serve", "--help")
+    assert out.returncode == 0
+    for var in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "RELEASE_BOT_CATALOG",
+                "KUBECONFIG", "RELEASE_BOT_LEASE_SECONDS", "LOG_FORMAT"):  # fmt: skip
+        assert var in out.stdout, var
