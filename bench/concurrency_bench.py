@@ -14,18 +14,14 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 
-from bench.release_bench import free_port, metric, rss_mib
+from bench.release_bench import metric, rss_mib, start_bot
 from bot.kube.client import KubeConflict, connected
 from bot.releases.health import progress
 from sandbox import hexo
@@ -88,32 +84,8 @@ async def run_one(cluster: Any, work: Path, n: int) -> None:
         for name in names
     }
     catalog.write_text(yaml.safe_dump({"apps": apps}))
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
-        "SLACK_BOT_TOKEN": sim.bot_token,
-        "SLACK_SIGNING_SECRET": sim.signing_secret,
-        "SLACK_API_URL": sim.api_url,
-        "KUBECONFIG": str(cluster.admin_kubeconfig),
-        "RELEASE_BOT_CATALOG": str(catalog),
-        "RELEASE_BOT_PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-    }
-    with (work / f"bot-{n}.log").open("wb") as log:
-        bot = subprocess.Popen(  # noqa: ASYNC220 - once per round, before anything is measured
-            [sys.executable, "-m", "bot", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    bot, port = await start_bot(sim, cluster.admin_kubeconfig, catalog, work / f"bot-{n}.log")
     try:
-        sim.bot_url = f"http://127.0.0.1:{port}/slack/events"
-        async with aiohttp.ClientSession() as s, asyncio.timeout(30):
-            while True:
-                try:
-                    async with s.get(f"http://127.0.0.1:{port}/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         before = await metric(metrics_url, "release_bot_kube_api_requests_total") or 0.0
         channel = sim.channels["releases"]

@@ -68,6 +68,37 @@ async def metric(url: str, name: str) -> float | None:
     return total if found else None
 
 
+async def start_bot(
+    sim: SlackSimulator, kubeconfig: Path, catalog: Path, log_path: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A real `release-bot serve` process wired to `sim` and the cluster, once /readyz says so."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
+        "SLACK_BOT_TOKEN": sim.bot_token,
+        "SLACK_SIGNING_SECRET": sim.signing_secret,
+        "SLACK_API_URL": sim.api_url,
+        "KUBECONFIG": str(kubeconfig),
+        "RELEASE_BOT_CATALOG": str(catalog),
+        "RELEASE_BOT_PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+    }
+    with log_path.open("wb") as log:
+        bot = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
+            [sys.executable, "-m", "bot", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    sim.bot_url = f"http://127.0.0.1:{port}/slack/events"
+    async with aiohttp.ClientSession() as s, asyncio.timeout(30):
+        while True:
+            try:
+                async with s.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    if r.status == 200:
+                        return bot, port
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+
+
 async def main(n: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="release-bot-bench-"))
     cp = ControlPlane(work / "cluster", ready_delay=1.0)
@@ -81,31 +112,7 @@ async def main(n: int) -> None:
         await sim.start()
         catalog = work / "catalog.yaml"
         catalog.write_text(yaml.safe_dump(hexo.catalog(NS, sim.users)))
-        port = free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
-            "SLACK_BOT_TOKEN": sim.bot_token,
-            "SLACK_SIGNING_SECRET": sim.signing_secret,
-            "SLACK_API_URL": sim.api_url,
-            "KUBECONFIG": str(cluster.admin_kubeconfig),
-            "RELEASE_BOT_CATALOG": str(catalog),
-            "RELEASE_BOT_PORT": str(port),
-            "LOG_LEVEL": "WARNING",
-        }
-        with (work / "bot.log").open("wb") as log:
-            bot = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
-                [sys.executable, "-m", "bot", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        sim.bot_url = f"http://127.0.0.1:{port}/slack/events"
-        async with aiohttp.ClientSession() as s, asyncio.timeout(30):
-            while True:
-                try:
-                    async with s.get(f"http://127.0.0.1:{port}/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
+        bot, port = await start_bot(sim, cluster.admin_kubeconfig, catalog, work / "bot.log")
         print(f"bot RSS after start: {rss_mib(bot.pid):.0f} MiB")
 
         player = sim.player()
