@@ -91,7 +91,8 @@ class Informer:
         if kind == "DOWN":
             if self.down_since is None:
                 self.down_since = datetime.now(UTC)
-            self._emit("DOWN", obj)
+                log.info("the watch behind %s is down: %s", self.what, obj.get("error", ""))
+            self._emit("DOWN", {})  # a state change, like UP and SYNCED: listeners re-read the cache
             return
         if kind == "UP":
             self.down_since = None

@@ -123,6 +123,15 @@ class MemoryCluster:
         finally:
             self._watchers.remove(entry)
 
+    def drop_watches(self, error: str = "connection reset") -> None:
+        """Every watch reports what Kube.stream reports when the API server goes away."""
+        for *_, queue in self._watchers:
+            queue.put_nowait(("DOWN", {"error": error}))
+
+    def restore_watches(self) -> None:
+        for *_, queue in self._watchers:
+            queue.put_nowait(("UP", {}))
+
     # --- Deployments and their controller ------------------------------------------------------------
 
     def add_app(

@@ -35,6 +35,7 @@ class MemoryReporter:
     def __init__(self) -> None:
         self.listener: Shown | None = None
         self.shown: list[Record] = []
+        self.lives: list[Live] = []
         self.opened: list[str] = []
 
     def attach(self, listener: Shown) -> None:
@@ -46,6 +47,7 @@ class MemoryReporter:
 
     def show(self, record: Record, live: Live, *, final: bool = False) -> None:
         self.shown.append(record)
+        self.lives.append(live)
 
     def delivered(self, release_id: str) -> int | None:
         return None
@@ -136,6 +138,30 @@ async def test_a_canary_from_start_to_promote(world: tuple[MemoryCluster, Engine
         isinstance(e, events.Acted) and e.action == "promote" and e.by == BOB.id
         for e in record_of(cluster).notes
     )
+
+
+async def test_a_dropped_watch_shows_on_the_card_at_once_and_decides_nothing(
+    world: tuple[MemoryCluster, Engine, MemoryReporter],
+) -> None:
+    cluster, engine, reporter = world
+    await engine.begin(Release(app="hexo", version="v2.0", strategy=Strategy.CANARY), ALICE, "C1", "releases")
+    await until(cluster, lambda r: r.phase is Phase.CANARY)
+    await asyncio.sleep(0.05)
+    shown = len(reporter.lives)
+    cluster.drop_watches()
+    for _ in range(100):
+        if any(live.unreachable_since is not None for live in reporter.lives[shown:]):
+            break
+        await asyncio.sleep(0.01)
+    # No other change happened: the drop alone refreshed the card, and it says the facts may be stale.
+    assert any(live.unreachable_since is not None for live in reporter.lives[shown:])
+    assert record_of(cluster).phase is Phase.CANARY
+    cluster.restore_watches()
+    for _ in range(100):
+        if reporter.lives[-1].unreachable_since is None:
+            break
+        await asyncio.sleep(0.01)
+    assert reporter.lives[-1].unreachable_since is None
 
 
 async def test_a_crash_looping_version_is_rolled_back(
