@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.errors import ConfigError
+from bot.freeze import Window
 from commands.intents import Strategy
 
 _NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -30,6 +31,10 @@ class Action(StrEnum):
     RELEASE = "release"  # start a release, pause, resume
     PROMOTE = "promote"  # promote a canary step, switch blue-green traffic, finish
     ROLLBACK = "rollback"  # roll back, abort, undo to a revision
+    LOCK = "lock"  # lock and unlock an app (the `release` rule unless `lock` is given)
+    APPROVE = "approve"  # approve or deny a release waiting for approval (`approvals.from`)
+    BREAK_GLASS = "break-glass"  # release past approvals and freezes, with a reason (`break_glass`)
+    OVERRIDE = "override"  # release, promote or switch during a freeze, with a reason (`freeze_override`)
 
 
 class _Model(BaseModel):
@@ -45,11 +50,22 @@ class Rule(_Model):
     channels: tuple[Annotated[str, Field(pattern=r"^[CGD][A-Z0-9]{2,20}$")], ...] = ()
 
 
+class People(_Model):
+    """Named people: by user id or user-group membership."""
+
+    users: tuple[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,20}$")], ...] = ()
+    usergroups: tuple[Annotated[str, Field(pattern=r"^S[A-Z0-9]{2,20}$")], ...] = ()
+
+    def as_rule(self) -> Rule:
+        return Rule(users=self.users, usergroups=self.usergroups)
+
+
 class Permissions(_Model):
     view: Rule | None = None  # None: anyone allowed any other action may view
     release: Rule = Rule()
     promote: Rule = Rule()
     rollback: Rule = Rule()
+    lock: Rule | None = None  # None: whoever may release may lock and unlock
 
     def rule(self, action: Action) -> Rule:
         if action is Action.VIEW and self.view is None:
@@ -59,8 +75,33 @@ class Permissions(_Model):
                     {*self.release.usergroups, *self.promote.usergroups, *self.rollback.usergroups}
                 ),
             )
-        picked: Rule | None = getattr(self, action.value)
+        if action is Action.LOCK:
+            return self.lock or self.release
+        picked: Rule | None = getattr(self, action.value, None)
         return picked or Rule()
+
+
+class Approvals(_Model):
+    """A release waits for `required` distinct approvers named in `from` before it touches the cluster."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    required: int = Field(default=1, ge=1, le=10)
+    from_: People = Field(alias="from")
+    allow_self: bool = False  # the requester's own approval counts
+    expire_minutes: float = Field(default=60, gt=0)
+    promote: bool = False  # Promote and Switch traffic also need an approver other than the requester
+
+    @model_validator(mode="after")
+    def _someone(self) -> Self:
+        if not self.from_.users and not self.from_.usergroups:
+            raise ValueError("approvals.from names nobody: list `users` or `usergroups`")
+        return self
+
+
+class BreakGlass(People):
+    """Who may release past approvals and freezes (`--break-glass "reason"`), and where it is announced."""
+
+    announce_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]{2,20}$")
 
 
 class Rolling(_Model):
@@ -126,6 +167,22 @@ class App(_Model):
     progress_deadline_seconds: int = Field(default=600, ge=1)
     auto_rollback: bool = True
     permissions: Permissions = Permissions()
+    approvals: Approvals | None = None
+    break_glass: BreakGlass | None = None
+    freeze: tuple[Window, ...] = ()  # the catalog's global windows and the app's own
+    freeze_override: People | None = None
+
+    def rule(self, action: Action) -> Rule:
+        """Who may do `action` to this app (nobody when the catalog names no one)."""
+        match action:
+            case Action.APPROVE:
+                return self.approvals.from_.as_rule() if self.approvals else Rule()
+            case Action.BREAK_GLASS:
+                return self.break_glass.as_rule() if self.break_glass else Rule()
+            case Action.OVERRIDE:
+                return self.freeze_override.as_rule() if self.freeze_override else Rule()
+            case _:
+                return self.permissions.rule(action)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -147,6 +204,11 @@ class App(_Model):
         return f"{self.image}{sep}{version}"
 
 
+# Top-level keys besides `apps`: defaults for every app. `freeze` windows add to an app's own; the
+# others apply where an app does not say its own.
+GLOBAL_KEYS = ("freeze", "freeze_override", "break_glass")
+
+
 class Catalog(_Model):
     apps: Mapping[str, App]
 
@@ -154,9 +216,13 @@ class Catalog(_Model):
     def from_mapping(cls, data: Any) -> Catalog:
         if not isinstance(data, dict) or not isinstance(data.get("apps"), dict) or not data["apps"]:
             raise ConfigError("catalog: expected a mapping with `apps:` holding at least one app")
-        extra = set(data) - {"apps"}
+        extra = set(data) - {"apps", *GLOBAL_KEYS}
         if extra:
-            raise ConfigError(f"catalog: unknown top-level key(s) {sorted(extra)}; only `apps` is allowed")
+            allowed = ", ".join(f"`{k}`" for k in ("apps", *GLOBAL_KEYS))
+            raise ConfigError(f"catalog: unknown top-level key(s) {sorted(extra)}; allowed: {allowed}")
+        shared = {k: data[k] for k in GLOBAL_KEYS if data.get(k) is not None}
+        if not isinstance(shared.get("freeze", []), list):
+            raise ConfigError("catalog: `freeze` must be a list of windows")
         apps: dict[str, App] = {}
         for name, body in data["apps"].items():
             if not isinstance(body, dict):
@@ -164,8 +230,13 @@ class Catalog(_Model):
             for full, merged in _environments(str(name), body):
                 if full in apps:
                     raise ConfigError(f"catalog: app {full!r} is defined twice")
+                fields = {**{k: v for k, v in shared.items() if k != "freeze"}, **merged}
+                own = fields.get("freeze") or []
+                if not isinstance(own, list):
+                    raise ConfigError(f"catalog: app {full!r}: `freeze` must be a list of windows")
+                fields["freeze"] = [*shared.get("freeze", []), *own]
                 try:
-                    apps[full] = App.model_validate({**merged, "name": full})
+                    apps[full] = App.model_validate({**fields, "name": full})
                 except ValidationError as e:
                     raise ConfigError(f"catalog: app {full!r}: {_describe(e)}") from e
         return cls(apps=apps)

@@ -75,7 +75,7 @@ SCOPE_REASONS: dict[str, str] = {
 }
 
 DESCRIPTION = "Release to Kubernetes from a channel: rolling, canary and blue-green, with a live card."
-USAGE_HINT = "<app> <version> [--canary|--bluegreen] | promote|rollback|abort|status|history <app> | help"
+USAGE_HINT = "<app> <version> [--canary|--bluegreen|--queue] | promote|rollback|abort|approve|deny|lock|unlock|status|history <app> | help"
 BACKGROUND = "#1d3b53"
 
 _HTTPS_URL = {"type": "string", "pattern": r"^https://[^\s/?#]+(/[^\s]*)?$", "maxLength": 3000}

@@ -22,6 +22,11 @@ ACTION_OF: dict[str, Action] = {
     "abort": Action.ROLLBACK,
     "status": Action.VIEW,
     "history": Action.VIEW,
+    "approve": Action.APPROVE,
+    "deny": Action.APPROVE,
+    "lock": Action.LOCK,
+    "unlock": Action.LOCK,
+    "dequeue": Action.RELEASE,
 }
 
 
@@ -37,21 +42,36 @@ def action_for(intent: intents.AppIntent) -> Action:
 
 
 def decide(app: App, action: Action, user_id: str, groups: Collection[str], channel_id: str) -> Decision:
-    rule = app.permissions.rule(action)
+    rule = app.rule(action)
     in_rule = user_id in rule.users or any(g in rule.usergroups for g in groups)
     if not in_rule:
-        return Decision(False, action, f"you are not allowed to {action.value} `{app.name}`")
+        return Decision(False, action, f"you are not allowed to {_verb(action)} `{app.name}`")
     if rule.channels and channel_id not in rule.channels:
         return Decision(False, action, f"`{app.name}` may only be {_past(action)} from its release channels")
     return Decision(True, action, "")
 
 
+def _verb(action: Action) -> str:
+    return {
+        Action.APPROVE: "approve releases of",
+        Action.BREAK_GLASS: "break glass for",
+        Action.OVERRIDE: "override a freeze of",
+    }.get(action, action.value)
+
+
 def _past(action: Action) -> str:
-    return {"view": "viewed", "release": "released", "promote": "promoted", "rollback": "rolled back"}[
-        action.value
-    ]
+    return {
+        Action.VIEW: "viewed",
+        Action.RELEASE: "released",
+        Action.PROMOTE: "promoted",
+        Action.ROLLBACK: "rolled back",
+        Action.LOCK: "locked or unlocked",
+        Action.APPROVE: "approved",
+        Action.BREAK_GLASS: "released past its gates",
+        Action.OVERRIDE: "released during a freeze",
+    }[action]
 
 
 def groups_needed(app: App, action: Action) -> tuple[str, ...]:
     """The user groups whose membership decides this action (the Slack layer looks these up)."""
-    return app.permissions.rule(action).usergroups
+    return app.rule(action).usergroups

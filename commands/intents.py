@@ -34,6 +34,9 @@ class Release(_Intent):
     version: str
     version_kind: VersionKind = VersionKind.TAG
     strategy: Strategy | None = None  # None: the catalog's default
+    queue: bool = False  # `--queue`: wait in the app's queue if another release of it runs
+    break_glass: str | None = Field(default=None, min_length=1)  # `--break-glass`: the emergency
+    reason: str | None = Field(default=None, min_length=1)  # `--reason`: why, during a freeze
 
 
 class Status(_Intent):
@@ -56,6 +59,7 @@ class Rollback(_Intent):
 class Promote(_Intent):
     kind: Literal["promote"] = "promote"
     app: str
+    reason: str | None = Field(default=None, min_length=1)  # `--reason`: why, during a freeze
 
 
 class Pause(_Intent):
@@ -82,6 +86,41 @@ class Abort(_Intent):
     app: str
 
 
+class Approve(_Intent):
+    """Let a release that waits for approval go on."""
+
+    kind: Literal["approve"] = "approve"
+    app: str
+
+
+class Deny(_Intent):
+    """Refuse a release that waits for approval."""
+
+    kind: Literal["deny"] = "deny"
+    app: str
+    reason: str = ""  # optional
+
+
+class Lock(_Intent):
+    """Stop every release of an app until it is unlocked."""
+
+    kind: Literal["lock"] = "lock"
+    app: str
+    reason: str = Field(min_length=1)
+
+
+class Unlock(_Intent):
+    kind: Literal["unlock"] = "unlock"
+    app: str
+
+
+class Dequeue(_Intent):
+    """Take the person's own queued release of an app off the app's queue."""
+
+    kind: Literal["dequeue"] = "dequeue"
+    app: str
+
+
 class Apps(_Intent):
     kind: Literal["apps"] = "apps"
 
@@ -90,5 +129,20 @@ class Help(_Intent):
     kind: Literal["help"] = "help"
 
 
-Intent = Release | Status | History | Rollback | Promote | Pause | Resume | Finish | Abort | Apps | Help
-AppIntent = Release | Status | History | Rollback | Promote | Pause | Resume | Finish | Abort
+AppIntent = (
+    Release
+    | Status
+    | History
+    | Rollback
+    | Promote
+    | Pause
+    | Resume
+    | Finish
+    | Abort
+    | Approve
+    | Deny
+    | Lock
+    | Unlock
+    | Dequeue
+)
+Intent = AppIntent | Apps | Help

@@ -3,7 +3,10 @@
 Starts a real control plane with the guide's hexo app (Deployment `hexo` in `devops`, 6 replicas,
 v1.0, Service `hexo-service`), the Slack simulator with its channel page, and the bot wired to both,
 with sandbox users alice (may do everything), bob (may promote and roll back) and mallory (may do
-nothing). Runs until Ctrl-C or SIGTERM, then stops everything it started, by PID.
+nothing). The same objects run in namespace `prod` as the app `hexo-prod` (`/release hexo v2.0
+--env prod`), behind the catalog's gates: two approvals from the user group @sre (bob, carol), alice
+may break glass, and a year-end freeze window that is always ahead. Runs until Ctrl-C or SIGTERM,
+then stops everything it started, by PID.
 
 A place to break things: the bot runs as its own process (`python -m bot serve`, output on our
 stderr) under a supervisor that starts it again when it dies, and the control endpoints
@@ -42,6 +45,7 @@ from sandbox.slack import SlackSimulator
 from sandbox.supervisor import BotSupervisor
 
 NAMESPACE = "devops"
+PROD_NAMESPACE = hexo.PROD_NAMESPACE
 _ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("sandbox")
 
@@ -200,10 +204,14 @@ async def _sandbox(args: argparse.Namespace, cp: ControlPlane, workdir: Path) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await install_hexo(cluster.admin_kubeconfig)
+    await asyncio.gather(
+        install_hexo(cluster.admin_kubeconfig, NAMESPACE),
+        install_hexo(cluster.admin_kubeconfig, PROD_NAMESPACE),
+    )
     sim = SlackSimulator()
+    catalog = hexo.sandbox_catalog(NAMESPACE, sim.users, sim.usergroups, channel=sim.channels["releases"])
     catalog_path = workdir / "catalog.yaml"
-    catalog_path.write_text(yaml.safe_dump(hexo.catalog(NAMESPACE, sim.users)), encoding="utf-8")
+    catalog_path.write_text(yaml.safe_dump(catalog), encoding="utf-8")
     bot_port = args.bot_port or _free_port()
     box = Sandbox(cp, sim, args.json_file)
     sim.mount_control(control_app(sim, box))
@@ -226,17 +234,24 @@ async def _sandbox(args: argparse.Namespace, cp: ControlPlane, workdir: Path) ->
             "bot_token": sim.bot_token,
             "channel_id": sim.channels["releases"],
             "users": dict(sim.users),
+            "usergroups": dict(sim.usergroups),
             "kubeconfig": str(cluster.admin_kubeconfig),
             "namespace": NAMESPACE,
+            "prod_namespace": PROD_NAMESPACE,
             "catalog": str(catalog_path),  # for `release-bot ctl --catalog`
         }
         box.publish()
+        freeze = catalog["apps"][hexo.PROD_APP]["freeze"][0]
         print(
             f"release-bot sandbox is up.\n"
             f"  Slack channel page: {sim.page_url}\n"
             f"  Try: /release hexo v2.0   (as alice; bob may promote/roll back, mallory may do nothing)\n"
+            f"  Production: /release hexo v2.0 --env prod   (as alice; waits for two approvals from "
+            f"@sre: bob and carol)\n"
+            f'    alice may break glass: /release hexo v2.0 --env prod --break-glass "reason"\n'
+            f"    freeze {freeze['name']!r}: {freeze['start']} to {freeze['end']} ({freeze['timezone']})\n"
             f"  Watch the pods:   export KUBECONFIG={cluster.admin_kubeconfig}; "
-            f"kubectl -n {NAMESPACE} get pods -w\n"
+            f"kubectl -n {NAMESPACE} get pods -w   (production: -n {PROD_NAMESPACE})\n"
             f"  Break things:     curl -X POST {sim.control_url}/restart/kube-apiserver  "
             f"(or use the page's Sandbox panel)\n"
             f"Ctrl-C to stop everything.",

@@ -1,13 +1,21 @@
 """The guide's example application (Deployment `hexo`, Service `hexo-service`) and a catalog for it.
 
 Used by `release-bot sandbox` and by the integration tests, so both run exactly the guide's objects.
+The sandbox also runs a production copy (`hexo-prod`, namespace `prod`) behind the catalog's gates:
+two approvals from the `sre` user group, a break-glass person and a year-end freeze window.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 Obj = dict[str, Any]
+
+PROD_APP = "hexo-prod"  # `/release hexo v2.0 --env prod`
+PROD_NAMESPACE = "prod"
+FREEZE_TIMEZONE = "Europe/Paris"
 
 IMAGE_REPO = "registry.sword.org/nginx"
 NGINX_CONF = """\
@@ -113,3 +121,68 @@ def catalog(
     }
     app.update(extra or {})
     return {"apps": {"hexo": app}}
+
+
+def year_end_freeze(now: datetime | None = None) -> Obj:
+    """The year-end freeze window of next year (24 December to 2 January, Paris time): always in the
+    future, so it is shown as upcoming and never blocks the sandbox's releases."""
+    year = (now or datetime.now(UTC)).astimezone(ZoneInfo(FREEZE_TIMEZONE)).year + 1
+    return {
+        "name": "year-end",
+        "start": f"{year}-12-24T00:00:00",
+        "end": f"{year + 1}-01-02T00:00:00",
+        "timezone": FREEZE_TIMEZONE,
+    }
+
+
+def prod_app(
+    users: dict[str, str],
+    usergroups: dict[str, str],
+    *,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> Obj:
+    """The catalog entry of `hexo-prod`: the guide's objects in namespace `prod`, released by alice
+    once two people of the `sre` user group (bob, carol) approve; alice, bob and carol may promote
+    and roll back, alice may break glass and release during the freeze. `users` and `usergroups` map
+    names and handles to Slack ids; `channel` is where a break-glass release is announced."""
+    alice, bob, carol = users["alice"], users["bob"], users["carol"]
+    sre = usergroups["sre"]
+    break_glass: Obj = {"users": [alice]}
+    if channel is not None:
+        break_glass["announce_channel"] = channel
+    app: Obj = catalog(PROD_NAMESPACE, users)["apps"]["hexo"]
+    app.update(
+        {
+            "permissions": {
+                "release": {"users": [alice]},
+                "promote": {"users": [alice, bob, carol]},
+                "rollback": {"users": [alice, bob, carol]},
+            },
+            "approvals": {
+                "required": 2,
+                "from": {"usergroups": [sre]},
+                "allow_self": False,
+                "expire_minutes": 60,
+                "promote": True,
+            },
+            "break_glass": break_glass,
+            "freeze": [year_end_freeze(now)],
+            "freeze_override": {"users": [alice]},
+        }
+    )
+    return app
+
+
+def sandbox_catalog(
+    namespace: str,
+    users: dict[str, str],
+    usergroups: dict[str, str],
+    *,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> Obj:
+    """The sandbox's catalog: `hexo` in `namespace` (as `catalog`) and `hexo-prod` (as `prod_app`)."""
+    data = catalog(namespace, users)
+    data["apps"][PROD_APP] = prod_app(users, usergroups, channel=channel, now=now)
+    return data

@@ -33,6 +33,7 @@ from bot.errors import ConfigError, UserError
 from bot.kube.client import Kube
 from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
+from bot.releases.gate import Enqueued
 from bot.releases.health import Live, progress, revision
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import Reporter
@@ -76,7 +77,10 @@ def run(args: argparse.Namespace, slack: SlackFactory | None = None) -> int:
     if words and words[0] == "release":
         words = words[1:]
     try:
-        intent = parse(" ".join(words), apps=catalog.apps.keys())
+        # The shell took the quotes off: put them back around words with spaces (a reason).
+        intent = parse(
+            " ".join(f'"{w}"' if any(c.isspace() for c in w) else w for w in words), apps=catalog.apps.keys()
+        )
     except UsageError as e:
         raise ConfigError(str(e).replace("/release", "release-bot ctl")) from e
     if isinstance(intent, (intents.Help, intents.Apps)):
@@ -150,8 +154,11 @@ async def _act(
     front_end = "slack" if channel else CLI
     match intent:
         case intents.Release():
-            record = await engine.begin(intent, actor, channel, "", front_end=front_end)
-            return await _follow(engine, reporter, record, until)
+            started = await engine.begin(intent, actor, channel, "", front_end=front_end)
+            if isinstance(started, Enqueued):
+                print(f"{intent.app}: {intent.version} queued at position {started.position}")
+                return 0
+            return await _follow(engine, reporter, started, until)
         case intents.Promote() | intents.Abort() | intents.Finish():
             record = await engine.request(intent.app, Request(intent.kind), actor)
             return await _follow(engine, reporter, record, "decision", moved=True)
@@ -177,6 +184,18 @@ async def _act(
             app = engine.app(intent.app)
             await engine.set_paused(app, isinstance(intent, intents.Pause), actor, channel)
             print(f"{app.name}: {'paused' if isinstance(intent, intents.Pause) else 'resumed'}")
+            return 0
+        case intents.Lock():
+            await engine.lock(intent.app, actor, intent.reason, channel)
+            print(f"{intent.app}: locked ({intent.reason})")
+            return 0
+        case intents.Unlock():
+            await engine.unlock(intent.app, actor, channel)
+            print(f"{intent.app}: unlocked")
+            return 0
+        case intents.Dequeue():
+            gate = await engine.dequeue(intent.app, actor, channel)
+            print(f"{intent.app}: taken off the queue; {len(gate.queue)} still wait")
             return 0
     raise UserError(f"`{intent.kind}` is not available from the command line")
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from typing import TextIO
 
 from bot.releases import events
+from bot.releases.gate import Queued
 from bot.releases.health import Live
 from bot.releases.ports import Reporter, Shown
 from bot.releases.record import Phase, Record, describe_phase
@@ -60,6 +61,20 @@ def line(record: Record, event: events.Event) -> str:
             return f"{what}: {record.app} runs {record.from_version} on {record.deployment}"
         case events.Retired():
             return f"{record.app} now runs {record.to_version} on {record.green}; blue {event.how} ({event.seconds:.1f} s)"
+        case events.ApprovalAsked():
+            return f"waiting for {event.required} approval(s), for up to {event.minutes:g} min"
+        case events.Approved():
+            return f"approved by {event.by} ({event.count} of {event.required})"
+        case events.Denied():
+            return f"denied by {event.by}" + (f": {event.reason}" if event.reason else "")
+        case events.ApprovalExpired():
+            return f"not approved within {event.minutes:g} min ({event.count} of {event.required}): ended"
+        case events.BrokeGlass():
+            return f"BREAK-GLASS by {event.by}: {event.reason} (approvals and freezes skipped)"
+        case events.Overridden():
+            return f"freeze {event.window} overridden by {event.by} to {event.action}: {event.reason}"
+        case events.QueuePaused():
+            return f"queue paused: {event.waiting} release(s) wait until a release of {record.app} succeeds"
     raise AssertionError(f"no wording for {event!r}")
 
 
@@ -157,6 +172,18 @@ class TerminalReporter:
     async def announce(self, channel: str, text: str) -> None:
         if self.inner is not None:
             await self.inner.announce(channel, text)
+
+    async def broadcast(self, channel: str, record: Record, event: events.Event) -> None:
+        if record.front_end == CLI:
+            self._write(line(record, event))
+        if self.inner is not None:
+            await self.inner.broadcast(channel, record, event)
+
+    async def queued_refused(self, entry: Queued, app: str, refusal: Exception) -> None:
+        if entry.front_end == CLI:
+            self._write(f"the queued release of {app} {entry.intent.version} could not start: {refusal}")
+        if self.inner is not None:
+            await self.inner.queued_refused(entry, app, refusal)
 
 
 def outcome(record: Record) -> int:

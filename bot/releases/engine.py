@@ -14,22 +14,25 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from bot.catalog import App, Catalog
-from bot.errors import Conflict
+from bot import freeze
+from bot.catalog import Action, App, Catalog
+from bot.errors import Conflict, UserError
 from bot.kube.cache import Caches
 from bot.kube.client import KubeError, KubeUnavailable, backoff
 from bot.releases import bluegreen, canary, events, health, refusals, rolling, steps
 from bot.releases import undo as undo_driver
 from bot.releases.audit import Auditor
+from bot.releases.gate import Enqueued, Gate, Queued, new_queue_id
 from bot.releases.history import Revision, revisions, undo
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import CardRefused, Cluster, Reporter
 from bot.releases.record import Actor, Phase, Record, Request, describe_phase, new_id, setting, utcnow
 from bot.releases.run import Run
 from bot.releases.run import Strategy as StrategyPort
-from bot.releases.store import NOT_KNOWN, Leases, Store, Stored, decode, is_record
+from bot.releases.store import NOT_KNOWN, AppState, Leases, Store, Stored, busy, decode, is_record
 from bot.tasks import Tasks
 from commands.intents import Release, Strategy, VersionKind
 
@@ -44,6 +47,7 @@ STRATEGIES: dict[Strategy, StrategyPort] = {
 
 
 DEFAULT_CLUSTER = "default"
+Roles = frozenset[Action]  # what a person may do beyond the action checked: approve, override, break glass
 
 
 @dataclass(frozen=True)
@@ -141,14 +145,16 @@ class Engine:
         if kind not in ("ADDED", "MODIFIED") or not is_record(obj):
             return
         try:
-            record = decode(obj).record
+            stored = decode(obj)
         except ValueError as e:
             log.warning("unreadable release record %s: %s", obj["metadata"].get("name"), e)
             return
+        record = stored.record
         key = (record.namespace, record.app)
         if not record.active and self.reporter.delivered(record.id) is not None:
             return  # its end is being delivered by this process already
-        if record.app in self.catalog.apps and record.needs_driver and key not in self._drivers:
+        wanted = record.needs_driver or stored.gate.moves
+        if record.app in self.catalog.apps and wanted and key not in self._drivers:
             self.ensure_driver(*key)
 
     # --- commands ----------------------------------------------------------------------------------
@@ -167,16 +173,66 @@ class Engine:
         channel_name: str,
         reply_to: str = "",
         front_end: str = "slack",
-    ) -> Record:
+        roles: Roles = frozenset(),
+    ) -> Record | Enqueued:
+        """Start a release, or with `--queue` while another runs, put it in the app's queue. `roles`:
+        what the person may do beyond releasing (approve, override a freeze, break glass), as the front
+        end checked it."""
         app = self.app(intent.app)
-        strategy = intent.strategy or app.default_strategy
-        if strategy not in app.strategies:
-            raise refusals.StrategyNotAllowed(
-                app.name, strategy.value, tuple(s.value for s in app.strategies)
+        _check_request(app, intent)
+        if intent.queue:
+            entry = Queued(
+                id=new_queue_id(),
+                intent=intent,
+                requester=actor,
+                channel_id=channel_id,
+                channel_name=channel_name,
+                front_end=front_end,
+                at=utcnow(),
+                roles=tuple(sorted(r.value for r in roles)),
             )
+            try:
+                state = await self.store.change(
+                    app.namespace, app.name, lambda st: _enqueue(st, entry, app.name)
+                )
+            except _Free:
+                pass  # nothing runs and nobody waits: start now
+            else:
+                position = next(i for i, q in enumerate(state.gate.queue, 1) if q.id == entry.id)
+                running = state.record if state.record is not None and state.record.active else None
+                await self.audit(
+                    action="queue",
+                    actor=actor,
+                    app=app.name,
+                    namespace=app.namespace,
+                    deployment=app.deployment,
+                    result=f"queued {intent.version} at position {position}",
+                    channel_id=channel_id,
+                    to_version=intent.version,
+                )
+                return Enqueued(entry, position, running)
+        record = await self._prepare(app, intent, actor, channel_id, channel_name, reply_to, front_end, roles)
+        stored = await self.store.start(record)
+        if record.break_glass:
+            await self._announce_break_glass(app, stored.record)
+        self.ensure_driver(app.namespace, app.name)
+        return stored.record
+
+    async def _prepare(
+        self,
+        app: App,
+        intent: Release,
+        actor: Actor,
+        channel_id: str,
+        channel_name: str,
+        reply_to: str,
+        front_end: str,
+        roles: Roles,
+    ) -> Record:
+        """The record of a release about to start: planned on the cluster as it is now (reads only),
+        past the freeze (or its override), waiting for approval when the app needs it."""
+        strategy = intent.strategy or app.default_strategy
         full = intent.version_kind is VersionKind.IMAGE
-        if full and not app.allow_image_override:
-            raise refusals.NoImageOverride(app.name, app.image)
         to_image = app.image_for(intent.version, full_reference=full)
         plan = await STRATEGIES[strategy].plan(self.kube, app, to_image)
         dep = plan.deployment
@@ -186,6 +242,12 @@ class Engine:
         if from_image == to_image and not dep["spec"].get("paused"):
             raise refusals.AlreadyRuns(app.name, intent.version)
         now = utcnow()
+        override = ""
+        if not intent.break_glass:
+            override = _past_freeze(
+                app, "release", f"/release {app.name} {intent.version}", intent.reason, roles, now
+            )
+        needs = app.approvals is not None and not intent.break_glass
         record = Record(
             id=new_id(app.name, now),
             app=app.name,
@@ -204,11 +266,156 @@ class Engine:
             front_end=front_end,
             created_at=now,
             phase_since=now,
+            break_glass=intent.break_glass or "",
+            override=override,
         ).entry("requested", actor)
-        record = record.model_copy(update=plan.fields)
-        stored = await self.store.start(record)
+        if intent.break_glass:
+            record = record.entry("break-glass", actor, intent.break_glass)
+        if override:
+            record = record.entry("freeze override", actor, override)
+        if needs and app.approvals is not None:
+            a = app.approvals
+            record = record.model_copy(
+                update={
+                    "phase": Phase.AWAITING_APPROVAL,
+                    "approvals_required": a.required,
+                    "approve_self": a.allow_self,
+                    "approve_until": now + timedelta(minutes=a.expire_minutes),
+                    "approvers": (*a.from_.users, *a.from_.usergroups),
+                }
+            )
+        return record.model_copy(update=plan.fields)
+
+    async def _announce_break_glass(self, app: App, record: Record) -> None:
+        event = events.BrokeGlass(by=record.requester.id, reason=record.break_glass)
+        channels = [record.channel_id]
+        if (
+            app.break_glass
+            and app.break_glass.announce_channel
+            and app.break_glass.announce_channel not in channels
+        ):
+            channels.append(app.break_glass.announce_channel)
+        for channel in channels:
+            await self.reporter.broadcast(channel, record, event)
+        await self.audit(
+            action="break-glass",
+            actor=record.requester,
+            app=app.name,
+            namespace=app.namespace,
+            deployment=record.deployment,
+            result=f"approvals and freezes skipped: {record.break_glass}",
+            channel_id=record.channel_id,
+            to_version=record.to_version,
+            warning=True,
+        )
+
+    # --- approvals, locks and the queue ------------------------------------------------------------
+
+    async def approve(self, app_name: str, actor: Actor, release_id: str | None = None) -> Record:
+        """Count `actor`'s approval of the app's release waiting for approval (the front end checked
+        that the person is one of `approvals.from`). `release_id`: the card that was clicked."""
+        app = self.app(app_name)
+
+        def change(rec: Record) -> Record:
+            _same_release(rec, release_id)
+            rec = rec.approve(actor)
+            return rec.with_note(
+                events.Approved(by=actor.id, count=len(rec.approved_by), required=rec.approvals_required)
+            )
+
+        stored = await self.store.update(app.namespace, app.name, change)
+        r = stored.record
+        await self.audit(
+            action="approve",
+            actor=actor,
+            app=app.name,
+            namespace=app.namespace,
+            deployment=r.deployment,
+            result=f"approved ({len(r.approved_by)} of {r.approvals_required})",
+            channel_id=r.channel_id,
+            from_version=r.from_version,
+            to_version=r.to_version,
+        )
         self.ensure_driver(app.namespace, app.name)
-        return stored.record
+        return r
+
+    async def deny(
+        self, app_name: str, actor: Actor, reason: str = "", release_id: str | None = None
+    ) -> Record:
+        """End the app's release waiting for approval: an approver said no."""
+        app = self.app(app_name)
+
+        def change(rec: Record) -> Record:
+            _same_release(rec, release_id)
+            if rec.phase is not Phase.AWAITING_APPROVAL:
+                raise refusals.NotAwaitingApproval(rec.app, describe_phase(rec.phase))
+            why = f"denied by {actor.name}" + (f": {reason}" if reason else "")
+            return (
+                rec.to(Phase.ABORTED, reason=why)
+                .entry("denied", actor, reason)
+                .with_note(events.Denied(by=actor.id, reason=reason))
+            )
+
+        stored = await self.store.update(app.namespace, app.name, change)
+        r = stored.record
+        await self.audit(
+            action="deny",
+            actor=actor,
+            app=app.name,
+            namespace=app.namespace,
+            deployment=r.deployment,
+            result="denied" + (f": {reason}" if reason else ""),
+            channel_id=r.channel_id,
+            from_version=r.from_version,
+            to_version=r.to_version,
+            warning=True,
+        )
+        self.ensure_driver(app.namespace, app.name)
+        return r
+
+    async def lock(self, app_name: str, actor: Actor, reason: str, channel_id: str) -> Gate:
+        app = self.app(app_name)
+        now = utcnow()
+        stored = await self.store.change(
+            app.namespace, app.name, lambda st: (st.record, st.gate.locked(app.name, actor, reason, now))
+        )
+        await self._gate_audit(app, actor, "lock", f"locked: {reason}", channel_id)
+        return stored.gate
+
+    async def unlock(self, app_name: str, actor: Actor, channel_id: str) -> Gate:
+        """Lift the app's lock, and let a queue paused by a failed release move again."""
+        app = self.app(app_name)
+        stored = await self.store.change(
+            app.namespace, app.name, lambda st: (st.record, st.gate.unlocked(app.name))
+        )
+        await self._gate_audit(app, actor, "unlock", "unlocked", channel_id)
+        if stored.gate.moves:
+            self.ensure_driver(app.namespace, app.name)
+        return stored.gate
+
+    async def dequeue(self, app_name: str, actor: Actor, channel_id: str) -> Gate:
+        """Take `actor`'s releases off the app's queue."""
+        app = self.app(app_name)
+        stored = await self.store.change(
+            app.namespace, app.name, lambda st: (st.record, st.gate.without(actor, app.name))
+        )
+        await self._gate_audit(app, actor, "dequeue", "queued release removed", channel_id)
+        return stored.gate
+
+    async def gate(self, app: App, *, fresh: bool = False) -> Gate:
+        """The app's lock and queue (from the records cache unless `fresh`)."""
+        return (await self.store.state(app.namespace, app.name, fresh=fresh)).gate
+
+    async def _gate_audit(self, app: App, actor: Actor, action: str, result: str, channel_id: str) -> None:
+        await self.audit(
+            action=action,
+            actor=actor,
+            app=app.name,
+            namespace=app.namespace,
+            deployment=app.deployment,
+            result=result,
+            channel_id=channel_id,
+        )
 
     async def history(self, app: App) -> tuple[dict[str, Any], list[Revision]]:
         """The running Deployment and its revisions, newest first (as `kubectl rollout history`)."""
@@ -304,14 +511,24 @@ class Engine:
         return await self._deployment(app), await self.store.get(app.namespace, app.name)
 
     async def request(
-        self, app_name: str, request: Request, actor: Actor, seen: tuple[str, str, int] | None = None
+        self,
+        app_name: str,
+        request: Request,
+        actor: Actor,
+        seen: tuple[str, str, int] | None = None,
+        *,
+        roles: Roles = frozenset(),
+        reason: str | None = None,
     ) -> Record:
         """Add a request to the app's current release (compare-and-set: one winner).
 
         `seen` (release id, phase, step) is what the card showed when its button was clicked: a click on
         a card that no longer matches the release (another release, or someone acted first) is refused,
-        so a double click or a Promote racing a Rollback has exactly one effect."""
+        so a double click or a Promote racing a Rollback has exactly one effect. A Promote (or Switch
+        traffic) also passes the app's gates: an approver other than the requester when its approvals
+        say `promote`, and a freeze override (`reason`, with the role) during a freeze."""
         app = self.app(app_name)
+        now = utcnow()
 
         def change(record: Record) -> Record:
             if seen is not None:
@@ -324,7 +541,24 @@ class Engine:
                 left = app.canary.analysis_minutes * 60 - (utcnow() - record.phase_since).total_seconds()
                 if left > 0:
                     raise refusals.PromoteTooEarly(app.name, app.canary.analysis_minutes, left)
-            return record.with_request(request, actor)
+            override = ""
+            if request is Request.PROMOTE and record.phase in (Phase.CANARY, Phase.AWAITING_SWITCH):
+                what = "switch traffic of" if record.phase is Phase.AWAITING_SWITCH else "promote"
+                if app.approvals is not None and app.approvals.promote:
+                    if actor.id == record.requester.id:
+                        raise refusals.PromoteNeedsApprover(app.name, what, requester=True)
+                    if Action.APPROVE not in roles:
+                        raise refusals.PromoteNeedsApprover(app.name, what, requester=False)
+                override = _past_freeze(app, what, f"/release promote {app.name}", reason, roles, now)
+            record = record.with_request(request, actor)
+            if override:
+                window = freeze.active(app.freeze, now)
+                record = record.entry("freeze override", actor, override).with_note(
+                    events.Overridden(
+                        by=actor.id, window=window.name if window else "", action=what, reason=override
+                    )
+                )
+            return record
 
         stored = await self.store.update(app.namespace, app.name, change)
         self.ensure_driver(app.namespace, app.name)
@@ -435,6 +669,8 @@ class Engine:
             if not record.active:
                 if not record.synced:  # finished, but the channel may not show it yet
                     self.reporter.show(record, health.Live(now=utcnow()), final=True)
+                if stored.gate.queue and await self._next_in_queue(app, stored):
+                    continue
                 return
             drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy].drive
             async with Run(
@@ -442,9 +678,12 @@ class Engine:
             ) as run:
                 if run.record.card_ref is None and not await self._open_card(run, app):
                     continue
-                if run.record.phase is Phase.PENDING and run.record.request is Request.ABORT:
+                if run.record.phase is Phase.AWAITING_APPROVAL and run.record.request is None:
+                    await steps.await_approval(run)
+                unstarted = run.record.phase in (Phase.PENDING, Phase.AWAITING_APPROVAL)
+                if unstarted and run.record.request is Request.ABORT:
                     await steps.abort_unstarted(run)
-                else:
+                elif not run.record.finished:
                     await drive(run)
                 final = run.record
                 live = run.live()
@@ -485,10 +724,85 @@ class Engine:
             await run.audited("release", record.requester, f"not started: {reason}", warning=True)
             await self.reporter.card_refused(run.record.model_copy(update={"reply_to": reply_to}), error)
             return False
-        started = events.Started(
-            max_surge=str(app.rolling.max_surge), max_unavailable=str(app.rolling.max_unavailable)
+        first: events.Event = steps.started(app)
+        if run.record.phase is Phase.AWAITING_APPROVAL:
+            first = events.ApprovalAsked(
+                required=run.record.approvals_required,
+                minutes=app.approvals.expire_minutes if app.approvals else 0,
+            )
+        await run.save(setting(card_ref=ts), note=first)
+        return True
+
+    async def _next_in_queue(self, app: App, stored: Stored) -> bool:
+        """The app is free: start the head of its queue (True), or pause the queue after a release that
+        did not succeed (True: look again), or leave it waiting (False: locked, paused or frozen)."""
+        record, gate = stored.record, stored.gate
+        key = (app.namespace, app.name)
+        if gate.lock is not None:
+            return False
+        if record.phase is not Phase.SUCCEEDED and record.id != gate.settled:
+            waiting = len(gate.queue)
+
+            def pause(st: AppState) -> tuple[Record | None, Gate]:
+                if st.record is None or st.record.id != record.id:
+                    raise Conflict("another release")
+                noted = st.record.with_note(events.QueuePaused(waiting=waiting))
+                paused = st.gate.model_copy(update={"paused": record.id, "settled": record.id})
+                return noted.model_copy(update={"synced": False}), paused
+
+            with contextlib.suppress(Conflict):
+                await self.store.change(app.namespace, app.name, pause, fresh=True)
+            return True
+        if gate.paused and (record.phase is not Phase.SUCCEEDED or record.id == gate.paused):
+            return False  # paused until a later release succeeds or someone unlocks the app
+        head = gate.queue[0]
+        try:
+            new = await self._prepare(
+                app,
+                head.intent.model_copy(update={"queue": False}),
+                head.requester,
+                head.channel_id,
+                head.channel_name,
+                "",
+                head.front_end,
+                frozenset(Action(r) for r in head.roles),
+            )
+        except refusals.Frozen as e:
+            log.info("the queue of %s/%s waits for the freeze %s to end", *key, e.window)
+            self._retry(key, (e.ends - utcnow()).total_seconds() + 1)
+            return False
+        except UserError as e:
+            await self.store.change(app.namespace, app.name, lambda st: (st.record, _drop(st.gate, head.id)))
+            await self.reporter.queued_refused(head, app.name, e)
+            return True
+
+        def start_head(st: AppState) -> tuple[Record | None, Gate]:
+            if not st.gate.queue or st.gate.queue[0].id != head.id or st.gate.lock is not None:
+                raise Conflict("the queue changed")
+            if st.record is not None and not st.record.finished:
+                raise busy(st.record)
+            settled = st.record.id if st.record is not None else ""
+            return new, st.gate.model_copy(
+                update={"queue": st.gate.queue[1:], "paused": "", "settled": settled}
+            )
+
+        try:
+            await self.store.change(app.namespace, app.name, start_head, fresh=True)
+        except (Conflict, UserError):
+            return True  # look again at what is there now
+        await self.audit(
+            action="release",
+            actor=head.requester,
+            app=app.name,
+            namespace=app.namespace,
+            deployment=new.deployment,
+            result="started from the queue",
+            channel_id=head.channel_id,
+            from_version=new.from_version,
+            to_version=new.to_version,
         )
-        await run.save(setting(card_ref=ts), note=started)
+        if new.break_glass:
+            await self._announce_break_glass(app, new)
         return True
 
     # --- what the reporter tells us ----------------------------------------------------------------
@@ -529,6 +843,50 @@ def stale_card(record: Record) -> refusals.StaleCard:
 
 
 TAKEOVER_SLACK_S = 0.25  # after a holder's lease runs out, before trying to take it
+
+
+class _Free(Exception):
+    """Nothing runs and nobody waits: a `--queue` release starts at once."""
+
+
+def _check_request(app: App, intent: Release) -> None:
+    """What the catalog refuses whatever the cluster says: a strategy or an image override."""
+    strategy = intent.strategy or app.default_strategy
+    if strategy not in app.strategies:
+        raise refusals.StrategyNotAllowed(app.name, strategy.value, tuple(s.value for s in app.strategies))
+    if intent.version_kind is VersionKind.IMAGE and not app.allow_image_override:
+        raise refusals.NoImageOverride(app.name, app.image)
+
+
+def _enqueue(state: AppState, entry: Queued, app: str) -> tuple[Record | None, Gate]:
+    running = state.record is not None and not state.record.finished
+    if not running and not state.gate.queue:
+        raise _Free
+    state.gate.refuse_if_locked(app)
+    return state.record, state.gate.enqueued(entry, app)
+
+
+def _drop(gate: Gate, entry_id: str) -> Gate:
+    return gate.model_copy(update={"queue": tuple(q for q in gate.queue if q.id != entry_id)})
+
+
+def _same_release(record: Record, release_id: str | None) -> None:
+    if release_id is not None and record.id != release_id:
+        raise refusals.CardOfEarlierRelease(record.app, release_id, record.id, record.phase.value)
+
+
+def _past_freeze(app: App, action: str, command: str, reason: str | None, roles: Roles, now: datetime) -> str:
+    """ "" when no freeze of the app is on; the override's reason when the person may override it and
+    gave one; else the refusal naming the window and its end."""
+    window = freeze.active(app.freeze, now)
+    if window is None:
+        return ""
+    may = Action.OVERRIDE in roles
+    if reason and may:
+        return reason
+    if reason:
+        raise refusals.NoOverride(app.name, window.name)
+    raise refusals.Frozen(app.name, window.name, window.ends, action, may, command)
 
 
 __all__ = ["Engine", "Phase"]

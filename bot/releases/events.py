@@ -127,6 +127,62 @@ class Retired(_Event):
     seconds: float
 
 
+# --- approvals, freezes and the queue --------------------------------------------------------------
+
+
+class ApprovalAsked(_Event):
+    """The release waits for `required` approvals before it touches the cluster."""
+
+    kind: Literal["approval-asked"] = "approval-asked"
+    required: int
+    minutes: float  # how long it waits for them
+
+
+class Approved(_Event):
+    kind: Literal["approved"] = "approved"
+    by: str
+    count: int
+    required: int
+
+
+class Denied(_Event):
+    kind: Literal["denied"] = "denied"
+    by: str
+    reason: str = ""
+
+
+class ApprovalExpired(_Event):
+    kind: Literal["approval-expired"] = "approval-expired"
+    count: int
+    required: int
+    minutes: float
+
+
+class BrokeGlass(_Event):
+    """Approvals and freezes were skipped, with a reason."""
+
+    kind: Literal["broke-glass"] = "broke-glass"
+    by: str
+    reason: str
+
+
+class Overridden(_Event):
+    """Someone went ahead during a freeze, with a reason."""
+
+    kind: Literal["overridden"] = "overridden"
+    by: str
+    window: str
+    action: str  # release, promote
+    reason: str
+
+
+class QueuePaused(_Event):
+    """The release did not succeed: the releases queued after it wait until someone acts."""
+
+    kind: Literal["queue-paused"] = "queue-paused"
+    waiting: int
+
+
 Event = Annotated[
     Started
     | CanaryStep
@@ -143,6 +199,13 @@ Event = Annotated[
     | ServiceChanged
     | LeftAlone
     | BlueGreenEnded
-    | Retired,
+    | Retired
+    | ApprovalAsked
+    | Approved
+    | Denied
+    | ApprovalExpired
+    | BrokeGlass
+    | Overridden
+    | QueuePaused,
     Field(discriminator="kind"),
 ]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.freeze import Active
+
 Obj = dict[str, Any]
 
 # Container waiting reasons that mean the new version will not become Ready by itself.
@@ -155,6 +157,9 @@ class Live:
     new_pods: PodHealth | None = None
     now: datetime | None = None
     unreachable_since: datetime | None = None  # the cluster stopped answering then: facts may be stale
+    freeze: Active | None = None  # a freeze window of the app is on now: its next steps need an override
+    queue: tuple[str, ...] = ()  # the releases waiting for this one, in order ("v2.1 by bob")
+    locked: str = ""  # who locked the app and why, when it is locked
 
 
 def pods_running(pods: list[Obj], container: str, image: str) -> list[Obj]:

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from bot.releases.events import Event
+from bot.releases.gate import Queued
 from bot.releases.health import Live
 from bot.releases.record import Record
 
@@ -83,3 +85,7 @@ class Reporter(Protocol):
     async def card_refused(self, record: Record, error: str) -> None: ...  # tell the requester why
     async def permalink(self, record: Record) -> str: ...
     async def announce(self, channel: str, text: str) -> None: ...  # a message without a card
+    # A release event as a message of its own in `channel` (break-glass is announced, not only threaded).
+    async def broadcast(self, channel: str, record: Record, event: Event) -> None: ...
+    # A queued release could not start when its turn came: tell its requester why.
+    async def queued_refused(self, entry: Queued, app: str, refusal: Exception) -> None: ...

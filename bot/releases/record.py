@@ -16,11 +16,18 @@ from enum import StrEnum
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from bot.releases.events import Event
-from bot.releases.refusals import NotNow, RequestPending
+from bot.releases.refusals import (
+    AlreadyApproved,
+    NotAwaitingApproval,
+    NotNow,
+    RequestPending,
+    SelfApproval,
+)
 from commands.intents import Strategy
 
 
 class Phase(StrEnum):
+    AWAITING_APPROVAL = "awaiting-approval"  # recorded, waiting for approvers; nothing changed yet
     PENDING = "pending"  # recorded, nothing changed on the cluster yet
     ROLLING_OUT = "rolling-out"  # new pods replacing old ones (rolling, canary promotion, green start)
     CANARY = "canary"  # paused with part of the pods on the new version, waiting for a decision
@@ -47,6 +54,7 @@ class Request(StrEnum):
 
 # Which requests each phase accepts.
 ACCEPTS: dict[Phase, frozenset[Request]] = {
+    Phase.AWAITING_APPROVAL: frozenset({Request.ABORT}),
     Phase.PENDING: frozenset({Request.ABORT}),
     Phase.ROLLING_OUT: frozenset({Request.ROLLBACK, Request.ABORT}),
     Phase.CANARY: frozenset({Request.PROMOTE, Request.ROLLBACK, Request.ABORT}),
@@ -110,6 +118,15 @@ class Record(BaseModel):
     memory_bytes: int = 0  # blue-green: memory requested by one colour (all replicas), bytes
     min_ready_seconds: int = 0  # canary: the Deployment's own value, restored after the first pause
     undo_to: int | None = None  # set when this is `/release rollback`: the revision being restored
+    # Approvals: how many distinct approvers the release waits for, who approved (in order), and until
+    # when it waits; the requester's own approval counts only with `approve_self`.
+    approvals_required: int = 0
+    approved_by: tuple[Actor, ...] = ()
+    approve_self: bool = False
+    approve_until: datetime | None = None
+    approvers: tuple[str, ...] = ()  # who may approve: user ids and user-group ids
+    break_glass: str = ""  # the reason given to skip approvals and freezes
+    override: str = ""  # the reason given to release during a freeze
     created_at: datetime
     phase_since: datetime
     finished_at: datetime | None = None
@@ -164,6 +181,22 @@ class Record(BaseModel):
             f"{request.value} requested", actor, now=now
         )
 
+    def approve(self, actor: Actor, *, now: datetime | None = None) -> Record:
+        """Count `actor`'s approval, or raise the refusal that says why it does not count."""
+        if self.phase is not Phase.AWAITING_APPROVAL:
+            raise NotAwaitingApproval(self.app, describe_phase(self.phase))
+        if actor.id == self.requester.id and not self.approve_self:
+            raise SelfApproval(self.app)
+        if any(a.id == actor.id for a in self.approved_by):
+            raise AlreadyApproved(self.app, len(self.approved_by), self.approvals_required)
+        return self.model_copy(update={"approved_by": (*self.approved_by, actor)}).entry(
+            "approved", actor, f"{len(self.approved_by) + 1} of {self.approvals_required}", now=now
+        )
+
+    @property
+    def approved(self) -> bool:
+        return len(self.approved_by) >= self.approvals_required
+
     def consume_request(self) -> Record:
         return self.model_copy(update={"request": None, "request_by": None})
 
@@ -175,6 +208,7 @@ def setting(**fields: object) -> Callable[[Record], Record]:
 
 def describe_phase(phase: Phase) -> str:
     return {
+        Phase.AWAITING_APPROVAL: "waiting for approval",
         Phase.PENDING: "starting",
         Phase.ROLLING_OUT: "rolling out",
         Phase.CANARY: "waiting at a canary step",

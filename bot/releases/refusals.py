@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from bot.errors import Conflict, UserError
 
@@ -224,7 +225,8 @@ class AppBusy(Busy):
             return "Another release started at the same moment; try again."
         return (
             f"`{self.app}` is already being released: {self.version} ({self.strategy}) by "
-            f"{self.requester}, {self.phase}. Wait for it to finish, or roll it back."
+            f"{self.requester}, {self.phase}. Wait for it to finish, roll it back, or add `--queue` to "
+            "release after it."
         )
 
 
@@ -245,6 +247,123 @@ class NotNow(Busy):
     def __str__(self) -> str:
         past = {"promote": "promoted", "rollback": "rolled back", "abort": "aborted", "finish": "finished"}
         return f"This release is {self.phase}: it cannot be {past.get(self.request, self.request)} now."
+
+
+# --- approvals, freezes, locks and the queue -------------------------------------------------------
+
+
+def _utc(t: datetime) -> str:
+    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+@dataclass(eq=False)
+class NotAwaitingApproval(Busy):
+    app: str
+    phase: str  # described
+
+    def __str__(self) -> str:
+        return f"The release of `{self.app}` is {self.phase}: there is nothing to approve or deny."
+
+
+@dataclass(eq=False)
+class SelfApproval(Refusal):
+    app: str
+
+    def __str__(self) -> str:
+        return f"You asked for this release of `{self.app}`: your own approval does not count."
+
+
+@dataclass(eq=False)
+class AlreadyApproved(Busy):
+    app: str
+    count: int
+    required: int
+
+    def __str__(self) -> str:
+        return (
+            f"You already approved this release of `{self.app}` ({self.count} of {self.required}): "
+            "another approver is needed."
+        )
+
+
+@dataclass(eq=False)
+class PromoteNeedsApprover(Refusal):
+    app: str
+    action: str  # "promote" or "switch traffic of"
+    requester: bool  # the person asked for the release themselves
+
+    def __str__(self) -> str:
+        who = "someone other than the requester" if self.requester else "an approver"
+        return f"Only {who} may {self.action} this release of `{self.app}` (its approvals say so)."
+
+
+@dataclass(eq=False)
+class Frozen(Refusal):
+    app: str
+    window: str
+    ends: datetime
+    action: str  # release, promote, switch traffic of
+    can_override: bool  # the person may go ahead with --reason
+    command: str = ""  # what to type to go ahead anyway ("/release promote hexo")
+
+    def __str__(self) -> str:
+        how = (
+            f' You may override it: type `{self.command} --reason "why"`.'
+            if self.can_override
+            else " Only the people of `freeze_override` may go ahead, with a reason."
+        )
+        return (
+            f"`{self.app}` is frozen ({self.window}) until {_utc(self.ends)}: you cannot {self.action} "
+            f"it now.{how}"
+        )
+
+
+@dataclass(eq=False)
+class NoOverride(Refusal):
+    app: str
+    window: str
+
+    def __str__(self) -> str:
+        return f"You may not override the freeze {self.window} of `{self.app}`."
+
+
+@dataclass(eq=False)
+class Locked(Busy):
+    app: str
+    holder: str
+    reason: str
+    since: datetime
+
+    def __str__(self) -> str:
+        return (
+            f"`{self.app}` is locked by {self.holder} since {_utc(self.since)}: {self.reason}. "
+            f"Nothing is released until someone unlocks it (`/release unlock {self.app}`)."
+        )
+
+
+@dataclass(eq=False)
+class NotLocked(Busy):
+    app: str
+
+    def __str__(self) -> str:
+        return f"`{self.app}` is not locked."
+
+
+@dataclass(eq=False)
+class NotQueued(Busy):
+    app: str
+
+    def __str__(self) -> str:
+        return f"You have no release of `{self.app}` in its queue."
+
+
+@dataclass(eq=False)
+class QueueFull(Busy):
+    app: str
+    size: int
+
+    def __str__(self) -> str:
+        return f"The queue of `{self.app}` is full ({self.size} releases); wait for some to run."
 
 
 # --- blue-green ------------------------------------------------------------------------------------

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from bot import freeze
 from bot.catalog import App
 from bot.kube.cache import Caches, Informer
 from bot.kube.client import KubeUnavailable, Obj, backoff
 from bot.releases import health
 from bot.releases.audit import Auditor
 from bot.releases.events import Event
+from bot.releases.gate import Gate
 from bot.releases.health import Live
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import Cluster, Reporter
@@ -117,6 +119,8 @@ class Run:
         self._selector: dict[str, str] = {}
         self._blind_since: float | None = None  # monotonic, while the caches are stale
         self.blind_seconds = 0.0  # time spent without fresh facts since the run began
+        self._freeze_timer: asyncio.TimerHandle | None = None
+        self._freeze: freeze.Active | None = None  # the app's freeze window on now, kept at its boundaries
 
     @property
     def record(self) -> Record:
@@ -144,12 +148,31 @@ class Run:
         if current is not None:
             self._on_record("MODIFIED", current)
         self._rebuild()
+        self._arm_freeze_timer()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+        if self._freeze_timer is not None:
+            self._freeze_timer.cancel()
+
+    def _arm_freeze_timer(self) -> None:
+        """Wake (and so redraw the card) when a freeze window of the app begins or ends."""
+        if not self.app.freeze:
+            return
+        now = utcnow()
+        on = self._freeze = freeze.active(self.app.freeze, now)
+        nxt = freeze.upcoming(self.app.freeze, now)
+        times = [t for t in (on.ends if on else None, nxt[1] if nxt else None) if t is not None]
+        if times:
+            delay = min((min(times) - now).total_seconds(), 86400.0) + 0.5
+            self._freeze_timer = asyncio.get_running_loop().call_later(delay, self._on_freeze_boundary)
+
+    def _on_freeze_boundary(self) -> None:
+        self._arm_freeze_timer()
+        self._wake()
 
     # --- the snapshot, from the shared caches ------------------------------------------------------
 
@@ -227,6 +250,7 @@ class Run:
         self._wake()
 
     def live(self) -> Live:
+        gate = self._stored.gate if self._stored is not None else Gate()
         dep = self.snap.deployment
         progress = health.progress(dep) if dep else None
         new = health.pods_running(list(self.snap.pods.values()), self.app.container, self.record.to_image)
@@ -235,6 +259,9 @@ class Run:
             new_pods=health.pod_health(new) if new else None,
             now=utcnow(),
             unreachable_since=self.unreachable_since() if self.stale or self.kube.unreachable_since else None,
+            freeze=self._freeze,
+            queue=tuple(f"{q.intent.version} by {q.requester.name}" for q in gate.queue),
+            locked=f"{gate.lock.holder.name}: {gate.lock.reason}" if gate.lock else "",
         )
 
     def refresh_card(self) -> None:

@@ -10,7 +10,7 @@ from bot.kube.client import CHANGE_CAUSE, NotFound, Obj
 from bot.releases import events, health, objects, refusals
 from bot.releases.history import undo
 from bot.releases.ports import Cluster
-from bot.releases.record import Actor, Phase, Record, Request
+from bot.releases.record import Actor, Phase, Record, Request, utcnow
 from bot.releases.run import Outcome, Run, Snapshot
 from commands.intents import Strategy
 
@@ -268,3 +268,65 @@ async def roll_back(run: Run) -> None:
         note=events.RolledBack(by=actor.id if actor else None),
     )
     await run.audited("rollback", actor, f"rolled back to {done.from_version}")
+
+
+# --- approvals -------------------------------------------------------------------------------------
+
+
+def started(app: App) -> events.Started:
+    """The thread's first milestone once the release is under way."""
+    return events.Started(
+        max_surge=str(app.rolling.max_surge), max_unavailable=str(app.rolling.max_unavailable)
+    )
+
+
+async def await_approval(run: Run) -> None:
+    """Wait for the release's approvals. Returns once it is approved (now PENDING, ready to drive), was
+    denied or aborted meanwhile, or has expired (then it is ended here, having changed nothing)."""
+
+    def decided(s: Snapshot) -> Record | None:
+        r = s.record
+        expired = r.approve_until is not None and utcnow() >= r.approve_until
+        if r.phase is not Phase.AWAITING_APPROVAL or r.approved or r.request is not None or expired:
+            return r
+        return None
+
+    while True:
+        until = run.record.approve_until
+        left = (until - utcnow()).total_seconds() if until else 1e9
+        try:
+            record = await run.wait(decided, max(left, 0.0))
+        except TimeoutError:
+            continue  # the deadline passed while the cluster could not be seen: look again
+        if record.phase is not Phase.AWAITING_APPROVAL or record.request is not None:
+            return
+        if record.approved:
+            await run.save(lambda rec: _approved(rec, run.app))
+            if run.record.phase is Phase.PENDING:
+                names = ", ".join(a.name for a in run.record.approved_by)
+                await run.audited("release", record.requester, f"approved by {names}: starting")
+            return
+        await run.save(_expired)
+        if run.record.phase is not Phase.AWAITING_APPROVAL:
+            if run.record.phase is Phase.ABORTED:
+                await run.audited("release", None, f"not started: {run.record.reason}", warning=True)
+            return
+
+
+def _approved(rec: Record, app: App) -> Record:
+    if rec.phase is not Phase.AWAITING_APPROVAL:
+        return rec  # denied or aborted meanwhile: that stands
+    return rec.to(Phase.PENDING).with_note(started(app))
+
+
+def _expired(rec: Record) -> Record:
+    if rec.phase is not Phase.AWAITING_APPROVAL or rec.approved:
+        return rec
+    minutes = (rec.approve_until - rec.created_at).total_seconds() / 60 if rec.approve_until else 0
+    count, required = len(rec.approved_by), rec.approvals_required
+    reason = f"not approved within {minutes:g} min ({count} of {required} approvals)"
+    return (
+        rec.to(Phase.ABORTED, reason=reason)
+        .entry("approval expired", None, reason)
+        .with_note(events.ApprovalExpired(count=count, required=required, minutes=minutes))
+    )

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.kube.client import KubeConflict, Obj
 from bot.releases import refusals
+from bot.releases.gate import Gate
 from bot.releases.objects import MANAGED_BY
 from bot.releases.ports import Cluster
 from bot.releases.record import Record
@@ -36,6 +37,16 @@ def object_name(app: str) -> str:
 class Stored:
     record: Record
     resource_version: str
+    gate: Gate = field(default_factory=Gate)  # the app's lock and queue, kept beside the record
+
+
+@dataclass(frozen=True)
+class AppState:
+    """The whole of an app's ConfigMap: its record (None: never released by the bot) and its gate."""
+
+    record: Record | None
+    gate: Gate
+    resource_version: str | None  # None: the ConfigMap does not exist yet
 
 
 # What the records cache says of an app's record: its ConfigMap (None: there is none), or NOT_KNOWN when
@@ -53,31 +64,65 @@ class Store:
         self.kube = kube
         self.lookup = lookup
 
-    async def get(self, namespace: str, app: str, *, fresh: bool = False) -> Stored | None:
+    async def _configmap(self, namespace: str, app: str, fresh: bool) -> Obj | None:
         cm = NOT_KNOWN if fresh or self.lookup is None else self.lookup(namespace, object_name(app))
         if cm is NOT_KNOWN:
             cm = await self.kube.configmap(namespace, object_name(app))
-        return decode(cm) if isinstance(cm, dict) else None
+        return cm if isinstance(cm, dict) else None
+
+    async def get(self, namespace: str, app: str, *, fresh: bool = False) -> Stored | None:
+        cm = await self._configmap(namespace, app, fresh)
+        return decode(cm) if cm is not None and is_record(cm) else None
+
+    async def state(self, namespace: str, app: str, *, fresh: bool = False) -> AppState:
+        return state_of(await self._configmap(namespace, app, fresh))
 
     async def start(self, record: Record) -> Stored:
-        """Store a new release, refusing (Conflict) while another release of the app is unfinished."""
-        for fresh in (False, True):
-            current = await self.get(record.namespace, record.app, fresh=fresh)
-            try:
-                if current is None:
-                    cm = await self.kube.create_configmap(record.namespace, _encode(record, None))
-                    return decode(cm)
-                if not current.record.finished:
-                    raise self._busy(current)
-                return await self.put(record, current.resource_version)
-            except KubeConflict:
-                if fresh:
-                    raise self._busy(await self.get(record.namespace, record.app, fresh=True)) from None
-        raise AssertionError("unreachable")
+        """Store a new release, refusing while another release of the app is unfinished (AppBusy) or
+        the app is locked (Locked)."""
+        state = await self.change(
+            record.namespace, record.app, lambda current: (record, _startable(current, record.app))
+        )
+        assert state.record is not None and state.resource_version is not None
+        return Stored(state.record, state.resource_version, state.gate)
 
-    async def put(self, record: Record, resource_version: str) -> Stored:
-        """Replace the record if it is still at resource_version; KubeConflict otherwise."""
-        cm = await self.kube.replace_configmap(record.namespace, _encode(record, resource_version))
+    async def change(
+        self,
+        namespace: str,
+        app: str,
+        change: Callable[[AppState], tuple[Record | None, Gate]],
+        *,
+        fresh: bool = False,
+    ) -> AppState:
+        """Change the app's record and gate together by compare-and-set (re-applied on a lost race;
+        `change` may raise a refusal to give up). Returns what was written."""
+        for attempt in range(5):
+            current = await self.state(namespace, app, fresh=fresh or attempt > 0)
+            try:
+                record, gate = change(current)
+            except Exception:
+                if fresh or attempt > 0:
+                    raise
+                continue  # refused on what the cache says: confirm on a fresh read first
+            try:
+                if current.resource_version is None:
+                    cm = await self.kube.create_configmap(
+                        namespace, _encode(namespace, app, record, gate, None)
+                    )
+                else:
+                    cm = await self.kube.replace_configmap(
+                        namespace, _encode(namespace, app, record, gate, current.resource_version)
+                    )
+            except KubeConflict:
+                continue
+            return state_of(cm)
+        raise refusals.TooBusy(app)
+
+    async def put(self, record: Record, base: Stored) -> Stored:
+        """Replace the record if the ConfigMap is still as `base` read it; KubeConflict otherwise."""
+        cm = await self.kube.replace_configmap(
+            record.namespace, _encode(record.namespace, record.app, record, base.gate, base.resource_version)
+        )
         return decode(cm)
 
     async def update(
@@ -97,43 +142,62 @@ class Store:
             if current is None:
                 raise refusals.NoRelease(app)
             try:
-                return await self.put(change(current.record), current.resource_version)
+                return await self.put(change(current.record), current)
             except KubeConflict:
                 continue
         raise refusals.TooBusy(app)
 
-    @staticmethod
-    def _busy(current: Stored | None) -> refusals.AppBusy:
-        if current is None:
-            return refusals.AppBusy()
-        r = current.record
-        return refusals.AppBusy(r.app, r.to_version, r.strategy.value, r.requester.name, r.phase.value)
+
+def busy(record: Record) -> refusals.AppBusy:
+    return refusals.AppBusy(
+        record.app, record.to_version, record.strategy.value, record.requester.name, record.phase.value
+    )
 
 
-def _encode(record: Record, resource_version: str | None) -> Obj:
+def _startable(current: AppState, app: str) -> Gate:
+    """The gate, if a new release of the app may start now; else the refusal that says why not."""
+    if current.record is not None and not current.record.finished:
+        raise busy(current.record)
+    current.gate.refuse_if_locked(app)
+    return current.gate
+
+
+def _encode(namespace: str, app: str, record: Record | None, gate: Gate, resource_version: str | None) -> Obj:
     meta: dict[str, Any] = {
-        "name": object_name(record.app),
-        "namespace": record.namespace,
+        "name": object_name(app),
+        "namespace": namespace,
         "labels": {
             **MANAGED_BY,
-            APP_LABEL: record.app,
-            ACTIVE_LABEL: "true" if record.active else "false",
+            APP_LABEL: app,
+            ACTIVE_LABEL: "true" if record is not None and record.active else "false",
         },
-        "annotations": {"release-bot.io/release-id": record.id},
+        "annotations": {"release-bot.io/release-id": record.id if record is not None else ""},
     }
     if resource_version is not None:
         meta["resourceVersion"] = resource_version
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": meta,
-        "data": {"record.json": record.model_dump_json(indent=1), "phase": record.phase.value},
-    }
+    data: dict[str, str] = {}
+    if record is not None:
+        data = {"record.json": record.model_dump_json(indent=1), "phase": record.phase.value}
+    if gate != Gate():
+        data["gate.json"] = gate.model_dump_json(indent=1)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
 def decode(cm: Obj) -> Stored:
     record = Record.model_validate(json.loads(cm["data"]["record.json"]))
-    return Stored(record, cm["metadata"]["resourceVersion"])
+    return Stored(record, cm["metadata"]["resourceVersion"], _gate(cm))
+
+
+def _gate(cm: Obj) -> Gate:
+    raw = (cm.get("data") or {}).get("gate.json")
+    return Gate.model_validate(json.loads(raw)) if raw else Gate()
+
+
+def state_of(cm: Obj | None) -> AppState:
+    if cm is None:
+        return AppState(None, Gate(), None)
+    record = decode(cm).record if is_record(cm) else None
+    return AppState(record, _gate(cm), cm["metadata"]["resourceVersion"])
 
 
 def is_record(cm: Obj) -> bool:

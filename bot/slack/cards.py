@@ -7,12 +7,13 @@ Limits from Slack's Block Kit reference are applied here (header 150, section te
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.catalog import App, Rule
-from bot.releases import events
+from bot.releases import events, refusals
+from bot.releases.gate import Enqueued, Gate, Queued
 from bot.releases.health import Live
 from bot.releases.health import progress as progress_of
 from bot.releases.health import revision as revision_of
@@ -54,6 +55,7 @@ def duration(seconds: float) -> str:
 
 
 PHASE_ICON = {
+    Phase.AWAITING_APPROVAL: ":raised_hand:",
     Phase.PENDING: ":hourglass_flowing_sand:",
     Phase.ROLLING_OUT: ":arrows_counterclockwise:",
     Phase.CANARY: ":hatching_chick:",
@@ -105,6 +107,9 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip(detail, SECTION_MAX)}})
     if live.unreachable_since is not None and not record.finished:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": unreachable_line(live)}})
+    gates = _gate_lines(record, live)
+    if gates:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip(gates, SECTION_MAX)}})
     actions = _buttons(record)
     if actions:
         blocks.append(
@@ -141,6 +146,70 @@ def unreachable_line(live: Live) -> str:
         f":warning: *Cluster unreachable since* <!date^{int(since.timestamp())}^{{time_secs}}|"
         f"{since:%H:%M:%S} UTC>: what this card shows may be out of date. Nothing is decided until "
         "the cluster answers again; the release then carries on."
+    )
+
+
+def when(t: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
+    """A time Slack shows in the reader's own time zone (the fallback says UTC)."""
+    return f"<!date^{int(t.timestamp())}^{fmt}|{t.astimezone(UTC):%Y-%m-%d %H:%M} UTC>"
+
+
+def who_of(ids: Iterable[str]) -> str:
+    """User ids and user-group ids as Slack mentions."""
+    out = [f"<!subteam^{esc(i)}>" if i.startswith("S") else mention(i) for i in ids]
+    return ", ".join(out) if out else "nobody"
+
+
+def _gate_lines(record: Record, live: Live) -> str:
+    """What gates the release: approvals it waits for, a freeze on now, a lock, the queue after it."""
+    lines = []
+    if record.break_glass:
+        lines.append(
+            f":rotating_light: *Break-glass* by {mention(record.requester.id)}: {esc(record.break_glass)}"
+        )
+    if record.override:
+        lines.append(
+            f":snowflake: *Freeze overridden* by {mention(record.requester.id)}: {esc(record.override)}"
+        )
+    if record.phase is Phase.AWAITING_APPROVAL:
+        got = ", ".join(mention(a.id) for a in record.approved_by) or "none yet"
+        until = f" · expires {when(record.approve_until)}" if record.approve_until else ""
+        self_note = "" if record.approve_self else " (not the requester)"
+        lines.append(
+            f"*Approvals* {len(record.approved_by)} of {record.approvals_required}: {got}{until}\n"
+            f"*Who may approve* {who_of(record.approvers)}{self_note}\n"
+            f"*Plan* {_plan(record)}"
+        )
+    if live.freeze is not None and not record.finished:
+        step = {
+            Phase.CANARY: "Promote",
+            Phase.AWAITING_SWITCH: "Switch traffic",
+            Phase.AWAITING_APPROVAL: "Starting",
+        }.get(record.phase)
+        needs = f" {step} needs an override with a reason." if step else ""
+        lines.append(
+            f":snowflake: *Freeze {esc(live.freeze.name)}* until {when(live.freeze.ends)}: this release "
+            f"goes on.{needs}"
+        )
+    if live.locked and not record.finished:
+        lines.append(f":lock: *Locked* by {esc(live.locked)}: no new release starts until it is unlocked.")
+    if live.queue and not record.finished:
+        shown = ", ".join(f"`{esc(q)}`" for q in live.queue[:5])
+        more = f" and {len(live.queue) - 5} more" if len(live.queue) > 5 else ""
+        lines.append(f":busts_in_silhouette: *Queued next* {shown}{more}")
+    return "\n".join(lines)
+
+
+def _plan(record: Record) -> str:
+    """What the release will change, in words, from what it recorded when it was asked for."""
+    how = {
+        "rolling": "a rolling update",
+        "canary": "a canary (one pod first, then Promote)",
+        "bluegreen": f"blue-green: a second Deployment `{esc(record.green or '')}`, then a Service switch",
+    }[record.strategy.value]
+    return (
+        f"Deployment `{esc(record.namespace)}/{esc(record.deployment)}`: image `{esc(record.from_image)}` → "
+        f"`{esc(record.to_image)}`, by {how}. Nothing changes before the approvals are in."
     )
 
 
@@ -193,6 +262,9 @@ def _live_line(record: Record, live: Live, now: datetime) -> str:
     return line
 
 
+APPROVE_ACTION = "release-gate:approve"
+DENY_ACTION = "release-gate:deny"
+
 _CONFIRM = {
     Request.PROMOTE: ("Promote?", "Move more traffic to {to}.", "Promote"),
     Request.ROLLBACK: ("Roll back?", "Put {from_} back and remove {to}.", "Roll back"),
@@ -243,10 +315,36 @@ def button(record: Record, request: Request, label: str, *, style: str | None = 
     return b
 
 
+def gate_button(record: Record, approve: bool) -> Block:
+    verb = "Approve" if approve else "Deny"
+    text = (
+        f"Approve releasing {{to}} of `{esc(record.app)}`: it starts once "
+        f"{record.approvals_required} approver(s) agree."
+        if approve
+        else f"Deny releasing {{to}} of `{esc(record.app)}`: the release ends and nothing changes."
+    )
+    return {
+        "type": "button",
+        "action_id": APPROVE_ACTION if approve else DENY_ACTION,
+        "text": {"type": "plain_text", "text": verb},
+        "value": button_value(record),
+        "style": "primary" if approve else "danger",
+        "confirm": {
+            "title": {"type": "plain_text", "text": f"{verb}?"},
+            "text": {"type": "mrkdwn", "text": clip(text.format(to=f"`{esc(record.to_version)}`"), 300)},
+            "confirm": {"type": "plain_text", "text": verb},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+            "style": "primary" if approve else "danger",
+        },
+    }
+
+
 def _buttons(record: Record) -> list[Block]:
     if record.request is not None:
         return []  # a request is being carried out: no second click
     match record.phase:
+        case Phase.AWAITING_APPROVAL:
+            return [gate_button(record, True), gate_button(record, False)]
         case Phase.CANARY:
             return [
                 button(record, Request.PROMOTE, "Promote", style="primary"),
@@ -305,6 +403,39 @@ def note(record: Record, event: events.Event) -> str:
             return (
                 f":leftwards_arrow_with_hook: Rolled back{by}: `{esc(record.app)}` runs "
                 f"`{esc(record.from_version)}` again."
+            )
+        case events.ApprovalAsked():
+            return (
+                f":raised_hand: {mention(record.requester.id)} asks to release `{esc(record.app)}` "
+                f"`{esc(record.from_version)}` → `{esc(record.to_version)}`. It needs {event.required} "
+                f"approval(s) from {who_of(record.approvers)} within {event.minutes:g} min; nothing "
+                "changes before."
+            )
+        case events.Approved():
+            return f":white_check_mark: Approved by {mention(event.by)} ({event.count} of {event.required})."
+        case events.Denied():
+            why = f": {esc(event.reason)}" if event.reason else ""
+            return f":no_entry_sign: Denied by {mention(event.by)}{why}. Nothing was changed."
+        case events.ApprovalExpired():
+            return (
+                f":hourglass: Not approved within {event.minutes:g} min ({event.count} of {event.required}): "
+                "the release ended. Nothing was changed."
+            )
+        case events.BrokeGlass():
+            return (
+                f":rotating_light: *Break-glass*: {mention(event.by)} releases `{esc(record.app)}` "
+                f"`{esc(record.to_version)}` past approvals and freezes. Reason: {esc(event.reason)}"
+            )
+        case events.Overridden():
+            return (
+                f":snowflake: {mention(event.by)} overrode the freeze {esc(event.window)} to "
+                f"{esc(event.action)}. Reason: {esc(event.reason)}"
+            )
+        case events.QueuePaused():
+            return (
+                f":double_vertical_bar: This release did not succeed, so the queue of `{esc(record.app)}` "
+                f"({event.waiting} waiting) is paused. It moves again after a release succeeds, or "
+                f"`/release unlock {esc(record.app)}`."
             )
         case _:
             return _bluegreen_note(record, event)
@@ -428,24 +559,123 @@ def not_yet(kind: str) -> str:
     return f":construction: `/release {esc(kind)}` is not available yet. Type `/release help`."
 
 
-def accepted(record: Record) -> str:
+def accepted(started: Record | Enqueued) -> str:
+    if isinstance(started, Enqueued):
+        q = started.entry
+        running = started.running
+        after = f" after `{esc(running.to_version)}` by {mention(running.requester.id)}" if running else ""
+        return (
+            f":busts_in_silhouette: Queued `{esc(q.intent.app)}` `{esc(q.intent.version)}` at position "
+            f"{started.position}{after}. It starts when the app is free; `/release dequeue "
+            f"{esc(q.intent.app)}` takes it off."
+        )
+    record = started
+    if record.phase is Phase.AWAITING_APPROVAL:
+        return (
+            f":raised_hand: `{esc(record.app)}` `{esc(record.to_version)}` waits for "
+            f"{record.approvals_required} approval(s) from {who_of(record.approvers)}: follow the card."
+        )
     return f":rocket: Releasing `{esc(record.app)}` `{esc(record.to_version)}` ({esc(record.strategy.value)}): follow the card in this channel."
+
+
+def queued_refused(entry: Queued, app: str, refusal: Exception) -> str:
+    return (
+        f":warning: {mention(entry.requester.id)}, your queued release of `{esc(app)}` "
+        f"`{esc(entry.intent.version)}` could not start: {esc(refusal)}. It was taken off the queue."
+    )
+
+
+def refusal(error: Exception) -> str:
+    """A refusal as a private answer; times in the reader's own time zone."""
+    match error:
+        case refusals.Frozen():
+            how = (
+                f' You may override it: type `{esc(error.command)} --reason "why"`.'
+                if error.can_override
+                else " Only the people of its `freeze_override` may go ahead, with a reason."
+            )
+            return (
+                f":snowflake: `{esc(error.app)}` is frozen (*{esc(error.window)}*) until {when(error.ends)}: "
+                f"you cannot {esc(error.action)} it now.{how}"
+            )
+        case refusals.Locked():
+            return (
+                f":lock: `{esc(error.app)}` is locked by {esc(error.holder)} since {when(error.since)}: "
+                f"{esc(error.reason)}. Nothing is released until it is unlocked "
+                f"(`/release unlock {esc(error.app)}`)."
+            )
+    return conflict(str(error))
+
+
+def gate_changed(app: str, actor_id: str, what: str, reason: str = "") -> str:
+    """A lock, an unlock or a queue change, said in the channel."""
+    why = f": {esc(reason)}" if reason else ""
+    icon = {"locked": ":lock:", "unlocked": ":unlock:"}.get(what, ":busts_in_silhouette:")
+    return f"{icon} {mention(actor_id)} {what} `{esc(app)}`{why}"
 
 
 def request_taken(request: Request, app: str) -> str:
     return f":ok_hand: {request.value.capitalize()} of `{esc(app)}` requested: follow the card."
 
 
-def apps_list(apps: Iterable[App], allowed: Sequence[str]) -> str:
+def apps_list(apps: Iterable[App], allowed: Sequence[str], gates: Mapping[str, Gate] | None = None) -> str:
     lines = []
     for app in apps:
         mark = "" if app.name in allowed else " _(view only)_"
         strategies = ", ".join(s.value for s in app.strategies)
-        lines.append(f"• `{esc(app.name)}` in `{esc(app.namespace)}`: {strategies}{mark}")
+        gate = (gates or {}).get(app.name)
+        lines.append(f"• `{esc(app.name)}` in `{esc(app.namespace)}`: {strategies}{mark}{_gate_word(gate)}")
     return "*Apps you can release:*\n" + ("\n".join(lines) if lines else "none")
 
 
-def status(app: App, deployment: dict[str, Any], record: Record | None, card_link: str) -> str:
+def _gate_word(gate: Gate | None) -> str:
+    if gate is None:
+        return ""
+    out = ""
+    if gate.lock is not None:
+        out += f" · :lock: locked by {esc(gate.lock.holder.name)}: {esc(gate.lock.reason)}"
+    if gate.queue:
+        paused = " (paused)" if gate.paused else ""
+        out += f" · {len(gate.queue)} queued{paused}"
+    return out
+
+
+def gate_text(gate: Gate) -> list[str]:
+    """The lock and the queue of an app, for its status."""
+    lines = []
+    if gate.lock is not None:
+        lock = gate.lock
+        lines.append(
+            f":lock: *Locked* by {mention(lock.holder.id)} since {when(lock.since)}: {esc(lock.reason)}"
+        )
+    if gate.queue:
+        state = " (paused: a release did not succeed)" if gate.paused else ""
+        lines.append(f"*Queue*{state}:")
+        for i, q in enumerate(gate.queue, 1):
+            lines.append(
+                f"{i}. `{esc(q.intent.version)}` by {mention(q.requester.id)}, queued {when(q.at, '{time}')}"
+            )
+    elif gate.paused:
+        lines.append("*Queue* paused: a release did not succeed.")
+    return lines
+
+
+def approval_taken(record: Record) -> str:
+    if record.phase is Phase.AWAITING_APPROVAL:
+        return (
+            f":white_check_mark: Approval counted: {len(record.approved_by)} of "
+            f"{record.approvals_required} for `{esc(record.app)}` `{esc(record.to_version)}`."
+        )
+    return f":ok_hand: `{esc(record.app)}` `{esc(record.to_version)}`: {describe_phase(record.phase)}."
+
+
+def dequeued(app: str, gate: Gate) -> str:
+    return f":ok_hand: Taken off the queue of `{esc(app)}`; {len(gate.queue)} release(s) still wait."
+
+
+def status(
+    app: App, deployment: dict[str, Any], record: Record | None, card_link: str, gate: Gate | None = None
+) -> str:
     """`/release status <app>`: what runs now, and the current release if any."""
     p = progress_of(deployment)
     containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
@@ -467,6 +697,8 @@ def status(app: App, deployment: dict[str, Any], record: Record | None, card_lin
             f"{state.capitalize()} release: `{esc(record.to_version)}` ({esc(record.strategy.value)}) by "
             f"{mention(record.requester.id)}, {describe_phase(record.phase)}{link}"
         )
+    if gate is not None:
+        lines.extend(gate_text(gate))
     return "\n".join(lines)
 
 

@@ -30,7 +30,9 @@ from bot import policy
 from bot.catalog import Action, App, Catalog
 from bot.errors import UserError
 from bot.releases.engine import Engine
+from bot.releases.gate import Enqueued
 from bot.releases.record import Actor, Record, Request
+from bot.releases.refusals import Refusal
 from bot.slack import cards, forms
 from bot.slack.health import Observer, count_hook
 from commands import intents
@@ -152,6 +154,8 @@ class Handlers:
         app.command("/release")(self.on_command)
         app.action(re.compile(f"^{re.escape(cards.ACTION_PREFIX)}"))(self.on_click)
         app.action(cards.UNDO_ACTION)(self.on_undo_click)
+        app.action(cards.APPROVE_ACTION)(self.on_gate_click)
+        app.action(cards.DENY_ACTION)(self.on_gate_click)
         app.action(re.compile("^(" + "|".join(map(re.escape, forms.FORM_ACTIONS)) + ")$"))(
             self.on_form_change
         )
@@ -220,7 +224,7 @@ class Handlers:
         try:
             answer = await work()
         except UserError as e:
-            answer = cards.conflict(str(e))
+            answer = cards.refusal(e)
         except Exception:
             answer = cards.internal_error(self._logged_error(user))
         if answer:
@@ -235,7 +239,7 @@ class Handlers:
     async def _membership(self, app: App, action: Action, user_id: str) -> Membership:
         """The person's groups among those that decide `action` (none asked for when the rule names
         the person)."""
-        rule = app.permissions.rule(action)
+        rule = app.rule(action)
         candidates = () if user_id in rule.users else policy.groups_needed(app, action)
         return await self.groups.of(user_id, candidates)
 
@@ -276,7 +280,7 @@ class Handlers:
             return cards.refused(
                 f"Sorry, {unknown}: you may not {action.value} `{app.name}` until it can be."
             )
-        return cards.refused_with_who(f"Sorry, {decision.reason}.", user_id, app.permissions.rule(action))
+        return cards.refused_with_who(f"Sorry, {decision.reason}.", user_id, app.rule(action))
 
     async def _allowed(
         self, user_id: str, action: Action, channel_id: str
@@ -297,6 +301,34 @@ class Handlers:
     ) -> tuple[bool, dict[str, str]]:
         membership = await self._membership(app, action, user_id)
         return policy.decide(app, action, user_id, membership.groups, channel_id).allowed, membership.failed
+
+    async def _roles(self, app: App, user_id: str, channel_id: str) -> frozenset[Action]:
+        """What the person may do to `app` beyond the action checked: approve, override a freeze, break
+        glass (only the gates the app has are looked up)."""
+        wanted = [
+            action
+            for action, present in (
+                (Action.APPROVE, app.approvals),
+                (Action.OVERRIDE, app.freeze_override),
+                (Action.BREAK_GLASS, app.break_glass),
+            )
+            if present is not None
+        ]
+        decided = await asyncio.gather(*(self._decide(app, a, user_id, channel_id) for a in wanted))
+        return frozenset(a for a, (d, _) in zip(wanted, decided, strict=True) if d.allowed)
+
+    async def _refused(self, app: App, actor: Actor, what: str, error: Exception, channel_id: str) -> None:
+        """Record a refusal of the release core (a freeze, a lock, a self-approval...) in the audit trail."""
+        await self.engine.audit(
+            action=f"refused {what}",
+            actor=actor,
+            app=app.name,
+            namespace=app.namespace,
+            deployment=app.deployment,
+            result=f"refused: {error}",
+            channel_id=channel_id,
+            warning=True,
+        )
 
     # --- /release ----------------------------------------------------------------------------------
 
@@ -327,7 +359,8 @@ class Handlers:
     ) -> Answer | None:
         if isinstance(intent, intents.Apps):
             allowed, failed = await self._allowed(actor.id, Action.RELEASE, channel_id)
-            listing = cards.apps_list(self.catalog.apps.values(), [a.name for a in allowed])
+            gates = {a.name: await self.engine.gate(a) for a in self.catalog.apps.values()}
+            listing = cards.apps_list(self.catalog.apps.values(), [a.name for a in allowed], gates)
             return listing + (f"\n{cards.membership_unknown(failed)}" if failed else "")
         if isinstance(intent, intents.Help):
             return cards.help_text()
@@ -337,16 +370,31 @@ class Handlers:
         )
         if refusal:
             return refusal
+        if isinstance(intent, intents.Release) and intent.break_glass:
+            refusal = await self._authorize(
+                app, Action.BREAK_GLASS, actor.id, actor.name, channel_id, "break-glass"
+            )
+            if refusal:
+                return refusal
+        try:
+            return await self._act(app, intent, actor, channel_id, body)
+        except Refusal as e:
+            await self._refused(app, actor, intent.kind, e, channel_id)
+            raise
+
+    async def _act(
+        self, app: App, intent: intents.AppIntent, actor: Actor, channel_id: str, body: dict[str, Any]
+    ) -> Answer | None:
         match intent:
             case intents.Release():
-                record = await self._begin(
+                started = await self._begin(
                     intent,
                     actor,
                     channel_id,
                     body.get("channel_name", ""),
                     str(body.get("response_url") or ""),
                 )
-                return cards.accepted(record)
+                return cards.accepted(started)
             case intents.Status():
                 dep, stored = await self.engine.status(app)
                 link = (
@@ -354,11 +402,37 @@ class Handlers:
                     if stored and stored.record.active
                     else ""
                 )
-                return cards.status(app, dep, stored.record if stored else None, link)
-            case intents.Promote() | intents.Abort() | intents.Finish():
+                gate = await self.engine.gate(app)
+                return cards.status(app, dep, stored.record if stored else None, link, gate)
+            case intents.Promote():
+                roles = await self._roles(app, actor.id, channel_id)
+                await self.engine.request(app.name, Request.PROMOTE, actor, roles=roles, reason=intent.reason)
+                return cards.request_taken(Request.PROMOTE, app.name)
+            case intents.Abort() | intents.Finish():
                 request = Request(intent.kind)
                 await self.engine.request(app.name, request, actor)
                 return cards.request_taken(request, app.name)
+            case intents.Approve():
+                record = await self.engine.approve(app.name, actor)
+                return cards.approval_taken(record)
+            case intents.Deny():
+                record = await self.engine.deny(app.name, actor, intent.reason)
+                return cards.approval_taken(record)
+            case intents.Lock():
+                await self.engine.lock(app.name, actor, intent.reason, channel_id)
+                await self.engine.reporter.announce(
+                    channel_id, cards.gate_changed(app.name, actor.id, "locked", intent.reason)
+                )
+                return None
+            case intents.Unlock():
+                await self.engine.unlock(app.name, actor, channel_id)
+                await self.engine.reporter.announce(
+                    channel_id, cards.gate_changed(app.name, actor.id, "unlocked")
+                )
+                return None
+            case intents.Dequeue():
+                gate = await self.engine.dequeue(app.name, actor, channel_id)
+                return cards.dequeued(app.name, gate)
             case intents.History():
                 dep, revisions = await self.engine.history(app)
                 return cards.history_text(app, dep, revisions, intent.revision)
@@ -380,9 +454,11 @@ class Handlers:
 
     async def _begin(
         self, intent: intents.Release, actor: Actor, channel_id: str, channel_name: str, reply_to: str
-    ) -> Record:
+    ) -> Record | Enqueued:
         """Start a release: the typed command and the form come here alike."""
-        return await self.engine.begin(intent, actor, channel_id, channel_name, reply_to)
+        app = self.engine.app(intent.app)
+        roles = await self._roles(app, actor.id, channel_id)
+        return await self.engine.begin(intent, actor, channel_id, channel_name, reply_to, roles=roles)
 
     # --- buttons -----------------------------------------------------------------------------------
 
@@ -437,8 +513,41 @@ class Handlers:
         if refusal:
             return refusal
         seen = (release_id, phase or "", step if step is not None else -1)
-        await self.engine.request(app.name, request, actor, seen)
+        roles = await self._roles(app, actor.id, channel_id) if request is Request.PROMOTE else frozenset()
+        try:
+            await self.engine.request(app.name, request, actor, seen, roles=roles)
+        except Refusal as e:
+            await self._refused(app, actor, f"{request.value} click", e, channel_id)
+            raise
         return None
+
+    async def on_gate_click(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """Approve or Deny on a card waiting for approval: checked against `approvals.from`."""
+        await ack()
+        action = body["actions"][0]
+        user_id = str((body.get("user") or {}).get("id") or "")
+        channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
+        actor = actor_of(body)
+        approve = action.get("action_id") == cards.APPROVE_ACTION
+
+        async def work() -> Answer | None:
+            app_name, release_id, _, _ = cards.parse_button_value(str(action.get("value", "")))
+            app = self.engine.app(app_name)
+            what = "approve click" if approve else "deny click"
+            refusal = await self._authorize(app, Action.APPROVE, actor.id, actor.name, channel_id, what)
+            if refusal:
+                return refusal
+            try:
+                if approve:
+                    await self.engine.approve(app.name, actor, release_id)
+                else:
+                    await self.engine.deny(app.name, actor, "", release_id)
+            except Refusal as e:
+                await self._refused(app, actor, what, e, channel_id)
+                raise
+            return None
+
+        self._after_ack(channel_id, user_id, work, str(body.get("response_url") or ""))
 
     # --- the release form --------------------------------------------------------------------------
 
@@ -594,10 +703,12 @@ class Handlers:
             )
             return
         await ack()
-        record = task.result()
-        self._after_ack(meta.channel_id, actor.id, lambda: _answer_now(cards.accepted(record)), meta.reply_to)
+        started = task.result()
+        self._after_ack(
+            meta.channel_id, actor.id, lambda: _answer_now(cards.accepted(started)), meta.reply_to
+        )
 
-    async def _form_outcome(self, task: asyncio.Task[Record]) -> Answer:
+    async def _form_outcome(self, task: asyncio.Task[Record | Enqueued]) -> Answer:
         return cards.accepted(await task)
 
     # --- App Home ----------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.releases import events
+from bot.releases.gate import Queued
 from bot.releases.health import Live
 from bot.releases.ports import Shown
 from bot.releases.record import Record
@@ -147,6 +149,13 @@ class SlackReporter:
         sender = self.outbox.sender(channel)
         sender.posts.append(Post(text=text))
         sender.kick()
+
+    async def broadcast(self, channel: str, record: Record, event: events.Event) -> None:
+        await self.announce(channel, cards.note(record, event))
+
+    async def queued_refused(self, entry: Queued, app: str, refusal: Exception) -> None:
+        if entry.front_end == SLACK:
+            await self.announce(entry.channel_id, cards.queued_refused(entry, app, refusal))
 
     async def permalink(self, record: Record) -> str:
         if not record.card_ref:

@@ -61,7 +61,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _PAGE = Path(__file__).with_name("page.html")
-_DEFAULT_USERGROUPS: Mapping[str, Sequence[str]] = {"release-managers": ("alice",)}
+_DEFAULT_USERS: Sequence[str] = ("alice", "bob", "carol", "mallory")
+_DEFAULT_USERGROUPS: Mapping[str, Sequence[str]] = {"release-managers": ("alice",), "sre": ("bob", "carol")}
 
 
 @dataclass
@@ -102,7 +103,8 @@ class SlackSimulator:
     Args:
         users: people in the workspace (names; ids are derived, see `users`).
         channels: public channels (names); every user and the bot are members.
-        usergroups: handle -> member names.
+        usergroups: handle -> member names (default: release-managers with alice, sre with bob and
+            carol, each keeping only the members that are among `users`).
         bot_url: where Slack would send slash commands, clicks and events (settable later).
         rate_limits: answer over-limit calls with HTTP 429 (also the runtime attribute).
         signing_secret, bot_token: fixed credentials (random ones by default).
@@ -121,9 +123,9 @@ class SlackSimulator:
     def __init__(
         self,
         *,
-        users: Sequence[str] = ("alice", "bob", "mallory"),
+        users: Sequence[str] = _DEFAULT_USERS,
         channels: Sequence[str] = ("releases",),
-        usergroups: Mapping[str, Sequence[str]] = _DEFAULT_USERGROUPS,
+        usergroups: Mapping[str, Sequence[str]] | None = None,
         bot_url: str | None = None,
         rate_limits: bool = True,
         signing_secret: str | None = None,
@@ -131,6 +133,8 @@ class SlackSimulator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
+        if usergroups is None:
+            usergroups = {h: [m for m in ms if m in users] for h, ms in _DEFAULT_USERGROUPS.items()}
         self.workspace = Workspace(
             users=users, channels=channels, usergroups=usergroups, clock=lambda: self._clock()
         )

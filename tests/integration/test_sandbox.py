@@ -144,6 +144,18 @@ async def signed_command(info: dict[str, Any], user: str, text: str) -> int:
         return r.status
 
 
+async def posted(info: dict[str, Any], text: str, timeout: float = 30) -> None:
+    """Wait until the releases channel (messages, thread replies) shows `text` (the simulator's view
+    of it, not the Web API: no rate limit)."""
+    url = f"{info['page_url']}sim/channels/{info['channel_id']}/view"
+    async with aiohttp.ClientSession() as s, asyncio.timeout(timeout):
+        while True:
+            async with s.get(url) as r:
+                if text in json.dumps(await r.json(), ensure_ascii=False):
+                    return
+            await asyncio.sleep(0.1)
+
+
 async def readyz(bot_url: str) -> int:
     url = bot_url.removesuffix("/slack/events") + "/readyz"
     async with aiohttp.ClientSession() as s, s.get(url) as r:
@@ -164,8 +176,11 @@ async def test_sandbox_is_up_with_every_pid_and_runs_a_release(sandbox: Sandbox)
     info = sandbox.info()
     assert set(info) >= {
         "bot_url", "slack_api_url", "page_url", "signing_secret", "bot_token", "channel_id", "users",
-        "kubeconfig", "namespace", "pids", "control_url", "catalog",
+        "usergroups", "kubeconfig", "namespace", "prod_namespace", "pids", "control_url", "catalog",
     }  # fmt: skip
+    assert set(info["users"]) == {"alice", "bob", "carol", "mallory"}
+    assert set(info["usergroups"]) == {"release-managers", "sre"}
+    assert info["prod_namespace"] == "prod"
     assert set(info["pids"]) == COMPONENTS
     assert all(isinstance(p, int) and alive(p) for p in info["pids"].values())
     assert info["control_url"].startswith("http://127.0.0.1:")
@@ -196,6 +211,32 @@ async def test_sandbox_is_up_with_every_pid_and_runs_a_release(sandbox: Sandbox)
     out, err = await asyncio.wait_for(ctl.communicate(), timeout=60)
     assert ctl.returncode == 0, err
     assert image in out.decode()
+
+
+async def test_prod_waits_for_two_approvals_from_sre_and_alice_may_break_glass(sandbox: Sandbox) -> None:
+    info = sandbox.info()
+    prod = info["prod_namespace"]
+
+    async def rolled_out(image: str) -> None:
+        async with connected(Path(info["kubeconfig"])) as kube:
+            await kube.watch_deployment(
+                prod,
+                "hexo",
+                lambda d: True if container_image(d, "hexo") == image and progress(d).complete else None,
+                timeout=60,
+            )
+
+    await rolled_out("registry.sword.org/nginx:v1.0")  # the guide's objects, installed in prod too
+    assert await signed_command(info, "alice", "hexo v2.0 --env prod") == 200
+    await posted(info, "asks to release `hexo-prod` `v1.0` → `v2.0`. It needs 2 approval(s)")
+    assert await signed_command(info, "bob", "approve hexo --env prod") == 200
+    await posted(info, f"Approved by <@{info['users']['bob']}> (1 of 2)")
+    async with connected(Path(info["kubeconfig"])) as kube:  # one approval of two: nothing changed
+        assert container_image(await kube.deployment(prod, "hexo"), "hexo") == "registry.sword.org/nginx:v1.0"
+    assert await signed_command(info, "carol", "approve hexo --env prod") == 200
+    await rolled_out("registry.sword.org/nginx:v2.0")
+    assert await signed_command(info, "alice", 'hexo v3.0 --env prod --break-glass "prod is down"') == 200
+    await rolled_out("registry.sword.org/nginx:v3.0")
 
 
 async def test_faults_scripted_over_http_are_what_the_simulator_answers(sandbox: Sandbox) -> None:

@@ -218,7 +218,10 @@ def test_unknown_top_level_key() -> None:
     data = hexo()
     data["defaults"] = {}
     data["zzz"] = 1
-    assert error(data) == "catalog: unknown top-level key(s) ['defaults', 'zzz']; only `apps` is allowed"
+    assert (
+        error(data)
+        == "catalog: unknown top-level key(s) ['defaults', 'zzz']; allowed: `apps`, `freeze`, `freeze_override`, `break_glass`"
+    )
 
 
 @pytest.mark.parametrize("data", [None, [], "apps", {}, {"apps": {}}, {"apps": None}, {"apps": ["hexo"]}])

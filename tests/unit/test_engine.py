@@ -15,6 +15,7 @@ from bot.catalog import Catalog
 from bot.releases import events
 from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
+from bot.releases.gate import Queued
 from bot.releases.health import Live
 from bot.releases.ports import Shown
 from bot.releases.record import Actor, Phase, Record, Request
@@ -36,6 +37,7 @@ class MemoryReporter:
         self.listener: Shown | None = None
         self.shown: list[Record] = []
         self.lives: list[Live] = []
+        self.announced: list[tuple[str, str]] = []
         self.opened: list[str] = []
 
     def attach(self, listener: Shown) -> None:
@@ -59,7 +61,13 @@ class MemoryReporter:
         return ""
 
     async def announce(self, channel: str, text: str) -> None:
-        return None
+        self.announced.append((channel, text))
+
+    async def broadcast(self, channel: str, record: Record, event: events.Event) -> None:
+        self.announced.append((channel, repr(event)))
+
+    async def queued_refused(self, entry: Queued, app: str, refusal: Exception) -> None:
+        self.announced.append((entry.channel_id, str(refusal)))
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ BOB = Actor(id="U456", name="bob")
 
 # The spec of which button or command each phase takes, written out independently of ACCEPTS.
 EXPECTED: dict[Phase, set[Request]] = {
+    Phase.AWAITING_APPROVAL: {Request.ABORT},
     Phase.PENDING: {Request.ABORT},
     Phase.ROLLING_OUT: {Request.ROLLBACK, Request.ABORT},
     Phase.CANARY: {Request.PROMOTE, Request.ROLLBACK, Request.ABORT},
