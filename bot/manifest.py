@@ -47,6 +47,9 @@ WEB_API_METHODS: dict[str, str | None] = {
     "chat.postEphemeral": "chat:write",  # private answers
     "chat.getPermalink": None,  # the card's link in status answers and the audit log
     "usergroups.users.list": "usergroups:read",  # permissions granted to user groups
+    # Whether a channel takes the bot's messages, before a release starts (private channels would need
+    # groups:read; without the scope the release waits for its card instead).
+    "conversations.info": "channels:read",
     # Modals and the App Home tab need no scope (https://docs.slack.dev/reference/methods/views.open,
     # .../views.update, .../views.publish: "Required scopes: No scope required").
     "views.open": None,  # `/release` without arguments: the release form
@@ -71,6 +74,8 @@ SCOPE_REASONS: dict[str, str] = {
     "chat:write": "the release card, its thread and private answers (chat.postMessage, chat.update, "
     "chat.postEphemeral)",
     "commands": "the /release slash command",
+    "channels:read": "a release starts before its card is posted once the channel is known to take "
+    "the bot's messages (conversations.info); without it, it waits for the card",
     "usergroups:read": "the catalog grants rights to user groups (usergroups.users.list)",
 }
 
@@ -225,10 +230,14 @@ MANIFEST_SCHEMA: dict[str, Any] = {
 }
 
 
+# Scopes the bot asks for but works without (more slowly): not required by the start-up check.
+OPTIONAL_SCOPES = frozenset({"channels:read"})
+
+
 def needed_scopes(*, usergroups: bool) -> dict[str, str]:
     """The bot scopes a running bot cannot work without, each with why: `usergroups:read` only when
     the catalog names user groups (`usergroups`)."""
-    scopes = [s for s in BOT_SCOPES if s != "usergroups:read" or usergroups]
+    scopes = [s for s in BOT_SCOPES if s not in OPTIONAL_SCOPES and (s != "usergroups:read" or usergroups)]
     return {scope: SCOPE_REASONS[scope] for scope in scopes}
 
 

@@ -42,7 +42,7 @@ from bot.releases.store import decode, is_record, object_name
 from commands import intents
 from commands.parser import UsageError, parse
 
-WAITING = frozenset({Phase.CANARY, Phase.AWAITING_SWITCH, Phase.SWITCHED})
+WAITING = frozenset({Phase.AWAITING_APPROVAL, Phase.CANARY, Phase.AWAITING_SWITCH, Phase.SWITCHED})
 LEASE_SECONDS = 15.0
 
 

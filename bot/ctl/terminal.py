@@ -128,6 +128,11 @@ class TerminalReporter:
         if self.inner is not None:
             self.inner.attach(listener)
 
+    async def ready(self, record: Record) -> bool:
+        if self.inner is not None and record.front_end != CLI:
+            return await self.inner.ready(record)
+        return True
+
     async def open(self, record: Record, live: Live) -> str:
         if self.inner is not None and record.front_end != CLI:
             return await self.inner.open(record, live)

@@ -6,6 +6,7 @@
   the Helm chart's Role grants them (helm/release-bot/templates/rbac.yaml, docs/deploy.md section 5):
   named where the Role names objects (an app's Deployment, Service, record and lease), for any
   object where it cannot (lists, watches, creates, blue-green colours).
+  `needed_by` says which apps need each of them.
 - `missing`: which of those rights the kubeconfig's identity lacks, asked with one
   SelfSubjectAccessReview each (any authenticated identity may ask about itself).
 - `probe`: one cheap request (GET /version) through the bot's own client, so `Kube.unreachable_since`
@@ -76,6 +77,15 @@ def needed(apps: Iterable[App], record_name: Callable[[str], str]) -> list[Right
         add("coordination.k8s.io", "leases", ("get", "update"), record)
         add("", "events", ("create",))  # the audit trail on the Deployment
     return sorted(rights)
+
+
+def needed_by(apps: Iterable[App], record_name: Callable[[str], str]) -> dict[Right, list[str]]:
+    """`needed`, with the names of the apps that need each right (sorted, as are the rights)."""
+    by_right: dict[Right, list[str]] = {}
+    for app in sorted(apps, key=lambda a: a.name):
+        for right in needed([app], record_name):
+            by_right.setdefault(right, []).append(app.name)
+    return dict(sorted(by_right.items()))
 
 
 async def connect(kubeconfig: Path | None) -> Kube:

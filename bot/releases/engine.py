@@ -86,6 +86,7 @@ class Engine:
         self._drivers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()  # asked for while their driver was finishing
         self._failures: dict[tuple[str, str], int] = {}  # driver attempts that failed in a row
+        self._posting: dict[str, asyncio.Task[None]] = {}  # cards posted while their release runs
         reporter.attach(self)
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -247,7 +248,6 @@ class Engine:
             override = _past_freeze(
                 app, "release", f"/release {app.name} {intent.version}", intent.reason, roles, now
             )
-        needs = app.approvals is not None and not intent.break_glass
         record = Record(
             id=new_id(app.name, now),
             app=app.name,
@@ -273,7 +273,7 @@ class Engine:
             record = record.entry("break-glass", actor, intent.break_glass)
         if override:
             record = record.entry("freeze override", actor, override)
-        if needs and app.approvals is not None:
+        if app.approvals is not None and not intent.break_glass:
             a = app.approvals
             record = record.model_copy(
                 update={
@@ -683,18 +683,42 @@ class Engine:
                 unstarted = run.record.phase in (Phase.PENDING, Phase.AWAITING_APPROVAL)
                 if unstarted and run.record.request is Request.ABORT:
                     await steps.abort_unstarted(run)
-                elif not run.record.finished:
+                elif run.record.active:  # not ended while it waited for approval
                     await drive(run)
+                posting = self._posting.get(run.record.id)
+                if posting is not None:  # the end is shown on the card: let it be posted first
+                    await asyncio.shield(posting)
                 final = run.record
                 live = run.live()
             self.reporter.show(final, live, final=True)
             # and look again: a request on this record, or the app's next release, may be waiting
 
     async def _open_card(self, run: Run, app: App) -> bool:
-        """Post the card before touching the cluster. An abort asked for meanwhile is honoured; a card
-        Slack refuses for good ends the release here, and the requester is told why. False when the
-        release ended without a card."""
+        """Open the release's card before touching the cluster. When the front end says at once that
+        the channel takes the bot's messages, the card is posted in the background and the release
+        starts now (a busy channel delays the card, not the rollout); else the release waits for its
+        card, honouring an abort asked for meanwhile. A card refused for good ends the release here,
+        and the requester is told why. False when the release ended without a card."""
         record = run.record
+        if record.id in self._posting:
+            return True  # its card is on its way
+        first: events.Event = steps.started(app)
+        if record.phase is Phase.AWAITING_APPROVAL:
+            first = events.ApprovalAsked(
+                required=record.approvals_required,
+                minutes=app.approvals.expire_minutes if app.approvals else 0,
+            )
+        try:
+            ready = await self.reporter.ready(record)
+        except CardRefused as e:
+            await self._card_refused(run, e.error)
+            return False
+        if ready:
+            await run.save(lambda rec: rec, note=first)
+            task = self.tasks.spawn(f"card:{record.id}", self._post_card(run))
+            self._posting[record.id] = task
+            task.add_done_callback(lambda _: self._posting.pop(record.id, None))
+            return True
         post = asyncio.ensure_future(self.reporter.open(record, run.live()))
         aborted = asyncio.ensure_future(run.wait(lambda s: s.record.request is Request.ABORT or None, 1e9))
         try:
@@ -712,26 +736,43 @@ class Engine:
         try:
             ts = post.result()
         except CardRefused as e:
-            reply_to, error = run.record.reply_to, e.error
-            reason = f"the card could not be posted ({error})"
-            await run.save(
-                lambda rec: (
-                    rec.to(Phase.ABORTED, reason=reason)
-                    .entry("card refused", None, error)
-                    .model_copy(update={"synced": True})
-                )  # there is no card to show it on
-            )
-            await run.audited("release", record.requester, f"not started: {reason}", warning=True)
-            await self.reporter.card_refused(run.record.model_copy(update={"reply_to": reply_to}), error)
+            await self._card_refused(run, e.error)
             return False
-        first: events.Event = steps.started(app)
-        if run.record.phase is Phase.AWAITING_APPROVAL:
-            first = events.ApprovalAsked(
-                required=run.record.approvals_required,
-                minutes=app.approvals.expire_minutes if app.approvals else 0,
-            )
         await run.save(setting(card_ref=ts), note=first)
         return True
+
+    async def _post_card(self, run: Run) -> None:
+        """Post the card of a release that already runs, and remember where it is. Refused for good
+        although the channel took messages a moment ago: the release is stopped (nobody could follow or
+        control it there), and the requester told why."""
+        record = run.record
+        try:
+            ts = await self.reporter.open(record, run.live())
+        except CardRefused as e:
+            error = e.error
+            log.warning("the card of %s was refused (%s): stopping the release", record.id, error)
+            with contextlib.suppress(UserError):
+                await run.save(
+                    lambda rec: rec.with_request(Request.ABORT, BOT).entry("card refused", None, error)
+                )
+            await self.reporter.card_refused(record, error)
+            return
+        await run.save(setting(card_ref=ts))
+
+    async def _card_refused(self, run: Run, error: str) -> None:
+        """The card was refused for good before anything changed: end the release there."""
+        record = run.record
+        reply_to = record.reply_to
+        reason = f"the card could not be posted ({error})"
+        await run.save(
+            lambda rec: (
+                rec.to(Phase.ABORTED, reason=reason)
+                .entry("card refused", None, error)
+                .model_copy(update={"synced": True})
+            )  # there is no card to show it on
+        )
+        await run.audited("release", record.requester, f"not started: {reason}", warning=True)
+        await self.reporter.card_refused(run.record.model_copy(update={"reply_to": reply_to}), error)
 
     async def _next_in_queue(self, app: App, stored: Stored) -> bool:
         """The app is free: start the head of its queue (True), or pause the queue after a release that
@@ -843,6 +884,7 @@ def stale_card(record: Record) -> refusals.StaleCard:
 
 
 TAKEOVER_SLACK_S = 0.25  # after a holder's lease runs out, before trying to take it
+BOT = Actor(id="release-bot", name="release-bot")  # the bot itself, when it asks for something
 
 
 class _Free(Exception):

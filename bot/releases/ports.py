@@ -79,6 +79,9 @@ class Reporter(Protocol):
 
     def attach(self, listener: Shown) -> None: ...
 
+    # Whether the front end can show the release (True), cannot tell yet (False: wait for the card), or
+    # refuses it for good (CardRefused), without waiting behind other messages.
+    async def ready(self, record: Record) -> bool: ...
     async def open(self, record: Record, live: Live) -> str: ...  # post the card, return its reference
     def show(self, record: Record, live: Live, *, final: bool = False) -> None: ...  # card + new notes
     def delivered(self, release_id: str) -> int | None: ...  # notes delivered so far, if known here

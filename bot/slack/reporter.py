@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.releases import events
 from bot.releases.gate import Queued
 from bot.releases.health import Live
-from bot.releases.ports import Shown
+from bot.releases.ports import CardRefused, Shown
 from bot.releases.record import Record
 from bot.slack import cards
 from bot.slack.outbox import Card, Outbox, Post
@@ -30,6 +33,17 @@ log = logging.getLogger(__name__)
 
 SLACK = "slack"  # the front-end name in the records this reporter shows
 ANSWER_TIMEOUT_S = 5.0  # permalinks and private answers are best effort
+CHANNEL_CHECK_S = 60.0  # a channel found to take the bot's messages is not asked again for this long
+CHANNEL_GONE = frozenset(
+    {
+        "channel_not_found",
+        "is_archived",
+        "not_in_channel",
+        "account_inactive",
+        "token_revoked",
+        "invalid_auth",
+    }
+)
 
 
 @dataclass
@@ -49,6 +63,40 @@ class SlackReporter:
         self.listener: Shown | None = None
         self._releases: dict[str, _Release] = {}
         self._permalinks: dict[str, str] = {}
+        self._postable: dict[str, float] = {}  # channel -> when conversations.info said it takes messages
+
+    async def ready(self, record: Record) -> bool:
+        """Whether the channel takes the bot's messages, asked with conversations.info (Tier 3: never
+        queued behind the channel's own messages; a positive answer is kept a minute per channel).
+        True: post the card in the background and start now; False: unknown (say, without
+        `channels:read`), wait for the card; CardRefused: the channel refuses the bot for good."""
+        if record.front_end != SLACK:
+            return True
+        channel = record.channel_id
+        seen = self._postable.get(channel)
+        if seen is not None and time.monotonic() - seen < CHANNEL_CHECK_S:
+            return True
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                resp = await self.client.conversations_info(channel=channel)
+        except SlackApiError as e:
+            error = str(e.response.get("error") or "")
+            if error in CHANNEL_GONE:
+                raise CardRefused(error) from e
+            log.info(
+                "cannot tell whether %s takes messages (%s): the release waits for its card", channel, error
+            )
+            return False
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            log.info("cannot tell whether %s takes messages (%s)", channel, type(e).__name__)
+            return False
+        info = resp.get("channel") or {}
+        if info.get("is_archived"):
+            raise CardRefused("is_archived")
+        if info.get("is_member") is False and not info.get("is_im"):
+            raise CardRefused("not_in_channel")
+        self._postable[channel] = time.monotonic()
+        return True
 
     async def open(self, record: Record, live: Live) -> str:
         """Post the card (retried until Slack takes it); CardRefused when Slack refuses it for good."""

@@ -236,13 +236,33 @@ async def test_bot_not_in_the_channel_ends_the_release_untouched_and_tells_the_r
     assert_runs(control_plane, ns, V2)
 
 
+async def test_a_card_slack_cannot_take_yet_delays_the_card_not_the_rollout(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    ns = bots.namespace
+    await bots.start()
+    slack_sim.fault("chat.postMessage", 100_000, status=503)  # the channel takes messages, later
+    await command(slack_sim, "alice", "hexo v2.0")
+    record = await wait_record(control_plane, ns, lambda r: r["phase"] == "succeeded")
+    assert record["card_ref"] is None and cards_in_channel(slack_sim) == []  # the rollout did not wait
+    assert_runs(control_plane, ns, V2)
+    slack_sim.clear_faults()
+    card = await wait_card(slack_sim, "Succeeded", timeout=60)
+    thread = await thread_with(slack_sim, card, "now runs", timeout=60)
+    assert "started releasing" in thread
+    assert len(cards_in_channel(slack_sim)) == 1
+    await wait_record(control_plane, ns, lambda r: r["synced"] and r["card_ref"] == card["ts"])
+
+
 async def test_abort_before_the_first_patch_changes_nothing(
     bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
 ) -> None:
     ns = bots.namespace
     before = kubectl_json(control_plane, "-n", ns, "get", "deployment", "hexo")
     await bots.start()
-    slack_sim.fault("chat.postMessage", 100_000, status=500)  # the card cannot go out yet
+    # Slack can say neither whether the channel takes messages nor take the card: the release waits.
+    slack_sim.fault("conversations.info", 100_000, status=500)
+    slack_sim.fault("chat.postMessage", 100_000, status=500)
     await command(slack_sim, "alice", "hexo v2.0")
     await wait_record(control_plane, ns, lambda r: r["phase"] == "pending")
     await command(slack_sim, "alice", "abort hexo")

@@ -87,7 +87,7 @@ async def test_two_distinct_approvers_start_it_and_the_requester_cannot_approve(
     assert pods_by_image(control_plane, ns) == {"v1.0": 6}
 
     await command(slack_sim, "carol", "approve hexo")
-    card = await wait_card(slack_sim, "1 new / 6 old", timeout=90)
+    card = await wait_card(slack_sim, "1 new (ready) + 6 old", timeout=90)
     assert pods_by_image(control_plane, ns) == {"v2.0": 1, "v1.0": 6}
     record = record_of(control_plane, ns)
     assert [a["name"] for a in record["approved_by"]] == ["bob", "carol"]
@@ -190,7 +190,7 @@ async def test_a_freeze_refuses_with_its_end_and_an_override_goes_ahead(
     assert "black-friday" in refusal and "<!date^" in refusal and '--reason "why"' in refusal
     assert pods_by_image(control_plane, bots.namespace) == {"v1.0": 6}
     await command(slack_sim, "alice", 'hexo v2.0 --canary --reason "fix for the checkout"')
-    card = await wait_card(slack_sim, "1 new / 6 old", timeout=90)
+    card = await wait_card(slack_sim, "1 new (ready) + 6 old", timeout=90)
     text = card_text(card)
     assert "Freeze overridden" in text and "Freeze black-friday" in text and "needs an override" in text
     # Promote during the freeze needs an override too (bob may promote, but not override).
@@ -237,7 +237,7 @@ async def test_the_queue_runs_in_order(
     ns = bots.namespace
     await bots.start(extra=both_release(slack_sim))
     await command(slack_sim, "alice", "hexo v2.0 --canary")
-    card = await wait_card(slack_sim, "1 new / 6 old", timeout=90)
+    card = await wait_card(slack_sim, "1 new (ready) + 6 old", timeout=90)
     await command(slack_sim, "bob", "hexo v2.1")  # without --queue: refused, saying how to wait
     refusal = await wait_ephemeral(slack_sim, "bob", "already being released")
     assert "--queue" in refusal
@@ -268,7 +268,7 @@ async def test_a_failed_release_pauses_the_queue_until_unlocked(
     ns = bots.namespace
     await bots.start(extra=both_release(slack_sim))
     await command(slack_sim, "alice", "hexo v2.0 --canary")
-    card = await wait_card(slack_sim, "1 new / 6 old", timeout=90)
+    card = await wait_card(slack_sim, "1 new (ready) + 6 old", timeout=90)
     await command(slack_sim, "bob", "hexo v2.1-broken --queue")
     await wait_ephemeral(slack_sim, "bob", "position 1")
     await command(slack_sim, "alice", "hexo v2.2 --queue")
@@ -278,7 +278,7 @@ async def test_a_failed_release_pauses_the_queue_until_unlocked(
     broken = await wait_record(
         control_plane,
         ns,
-        lambda r: r["to_version"] == "v2.1-broken" and r["phase"] == "rolled-back",
+        lambda r: r["to_version"] == "v2.1-broken" and r["phase"] == "rolled-back" and r["card_ref"],
         timeout=120,
     )
     broken_card = card_of_id(slack_sim, broken["card_ref"])

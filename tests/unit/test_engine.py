@@ -38,12 +38,18 @@ class MemoryReporter:
         self.shown: list[Record] = []
         self.lives: list[Live] = []
         self.announced: list[tuple[str, str]] = []
+        self.hold: asyncio.Event | None = None
         self.opened: list[str] = []
 
     def attach(self, listener: Shown) -> None:
         self.listener = listener
 
+    async def ready(self, record: Record) -> bool:
+        return True
+
     async def open(self, record: Record, live: Live) -> str:
+        if self.hold is not None:  # a busy channel: the card waits its turn
+            await self.hold.wait()
         self.opened.append(record.id)
         return f"card:{record.id}"
 
@@ -170,6 +176,25 @@ async def test_a_dropped_watch_shows_on_the_card_at_once_and_decides_nothing(
             break
         await asyncio.sleep(0.01)
     assert reporter.lives[-1].unreachable_since is None
+
+
+async def test_a_busy_channel_delays_the_card_not_the_rollout(
+    world: tuple[MemoryCluster, Engine, MemoryReporter],
+) -> None:
+    cluster, engine, reporter = world
+    reporter.hold = asyncio.Event()
+    await engine.begin(Release(app="hexo", version="v2.0"), ALICE, "C1", "releases")
+    done = await until(cluster, lambda r: r.phase is Phase.SUCCEEDED)
+    assert done.card_ref is None and reporter.opened == []  # the rollout ran while the card waited
+    assert images(cluster) == {"v2.0": 6}
+    reporter.hold.set()
+    shown = await until(cluster, lambda r: r.card_ref is not None)
+    assert shown.phase is Phase.SUCCEEDED and reporter.opened == [shown.id]
+    for _ in range(100):  # the card then shows the end
+        if any(r.phase is Phase.SUCCEEDED and r.card_ref for r in reporter.shown):
+            break
+        await asyncio.sleep(0.01)
+    assert any(r.phase is Phase.SUCCEEDED and r.card_ref for r in reporter.shown)
 
 
 async def test_a_crash_looping_version_is_rolled_back(

@@ -224,3 +224,18 @@ async def test_the_queue_runs_in_order_and_a_failed_release_pauses_it() -> None:
         assert images(cluster) == {"v2.1": 6}
     finally:
         await engine.stop(0)
+
+
+async def test_rollback_of_a_failed_release_is_carried_out() -> None:
+    """A failed release is finished but takes a Rollback: the driver carries the request out."""
+    cluster, engine, _ = await world_of({"auto_rollback": False})
+    try:
+        await engine.begin(release("v2.0-broken"), ALICE, "C1", "releases")
+        failed = await until(cluster, lambda r: r.phase is Phase.FAILED)
+        assert "CrashLoopBackOff" in failed.reason
+        await engine.request("hexo", Request.ROLLBACK, BOB)
+        done = await until(cluster, lambda r: r.phase is Phase.ROLLED_BACK)
+        assert done.request is None
+        assert images(cluster) == {"v1.0": 6}
+    finally:
+        await engine.stop(0)
