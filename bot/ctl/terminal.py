@@ -27,7 +27,12 @@ def line(record: Record, event: events.Event) -> str:
             return f"{record.requester.name} started releasing {record.app} {record.from_version} -> {record.to_version}: {how}"
         case events.CanaryStep():
             health = f" ({event.health})" if event.health else ""
-            return f"canary: {event.updated} new pod(s) beside {event.old} old{health}; waiting for promote"
+            return f"canary: {event.updated} new pod(s) beside {event.old} old{health}; waiting until Ready"
+        case events.CanaryHealthy():
+            return (
+                f"canary healthy: {event.ready} new pod(s) ready beside {event.old} old; "
+                "waiting for promote or rollback"
+            )
         case events.Acted():
             who = event.by or "release-bot"
             return f"{event.action} by {who}" + (f": {event.detail}" if event.detail else "")

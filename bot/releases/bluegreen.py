@@ -298,7 +298,9 @@ async def _await_green(run: Run) -> None:
     elif outcome.kind == "ready":
         await run.save(
             lambda rec: rec.to(Phase.AWAITING_SWITCH),
-            note=events.GreenReady(health=new.describe() if (new := run.live().new_pods) else ""),
+            note=events.GreenReady(
+                health=new.describe() if (new := run.live().new_pods) else "", service=_service_name(run)
+            ),
         )
     else:
         await _give_up(run, outcome.reason)

@@ -3,10 +3,14 @@ Rollback.
 
 The guide's `set image && rollout pause` races (pause too early: no canary; too late: more than one),
 so the driver sets the image, watches until the controller has created the step's new pods, pauses,
-and then reports the counts the cluster really has. Each Promote moves to the next catalog step
-(resume, watch, pause) or, at the last one, resumes to the end. While paused the Deployment controller
-reports no progress, so the health gate is ours: a canary that crash-loops, cannot pull its image, or
-is not Ready within progressDeadlineSeconds is rolled back (when the catalog's auto_rollback is on).
+and then reports the counts the cluster really has (`CanaryStep`). It then watches the step's new pods
+until every one is Ready, and only then says the canary is healthy and waits for Promote
+(`CanaryHealthy`, stored with the record; its time starts the analysis window). Each Promote moves to
+the next catalog step (resume, watch, pause) or, at the last one, resumes to the end. While paused the
+Deployment controller reports no progress, so the health gate is ours: a canary that crash-loops,
+cannot pull its image, or is not Ready within progressDeadlineSeconds is rolled back (when the
+catalog's auto_rollback is on). A record stored at a step without its `CanaryHealthy` (by an earlier
+version, or before a restart) is watched the same way, from wherever it is.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import timedelta
 from bot.catalog import App
 from bot.releases import events, health, refusals, steps
 from bot.releases.ports import Cluster
-from bot.releases.record import Phase, Request, setting, utcnow
+from bot.releases.record import Phase, Record, Request, setting, utcnow
 from bot.releases.run import Outcome, Plan, Run, Snapshot, cannot_start
 
 
@@ -40,6 +44,17 @@ def _desired(run: Run) -> int:
     dep = run.snap.deployment or {}
     replicas: int = dep.get("spec", {}).get("replicas", 1)
     return replicas
+
+
+def _next_target(run: Run, step: int) -> int:
+    """New pods once the canary at `step` is promoted (all of them after the last step)."""
+    goal = targets(run.app, _desired(run))
+    return goal[min(step + 1, len(goal) - 1)]
+
+
+def healthy(pods: health.PodHealth | None, expected: int) -> bool:
+    """The canary step's new pods are all there (at least `expected`) and all Ready."""
+    return pods is not None and pods.pods >= max(1, expected) and pods.ready == pods.pods
 
 
 async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
@@ -120,6 +135,9 @@ async def _advance(run: Run) -> None:
                 updated=observed.updated,
                 old=observed.old,
                 health=new.describe() if (new := run.live().new_pods) else "",
+                step=record.step,
+                next=_next_target(run, record.step),
+                desired=_desired(run),
             ),
         )
 
@@ -132,10 +150,14 @@ def _paused_and_observed(snap: Snapshot) -> health.Progress | None:
 
 
 async def _watch_canary(run: Run) -> None:
-    """Wait at a step for Promote/Rollback, the health gate, or the analysis window's auto-promote."""
+    """Watch the step's new pods until all are Ready (then say so: `CanaryHealthy`), and wait for
+    Promote/Rollback, the health gate, or the analysis window's auto-promote."""
     app = run.app
     analysis = timedelta(minutes=app.canary.analysis_minutes)
     deadline = timedelta(seconds=app.progress_deadline_seconds)
+    step = run.record.step
+    stopped = events.canary_step(run.record.notes, step)
+    expected = stopped.updated if stopped is not None else 1
 
     def decision(snap: Snapshot) -> Outcome | None:
         if snap.record.request is not None:
@@ -145,25 +167,31 @@ async def _watch_canary(run: Run) -> None:
             return fatal
         # Time the cluster could not be seen does not count against the canary.
         waited = utcnow() - snap.record.phase_since - timedelta(seconds=run.blind_seconds)
-        healthy = live.new_pods is not None and live.new_pods.ready == live.new_pods.pods > 0
-        if not healthy and waited > deadline:
+        ok = healthy(live.new_pods, expected)
+        if not ok and waited > deadline:
             what = live.new_pods.describe() if live.new_pods else "no canary pods"
             return Outcome(
                 "failed", f"the canary was not Ready within {int(deadline.total_seconds())} s ({what})"
             )
-        if healthy and app.canary.auto_promote and waited >= analysis:
+        if ok and events.canary_healthy(snap.record.notes, step) is None:
+            return Outcome("healthy")
+        if ok and app.canary.auto_promote and waited >= analysis:
             return Outcome("auto-promote")
         return None
 
     # Timers the watches cannot see: the readiness deadline and the analysis window.
     while True:
         since = run.record.phase_since
-        wake = min(deadline, analysis if app.canary.auto_promote else deadline) - (utcnow() - since)
+        noted = events.canary_healthy(run.record.notes, step) is not None
+        window = analysis if app.canary.auto_promote and noted else deadline
+        wake = min(deadline, window) - (utcnow() - since)
         try:
             verdict = await run.wait(decision, timeout=max(0.5, wake.total_seconds() + 0.1))
-            break
         except TimeoutError:
             continue
+        if verdict.kind != "healthy":
+            break
+        await _say_healthy(run, step)
     if verdict.kind == "request":
         request = run.record.request
         if request is Request.PROMOTE:
@@ -193,3 +221,22 @@ async def _watch_canary(run: Run) -> None:
         )
     else:
         await steps.fail(run, verdict.reason)
+
+
+async def _say_healthy(run: Run, step: int) -> None:
+    """Every new pod of the step is Ready: note it, and start the step's clock (the analysis window
+    and "under watch") now."""
+    new = run.live().new_pods
+    p = health.progress(run.snap.deployment or {})
+    note = events.CanaryHealthy(
+        step=step,
+        ready=new.ready if new else 0,
+        old=p.old,
+        next=_next_target(run, step),
+        desired=_desired(run),
+    )
+
+    def change(rec: Record) -> Record:
+        return rec.to(Phase.CANARY) if rec.phase is Phase.CANARY and rec.step == step else rec
+
+    await run.save(change, note=note)

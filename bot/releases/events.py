@@ -7,6 +7,7 @@ carries only what the record does not already say; renderers get the record too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,12 +24,28 @@ class Started(_Event):
 
 
 class CanaryStep(_Event):
-    """The canary stopped at a step: `updated` new pods beside `old` ones, waiting for a decision."""
+    """The canary stopped at a step: `updated` new pods beside `old` ones. It is watched until they
+    are all Ready (then `CanaryHealthy`); only then does it wait for Promote. Records written before
+    `step`, `next` and `desired` existed lack them."""
 
     kind: Literal["canary-step"] = "canary-step"
     updated: int
     old: int
     health: str = ""  # the new pods' health in words ("1/1 ready")
+    step: int | None = None  # the record's step it stopped at
+    next: int = 0  # new pods after the next Promote (`desired`: all of them); 0 when not known
+    desired: int = 0  # the Deployment's replicas; 0 when not known
+
+
+class CanaryHealthy(_Event):
+    """Every new pod of the canary step is Ready: the canary waits for Promote or Rollback."""
+
+    kind: Literal["canary-healthy"] = "canary-healthy"
+    step: int
+    ready: int  # new pods, all Ready
+    old: int  # old pods beside them
+    next: int = 0  # new pods after the next Promote (`desired`: all of them); 0 when not known
+    desired: int = 0
 
 
 class Acted(_Event):
@@ -71,6 +88,7 @@ class LeftOver(_Event):
 class GreenReady(_Event):
     kind: Literal["green-ready"] = "green-ready"
     health: str = ""
+    service: str = ""  # the Service a switch points at green; empty in records written before
 
 
 class Switched(_Event):
@@ -186,6 +204,7 @@ class QueuePaused(_Event):
 Event = Annotated[
     Started
     | CanaryStep
+    | CanaryHealthy
     | Acted
     | Succeeded
     | Failed
@@ -209,3 +228,21 @@ Event = Annotated[
     | QueuePaused,
     Field(discriminator="kind"),
 ]
+
+
+def canary_healthy(notes: Iterable[Event], step: int) -> CanaryHealthy | None:
+    """The note saying the canary became healthy at `step`, if it has."""
+    for event in notes:
+        if isinstance(event, CanaryHealthy) and event.step == step:
+            return event
+    return None
+
+
+def canary_step(notes: Iterable[Event], step: int) -> CanaryStep | None:
+    """The note of the canary stopping at `step` (for a record written before steps were noted, its
+    last canary stop)."""
+    found = None
+    for event in notes:
+        if isinstance(event, CanaryStep) and event.step in (step, None):
+            found = event
+    return found

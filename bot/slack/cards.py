@@ -14,7 +14,7 @@ from typing import Any
 from bot.catalog import App, Rule
 from bot.releases import events, refusals
 from bot.releases.gate import Enqueued, Gate, Queued
-from bot.releases.health import Live
+from bot.releases.health import Live, PodHealth, Progress
 from bot.releases.health import progress as progress_of
 from bot.releases.health import revision as revision_of
 from bot.releases.history import Revision, template_diff
@@ -38,6 +38,20 @@ def esc(text: object) -> str:
 
 def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip_mrkdwn(text: str, limit: int) -> str:
+    """`clip` for mrkdwn already escaped: never cuts an entity (`&amp;`) or a control sequence
+    (`<!date^…>`) in half."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")]
+    return cut + "…"
 
 
 def mention(user_id: str) -> str:
@@ -74,9 +88,8 @@ PHASE_ICON = {
 
 def card(record: Record, live: Live) -> tuple[str, list[Block]]:
     """The release card: (fallback text, blocks)."""
-    now = live.now or record.phase_since
-    end = record.finished_at or now
-    elapsed = (end - record.created_at).total_seconds()
+    end = record.finished_at or live.now or record.phase_since
+    elapsed = (end - record.created_at).total_seconds()  # shown once the release has finished
     if record.undo_to is not None:
         title = (
             f"Rollback {record.app} {record.from_version} → {record.to_version} (revision {record.undo_to})"
@@ -99,18 +112,20 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
         },
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": clip(_status_line(record, elapsed), SECTION_MAX)},
+            "text": {"type": "mrkdwn", "text": clip_mrkdwn(_status_line(record, elapsed, live), SECTION_MAX)},
         },
     ]
-    detail = _live_line(record, live, now)
+    detail = _live_line(record, live)
     if detail:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip(detail, SECTION_MAX)}})
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": clip_mrkdwn(detail, SECTION_MAX)}}
+        )
     if live.unreachable_since is not None and not record.finished:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": unreachable_line(live)}})
     gates = _gate_lines(record, live)
     if gates:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip(gates, SECTION_MAX)}})
-    actions = _buttons(record)
+    actions = _buttons(record, live)
     if actions:
         blocks.append(
             {
@@ -152,6 +167,12 @@ def unreachable_line(live: Live) -> str:
 def when(t: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
     """A time Slack shows in the reader's own time zone (the fallback says UTC)."""
     return f"<!date^{int(t.timestamp())}^{fmt}|{t.astimezone(UTC):%Y-%m-%d %H:%M} UTC>"
+
+
+def ago(t: datetime) -> str:
+    """How long ago `t` was, as Slack shows it ("3 minutes ago", moving by itself in Slack's clients);
+    the fallback says the time in UTC."""
+    return f"<!date^{int(t.timestamp())}^{{ago}}|{t.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC>"
 
 
 def who_of(ids: Iterable[str]) -> str:
@@ -217,9 +238,12 @@ def _field(label: str, value: str) -> Block:
     return {"type": "mrkdwn", "text": clip(f"*{label}*\n{value}", 2000)}
 
 
-def _status_line(record: Record, elapsed: float) -> str:
-    icon = PHASE_ICON[record.phase]
+def _status_line(record: Record, elapsed: float, live: Live) -> str:
+    """What the release is doing, since when and by whom (the time moving in Slack), or how it ended
+    and its exact duration; then who did what."""
+    done = [e for e in record.history if e.actor is not None and not e.action.endswith("requested")]
     reason = f": {esc(record.reason)}" if record.reason else ""
+    icon = PHASE_ICON[record.phase]
     match record.phase:
         case Phase.SUCCEEDED:
             line = f"{icon} *Succeeded* in {duration(elapsed)}"
@@ -230,31 +254,113 @@ def _status_line(record: Record, elapsed: float) -> str:
         case Phase.ABORTED:
             line = f"{icon} *Aborted* after {duration(elapsed)}{reason}"
         case _:
-            line = f"{icon} *{describe_phase(record.phase).capitalize()}* · {duration(elapsed)}{reason}"
-    done = [e for e in record.history if e.actor is not None and not e.action.endswith("requested")]
+            if record.phase is Phase.CANARY and canary_ready(record, live):
+                icon = ":hatched_chick:"
+            doing = _doing(record, live)
+            line = f"{icon} *{doing[:1].upper()}{doing[1:]}*{reason} · started {ago(record.created_at)}"
+            if done and done[0].action == "started" and done[0].actor is not None:
+                line += f" by {mention(done[0].actor.id)}"  # said here: not again below
+                done = done[1:]
     if done:
         who = "; ".join(f"{esc(e.action)} by {mention(e.actor.id)}" for e in done[-3:] if e.actor)
         line += f"\n{who}"
     return line
 
 
-def _live_line(record: Record, live: Live, now: datetime) -> str:
+def _doing(record: Record, live: Live) -> str:
+    """An unfinished release's phase in words; a canary says whether its pods are Ready."""
+    if record.phase is not Phase.CANARY:
+        return describe_phase(record.phase)
+    match canary_ready(record, live):
+        case True:
+            return "canary healthy, waiting for Promote"
+        case False:
+            return "canary no longer Ready, watching it"
+    stopped = events.canary_step(record.notes, record.step)
+    many = stopped is not None and stopped.updated > 1
+    return "starting the canary pods" if many else "starting the canary pod"
+
+
+def canary_ready(record: Record, live: Live) -> bool | None:
+    """At a canary step: None while its new pods start (the bot has not found them all Ready yet),
+    True once they were and still are, False when one is no longer Ready."""
+    if events.canary_healthy(record.notes, record.step) is None:
+        return None
+    new = live.new_pods
+    return new is None or (new.pods > 0 and new.ready == new.pods)
+
+
+def plural(n: int, word: str) -> str:
+    """`1 pod`, `6 pods`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _of(word: str, n: int, total: int) -> str:
+    """`ready 6/6`, but never a count above its total: `7 ready`."""
+    return f"{word} {n}/{total}" if n <= total else f"{n} {word}"
+
+
+def progress_words(p: Progress, extra: str = "during the update") -> str:
+    """A rollout's pod counts, none of them above its total: `updated 3/6 · ready 6/6 · available 6/6`,
+    or `7 pods for 6 wanted (1 extra during the update): 7 ready, 6 available` while it surges; then
+    the old pods left, and whether it is paused."""
+    parts = [_of("updated", p.updated, p.desired)]
+    if p.total > p.desired:
+        parts.append(
+            f"{p.total} pods for {p.desired} wanted ({p.total - p.desired} extra {extra}): "
+            f"{p.ready} ready, {p.available} available"
+        )
+    else:
+        parts += [f"ready {p.ready}/{p.desired}", f"available {p.available}/{p.desired}"]
+    if p.old:
+        parts.append(f"{plural(p.old, 'old pod')} left")
+    if p.paused:
+        parts.append("paused")
+    return " · ".join(parts)
+
+
+def _new_pods_state(new: PodHealth | None) -> str:
+    """How the new version's pods are doing, in a word or two: ready, starting, 1 ready, 2 starting."""
+    if new is None or not new.pods:
+        return "starting"
+    if new.ready == new.pods:
+        return "ready"
+    if new.fatal:
+        return esc(new.fatal)
+    if not new.ready:
+        return "starting"
+    return f"{new.ready} ready, {new.pods - new.ready} starting"
+
+
+def canary_words(record: Record, live: Live) -> str:
+    """What runs during a canary step, in words: `*Canary* 1 new (ready) + 6 old pods`, then since when
+    it is watched (moving in Slack)."""
+    p = live.progress
+    new = live.new_pods
+    count = new.pods if new is not None else (p.updated if p is not None else 0)
+    old = p.old if p is not None else 0
+    if events.canary_healthy(record.notes, record.step) is not None:
+        watched = f"under watch since it became ready {ago(record.phase_since)}"
+    else:
+        watched = f"step reached {ago(record.phase_since)}, waiting until Ready"
+    return f"*Canary* {count} new ({_new_pods_state(new)}) + {plural(old, 'old pod')} · {watched}"
+
+
+def _live_line(record: Record, live: Live) -> str:
     if record.strategy.value == "bluegreen":
-        return _bluegreen_live(record, live, now)
+        return _bluegreen_live(record, live)
     if record.finished or live.progress is None:
         return ""
     p = live.progress
-    line = (
-        f"*Progress* updated {p.updated}/{p.desired} · ready {p.ready}/{p.desired} · "
-        f"available {p.available}/{p.desired}"
-    )
-    if p.old:
-        line += f" · old pods {p.old}"
-    if p.paused:
-        line += " · paused"
     if record.phase is Phase.CANARY:
-        watched = (now - record.phase_since).total_seconds()
-        line = f"*Canary* {p.updated} new / {p.old} old pods · under watch {duration(watched)}\n" + line
+        rollout = ["paused at this step" if p.paused else "not paused"]
+        if p.total > p.desired:
+            rollout.append(
+                f"{p.total} pods for {p.desired} wanted ({p.total - p.desired} extra while the canary runs)"
+            )
+        line = canary_words(record, live) + "\n*Rollout* " + " · ".join(rollout)
+    else:
+        line = "*Progress* " + progress_words(p)
     if live.new_pods is not None:
         line += f"\n*Health of {esc(record.to_version)}* {esc(live.new_pods.describe())}"
     if p.deadline_exceeded:
@@ -266,10 +372,18 @@ APPROVE_ACTION = "release-gate:approve"
 DENY_ACTION = "release-gate:deny"
 
 _CONFIRM = {
-    Request.PROMOTE: ("Promote?", "Move more traffic to {to}.", "Promote"),
-    Request.ROLLBACK: ("Roll back?", "Put {from_} back and remove {to}.", "Roll back"),
-    Request.ABORT: ("Abort?", "Stop this release and remove {to}.", "Abort"),
-    Request.FINISH: ("Finish?", "Retire {from_} now: instant rollback will no longer be possible.", "Finish"),
+    Request.PROMOTE: (
+        "Promote?",
+        "Move {to} on to the next canary step (all pods after the last one).",
+        "Promote",
+    ),
+    Request.ROLLBACK: ("Roll back?", "Put {from_} back on all pods and remove {to}.", "Roll back"),
+    Request.ABORT: ("Abort?", "Stop this release: {from_} stays, {to} is removed.", "Abort"),
+    Request.FINISH: (
+        "Finish now?",
+        "Retire {from_} now: instant rollback will no longer be possible.",
+        "Finish",
+    ),
 }
 
 
@@ -290,22 +404,30 @@ def parse_button_value(value: str) -> tuple[str, str, str | None, int | None]:
     )
 
 
-def button(record: Record, request: Request, label: str, *, style: str | None = None) -> Block:
-    title, text, ok = _CONFIRM[request]
+def button(
+    record: Record,
+    request: Request,
+    label: str,
+    *,
+    style: str | None = None,
+    confirm: tuple[str, str, str] | None = None,
+) -> Block:
+    """A button asking for `request`, with a confirm dialog saying what it does: `confirm` (title,
+    mrkdwn text, confirm label; escaped by the caller), else the request's general wording."""
+    if confirm is None:
+        title, text, ok = _CONFIRM[request]
+        text = text.format(to=f"`{esc(record.to_version)}`", from_=f"`{esc(record.from_version)}`")
+    else:
+        title, text, ok = confirm
     b: Block = {
         "type": "button",
         "action_id": f"{ACTION_PREFIX}{request.value}",
         "text": {"type": "plain_text", "text": clip(label, 75)},
         "value": button_value(record),
         "confirm": {
-            "title": {"type": "plain_text", "text": title},
-            "text": {
-                "type": "mrkdwn",
-                "text": clip(
-                    text.format(to=f"`{esc(record.to_version)}`", from_=f"`{esc(record.from_version)}`"), 300
-                ),
-            },
-            "confirm": {"type": "plain_text", "text": ok},
+            "title": {"type": "plain_text", "text": clip(title, 100)},
+            "text": {"type": "mrkdwn", "text": clip_mrkdwn(text, 300)},
+            "confirm": {"type": "plain_text", "text": clip(ok, 30)},
             "deny": {"type": "plain_text", "text": "Cancel"},
         },
     }
@@ -339,7 +461,7 @@ def gate_button(record: Record, approve: bool) -> Block:
     }
 
 
-def _buttons(record: Record) -> list[Block]:
+def _buttons(record: Record, live: Live) -> list[Block]:
     if record.request is not None:
         return []  # a request is being carried out: no second click
     match record.phase:
@@ -347,25 +469,137 @@ def _buttons(record: Record) -> list[Block]:
             return [gate_button(record, True), gate_button(record, False)]
         case Phase.CANARY:
             return [
-                button(record, Request.PROMOTE, "Promote", style="primary"),
-                button(record, Request.ROLLBACK, "Rollback", style="danger"),
+                button(
+                    record, Request.PROMOTE, "Promote", style="primary", confirm=promote_confirm(record, live)
+                ),
+                button(
+                    record,
+                    Request.ROLLBACK,
+                    "Rollback",
+                    style="danger",
+                    confirm=rollback_confirm(record, live),
+                ),
             ]
         case Phase.AWAITING_SWITCH:
             return [
-                button(record, Request.PROMOTE, "Switch traffic", style="primary"),
-                button(record, Request.ABORT, "Abort", style="danger"),
+                button(
+                    record, Request.PROMOTE, "Switch traffic", style="primary", confirm=switch_confirm(record)
+                ),
+                button(record, Request.ABORT, "Abort", style="danger", confirm=abort_confirm(record)),
             ]
         case Phase.SWITCHED:
             return [
-                button(record, Request.FINISH, "Finish", style="primary"),
-                button(record, Request.ROLLBACK, "Rollback", style="danger"),
+                button(record, Request.FINISH, "Finish", style="primary", confirm=finish_confirm(record)),
+                button(
+                    record,
+                    Request.ROLLBACK,
+                    "Rollback",
+                    style="danger",
+                    confirm=rollback_confirm(record, live),
+                ),
             ]
-        case Phase.ROLLING_OUT:
-            return [button(record, Request.ROLLBACK, "Rollback", style="danger")]
-        case Phase.FAILED:
-            return [button(record, Request.ROLLBACK, "Rollback", style="danger")]
+        case Phase.ROLLING_OUT | Phase.FAILED:
+            return [
+                button(
+                    record,
+                    Request.ROLLBACK,
+                    "Rollback",
+                    style="danger",
+                    confirm=rollback_confirm(record, live),
+                )
+            ]
         case _:
             return []
+
+
+def _colours(record: Record) -> tuple[str, str]:
+    """Blue and green of a blue-green release, for mrkdwn: "blue `hexo` (`v1.0`)", "green ..."."""
+    blue = f"blue `{esc(record.deployment)}` (`{esc(record.from_version)}`)"
+    green = f"green `{esc(record.green or '')}` (`{esc(record.to_version)}`)"
+    return blue, green
+
+
+def promote_confirm(record: Record, live: Live) -> tuple[str, str, str]:
+    """Promote at a canary step: how far it goes (the next step, or all pods), and a warning while the
+    canary is not Ready yet."""
+    to, from_ = f"`{esc(record.to_version)}`", f"`{esc(record.from_version)}`"
+    step = events.canary_healthy(record.notes, record.step) or events.canary_step(record.notes, record.step)
+    nxt, desired = (step.next, step.desired) if step is not None else (0, 0)
+    if desired and nxt >= desired:
+        title = "Promote to all pods?"
+        text = (
+            f"Run {to} on all {desired} pods: the rollout resumes and replaces the {from_} pods; the "
+            "release is done when they are all Ready."
+        )
+    elif desired and nxt:
+        title = f"Promote to {nxt} pods?"
+        text = (
+            f"Run {to} on {nxt} of {desired} pods (the others keep {from_}), then stop again and wait "
+            "until they are Ready."
+        )
+    else:
+        title, text, _ = _CONFIRM[Request.PROMOTE]
+        text = text.format(to=to)
+    ready = canary_ready(record, live)
+    if not ready:
+        health = f" ({esc(live.new_pods.describe())})" if live.new_pods is not None else ""
+        now = "not Ready yet" if ready is None else "no longer Ready"
+        text = f"The canary is {now}{health}. {text}"
+    return title, text, "Promote"
+
+
+def rollback_confirm(record: Record, live: Live) -> tuple[str, str, str]:
+    """What Rollback does in each strategy and phase."""
+    to, from_ = f"`{esc(record.to_version)}`", f"`{esc(record.from_version)}`"
+    if record.strategy.value == "bluegreen":
+        blue, green = _colours(record)
+        if record.phase is Phase.SWITCHED:
+            text = f"Send all traffic back to {blue} at once; {green} is then deleted."
+        else:
+            text = f"Traffic stays on {blue}; {green} is deleted."
+    elif record.phase is Phase.CANARY:
+        new = live.new_pods.pods if live.new_pods is not None else 0
+        pods = f"the {plural(new, 'canary pod')}" if new else "the canary pods"
+        text = f"Remove {pods} of {to} and put {from_} back on all pods; the rollout is resumed."
+    else:
+        text = f"Stop the rollout and put {from_} back on all pods (like `kubectl rollout undo`); {to} is removed."
+    return "Roll back?", text, "Roll back"
+
+
+def switch_confirm(record: Record) -> tuple[str, str, str]:
+    """Switch traffic: which Service, to which Deployment, and that blue stays for a rollback."""
+    blue, green = _colours(record)
+    ready = next((e for e in reversed(record.notes) if isinstance(e, events.GreenReady)), None)
+    service = (
+        f"Service `{esc(ready.service)}`" if ready is not None and ready.service else "the app's Service"
+    )
+    text = f"Send all traffic of {service} to {green}; {blue} keeps running for an instant rollback."
+    return "Switch traffic?", text, "Switch traffic"
+
+
+def abort_confirm(record: Record) -> tuple[str, str, str]:
+    if record.strategy.value != "bluegreen":
+        title, text, ok = _CONFIRM[Request.ABORT]
+        return title, text.format(to=f"`{esc(record.to_version)}`", from_=f"`{esc(record.from_version)}`"), ok
+    blue, green = _colours(record)
+    return (
+        "Abort?",
+        f"End this release without a switch: traffic stays on {blue}; {green} is deleted.",
+        "Abort",
+    )
+
+
+def finish_confirm(record: Record) -> tuple[str, str, str]:
+    """Finish after a switch: blue is retired now instead of at the end of the grace period."""
+    blue, _ = _colours(record)
+    switched = next((e for e in reversed(record.notes) if isinstance(e, events.Switched)), None)
+    how = {"scale-down": " (scaled to 0)", "delete": " (deleted, if release-bot created it)"}.get(
+        switched.retire if switched is not None else "", ""
+    )
+    text = (
+        f"Retire {blue} now{how}, not at the end of the grace period: instant rollback is no longer possible."
+    )
+    return "Finish now?", text, "Finish"
 
 
 # --- Thread milestones -----------------------------------------------------------------------------
@@ -377,10 +611,24 @@ def note(record: Record, event: events.Event) -> str:
         case events.Started():
             return _started(record, event)
         case events.CanaryStep():
-            h = f" Health: {esc(event.health)}." if event.health else ""
+            h = f" ({esc(event.health)})" if event.health else ""
+            what = "Canary started" if event.step == 0 else "Canary step reached"
+            until = "it is" if event.updated == 1 else "they are"
             return (
-                f":hatching_chick: Canary running: {event.updated} new pod(s), {event.old} old. "
-                f"Waiting for Promote or Rollback.{h}"
+                f":hatching_chick: {what}: {plural(event.updated, 'new pod')} of `{esc(record.to_version)}`"
+                f"{h} beside {event.old} old. Watching until {until} Ready."
+            )
+        case events.CanaryHealthy():
+            to = f"`{esc(record.to_version)}`"
+            if event.desired and event.next >= event.desired:
+                then = f" Promote runs {to} on all {event.desired} pods."
+            elif event.desired and event.next:
+                then = f" Promote runs {to} on {event.next} of {event.desired} pods."
+            else:
+                then = ""
+            return (
+                f":hatched_chick: Canary healthy: {plural(event.ready, 'new pod')} ready beside "
+                f"{event.old} old. Waiting for Promote or Rollback.{then}"
             )
         case events.Acted():
             who = mention(event.by) if event.by else "release-bot"
@@ -835,7 +1083,7 @@ def bluegreen_footprint(record: Record) -> str:
     )
 
 
-def _bluegreen_live(record: Record, live: Live, now: datetime) -> str:
+def _bluegreen_live(record: Record, live: Live) -> str:
     """The card's live lines for a blue-green release (called from `_live_line`)."""
     if record.finished:
         return ""
@@ -845,13 +1093,10 @@ def _bluegreen_live(record: Record, live: Live, now: datetime) -> str:
         f"*Green* `{esc(record.green or '')}` (`{esc(record.to_version)}`) · traffic on {on}"
     ]
     if record.phase is Phase.SWITCHED:
-        lines[0] += f" for {duration((now - record.phase_since).total_seconds())}"
+        lines[0] += f", switched {ago(record.phase_since)}"
     p = live.progress
     if p is not None and record.phase in (Phase.ROLLING_OUT, Phase.AWAITING_SWITCH, Phase.SWITCHED):
-        lines.append(
-            f"*Green* updated {p.updated}/{p.desired} · ready {p.ready}/{p.desired} · "
-            f"available {p.available}/{p.desired}"
-        )
+        lines.append("*Green* " + progress_words(p, "while it starts"))
         if p.deadline_exceeded:
             lines.append(f"*Progress deadline exceeded:* {esc(p.deadline_exceeded)}")
     if live.new_pods is not None:

@@ -1,11 +1,15 @@
 """`/release hexo v2.0 --canary` (guide §3): canary shape, Promote, Rollback, steps, the health gate,
-and clicks that are unauthorized, doubled, racing, sent to another replica or after a restart."""
+and clicks that are unauthorized, doubled, racing, sent to another replica or after a restart.
+
+The card says the canary waits for Promote only once its pods are Ready ("Canary healthy, waiting for
+Promote"); `start_canary` waits for that."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -20,9 +24,12 @@ from tests.fixtures.bot import (
     kubectl,
     kubectl_json,
     pods_by_image,
+    thread_with,
     wait_card,
     wait_ephemeral,
 )
+
+HEALTHY = "Canary healthy, waiting for Promote"
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +37,21 @@ pytestmark = pytest.mark.integration
 async def start_canary(bots: Bots, sim: SlackSimulator, version: str = "v2.0", **catalog: Any) -> dict:  # type: ignore[type-arg]
     await bots.start(**catalog)
     await command(sim, "alice", f"hexo {version} --canary")
-    return await wait_card(sim, "Promote")
+    return await wait_card(sim, HEALTHY)
+
+
+def ready_since(cluster: ClusterInfo, namespace: str, version: str) -> list[datetime]:
+    """When each live pod of `version` turned Ready, as the kubelet reported it."""
+    out = []
+    for pod in kubectl_json(cluster, "-n", namespace, "get", "pods", "-l", "app=hexo-server")["items"]:
+        if pod["metadata"].get("deletionTimestamp") or not pod["spec"]["containers"][0]["image"].endswith(
+            f":{version}"
+        ):
+            continue
+        for cond in pod["status"].get("conditions") or []:
+            if cond["type"] == "Ready" and cond["status"] == "True":
+                out.append(datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00")))
+    return out
 
 
 async def test_canary_shape_then_promote(
@@ -40,7 +61,24 @@ async def test_canary_shape_then_promote(
     assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 1, "v1.0": 6}
     dep = kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")
     assert dep["spec"]["paused"] is True
-    assert "1 new / 6 old" in card_text(card)
+    text = card_text(card)
+    assert "*Canary* 1 new (ready) + 6 old pods" in text
+    assert "started <!date^" in text and "^{ago}|" in text  # moves by itself in Slack
+    assert "7/6" not in text
+    # Healthy was said once the canary pod was Ready, not before: the step's clock starts then.
+    record = json.loads(
+        kubectl_json(control_plane, "-n", bots.namespace, "get", "configmap", "release-bot.hexo")["data"][
+            "record.json"
+        ]
+    )
+    kinds = [n["kind"] for n in record["notes"]]
+    assert kinds.index("canary-step") < kinds.index("canary-healthy")
+    (ready,) = ready_since(control_plane, bots.namespace, "v2.0")
+    assert ready.replace(microsecond=0) <= datetime.fromisoformat(record["phase_since"])
+    thread = await thread_with(slack_sim, card, "Canary healthy")
+    assert thread.index("Canary started: 1 new pod of `v2.0`") < thread.index(
+        "Canary healthy: 1 new pod ready beside 6 old. Waiting for Promote or Rollback."
+    )
 
     assert await click(slack_sim, "bob", card, "release:promote") == 200
     await wait_card(slack_sim, "Succeeded")
@@ -100,6 +138,9 @@ async def test_broken_canary_is_rolled_back_automatically(
     final = await wait_card(slack_sim, "Rolled back", timeout=90)
     assert "CrashLoopBackOff" in card_text(final)
     assert pods_by_image(control_plane, bots.namespace) == {"v1.0": 6}
+    # Never called healthy, in any version of the card or in the thread.
+    sent = [json.dumps(c.params) for c in slack_sim.calls if c.method in ("chat.postMessage", "chat.update")]
+    assert sent and not [s for s in sent if "waiting for Promote" in s or "Canary healthy" in s]
 
 
 async def test_unauthorized_click_is_refused_and_changes_nothing(

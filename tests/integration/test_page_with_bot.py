@@ -45,7 +45,7 @@ async def test_canary_from_the_channel_page(
     await expect(card.locator(".block-header")).to_contain_text("Release hexo v1.0 → v2.0", timeout=WAIT_MS)
     promote = card.locator("button[data-action-id='release:promote']")
     await expect(promote).to_be_visible(timeout=WAIT_MS)
-    await expect(card).to_contain_text("1 new / 6 old", timeout=WAIT_MS)
+    await expect(card).to_contain_text("1 new (ready) + 6 old", timeout=WAIT_MS)
     await expect(card.locator("button[data-action-id='release:rollback']")).to_have_class("btn danger")
 
     # mallory may not promote: a private refusal, nothing changes

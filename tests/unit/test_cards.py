@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from bot.releases.record import (
     new_id,
 )
 from bot.slack import cards
+from commands.intents import Strategy
 from commands.parser import USAGE
 from tests.unit.records import ALICE, T0, record
 
@@ -178,6 +179,7 @@ def test_messages_escape_hostile_strings() -> None:
     out = [
         cards.note(rec, events.Started(max_surge="<!channel>", max_unavailable="<!here>")),
         cards.note(rec, events.CanaryStep(updated=1, old=6, health=health)),
+        cards.note(rec, events.CanaryHealthy(step=0, ready=1, old=6, next=6, desired=6)),
         cards.note(rec, events.Succeeded(seconds=5)),
         cards.note(rec, events.Failed(reason="<!channel>", auto_rollback=True)),
         cards.note(rec, events.RolledBack(by="<!here>")),
@@ -316,14 +318,142 @@ def test_button_value_round_trips_with_dashed_app_names() -> None:
     assert cards.parse_button_value(rec.id) == ("payments-api-v2", rec.id, None, None)
 
 
-def test_confirm_texts() -> None:
-    by_action = {b["action_id"]: b for b in buttons(record(phase=Phase.CANARY))}
-    promote = by_action["release:promote"]["confirm"]
-    assert promote["title"]["text"] == "Promote?"
-    assert promote["text"]["text"] == "Move more traffic to `v2.0`."
-    rollback = by_action["release:rollback"]["confirm"]
-    assert rollback["text"]["text"] == "Put `v1.0` back and remove `v2.0`."
-    assert rollback["confirm"]["text"] == "Roll back"
+def confirm_of(rec: Record, action: str, live: Live | None = None) -> tuple[str, str, str]:
+    """(title, text, confirm label) of the card's button `action`."""
+    _, blocks = cards.card(rec, live or Live())
+    (b,) = [e for e in blocks_of("actions", blocks)[0]["elements"] if e["action_id"] == action]
+    c = b["confirm"]
+    return c["title"]["text"], c["text"]["text"], c["confirm"]["text"]
+
+
+STOPPED = events.CanaryStep(updated=1, old=6, health="0/1 ready", step=0, next=6, desired=6)
+HEALTHY = events.CanaryHealthy(step=0, ready=1, old=6, next=6, desired=6)
+
+
+def test_promote_says_how_far_it_goes() -> None:
+    last = record(phase=Phase.CANARY, notes=(STOPPED, HEALTHY))
+    assert confirm_of(last, "release:promote") == (
+        "Promote to all pods?",
+        "Run `v2.0` on all 6 pods: the rollout resumes and replaces the `v1.0` pods; the release is done "
+        "when they are all Ready.",
+        "Promote",
+    )
+    stopped = STOPPED.model_copy(update={"next": 3})
+    healthy = HEALTHY.model_copy(update={"next": 3})
+    first = record(phase=Phase.CANARY, notes=(stopped, healthy))
+    assert confirm_of(first, "release:promote") == (
+        "Promote to 3 pods?",
+        "Run `v2.0` on 3 of 6 pods (the others keep `v1.0`), then stop again and wait until they are Ready.",
+        "Promote",
+    )
+    # A record stored before the steps were noted: it cannot say how far, so it says both.
+    old = record(phase=Phase.CANARY, notes=(events.CanaryStep(updated=1, old=6),))
+    title, text, _ = confirm_of(old, "release:promote", Live(new_pods=PodHealth(pods=1, ready=1)))
+    assert title == "Promote?"
+    assert text.endswith("Move `v2.0` on to the next canary step (all pods after the last one).")
+    assert "Move more traffic" not in text
+
+
+def test_promote_before_the_canary_is_ready_says_so() -> None:
+    starting = record(phase=Phase.CANARY, notes=(STOPPED,))
+    live = Live(new_pods=PodHealth(pods=1, problems={"ContainerCreating": 1}))
+    _, text, _ = confirm_of(starting, "release:promote", live)
+    assert text.startswith("The canary is not Ready yet (0/1 ready, 1× ContainerCreating). Run `v2.0` on all")
+    _, text, _ = confirm_of(record(phase=Phase.CANARY, notes=(STOPPED, HEALTHY)), "release:promote", live)
+    assert text.startswith("The canary is no longer Ready (0/1 ready, 1× ContainerCreating).")
+    ready = Live(new_pods=PodHealth(pods=1, ready=1))
+    _, text, _ = confirm_of(record(phase=Phase.CANARY, notes=(STOPPED, HEALTHY)), "release:promote", ready)
+    assert "Ready yet" not in text and "no longer" not in text
+
+
+def test_rollback_abort_and_finish_say_what_happens() -> None:
+    canary = record(phase=Phase.CANARY, notes=(STOPPED, HEALTHY))
+    live = Live(new_pods=PodHealth(pods=1, ready=1))
+    assert confirm_of(canary, "release:rollback", live) == (
+        "Roll back?",
+        "Remove the 1 canary pod of `v2.0` and put `v1.0` back on all pods; the rollout is resumed.",
+        "Roll back",
+    )
+    rolling = record(phase=Phase.ROLLING_OUT, strategy=Strategy.ROLLING)
+    assert confirm_of(rolling, "release:rollback")[1] == (
+        "Stop the rollout and put `v1.0` back on all pods (like `kubectl rollout undo`); `v2.0` is removed."
+    )
+    failed = record(phase=Phase.FAILED, strategy=Strategy.ROLLING)
+    assert "put `v1.0` back on all pods" in confirm_of(failed, "release:rollback")[1]
+
+    waiting = bluegreen(Phase.AWAITING_SWITCH)
+    assert confirm_of(waiting, "release:abort") == (
+        "Abort?",
+        "End this release without a switch: traffic stays on blue `hexo-v2.0` (`v2.0`); green `hexo-v3.0` "
+        "(`v3.0`) is deleted.",
+        "Abort",
+    )
+    switched = waiting.to(Phase.SWITCHED, now=T0).with_note(
+        events.Switched(service="hexo-service", pods=6, seconds=0.4, grace_seconds=300, retire="scale-down")
+    )
+    assert confirm_of(switched, "release:rollback") == (
+        "Roll back?",
+        "Send all traffic back to blue `hexo-v2.0` (`v2.0`) at once; green `hexo-v3.0` (`v3.0`) is then "
+        "deleted.",
+        "Roll back",
+    )
+    assert confirm_of(switched, "release:finish") == (
+        "Finish now?",
+        "Retire blue `hexo-v2.0` (`v2.0`) now (scaled to 0), not at the end of the grace period: instant "
+        "rollback is no longer possible.",
+        "Finish",
+    )
+    green_failed = bluegreen(Phase.FAILED)
+    assert confirm_of(green_failed, "release:rollback")[1] == (
+        "Traffic stays on blue `hexo-v2.0` (`v2.0`); green `hexo-v3.0` (`v3.0`) is deleted."
+    )
+
+
+def bluegreen(phase: Phase, service: str = "hexo-service") -> Record:
+    return record(
+        phase=phase,
+        strategy=Strategy.BLUEGREEN,
+        deployment="hexo-v2.0",
+        green="hexo-v3.0",
+        from_version="v2.0",
+        to_version="v3.0",
+        notes=(events.GreenReady(health="6/6 ready", service=service),),
+    )
+
+
+def test_switch_traffic_names_the_service_and_the_colours() -> None:
+    title, text, ok = confirm_of(bluegreen(Phase.AWAITING_SWITCH), "release:promote")
+    assert (title, ok) == ("Switch traffic?", "Switch traffic")
+    assert text == (
+        "Send all traffic of Service `hexo-service` to green `hexo-v3.0` (`v3.0`); blue `hexo-v2.0` "
+        "(`v2.0`) keeps running for an instant rollback."
+    )
+    assert "Promote" not in title + text and "Move more traffic" not in text
+    # Green made ready by an earlier version of the bot, which did not note the Service.
+    _, text, _ = confirm_of(bluegreen(Phase.AWAITING_SWITCH, service=""), "release:promote")
+    assert text.startswith("Send all traffic of the app's Service to green `hexo-v3.0`")
+
+
+def test_confirm_texts_are_escaped_and_never_cut_an_entity() -> None:
+    evil = "<!channel>&" * 40
+    rec = bluegreen(Phase.AWAITING_SWITCH, service=evil).model_copy(update={"to_version": evil})
+    _, text, _ = confirm_of(rec, "release:promote")
+    assert len(text) <= 300
+    only_ours(text)
+    assert "&lt;!channel&gt;&amp;" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "clipped"),
+    [
+        ("short", 10, "short"),
+        ("a &amp; b", 5, "a …"),  # not "a &a…"
+        ("x <!date^1^{ago}|now> y", 8, "x …"),
+        ("abc &lt; def", 11, "abc &lt; d…"),
+    ],
+)
+def test_clip_mrkdwn(text: str, limit: int, clipped: str) -> None:
+    assert cards.clip_mrkdwn(text, limit) == clipped
 
 
 def test_actions_block_id_changes_with_phase_and_step() -> None:
@@ -343,8 +473,13 @@ def test_actions_block_id_changes_with_phase_and_step() -> None:
 # --- Card content ----------------------------------------------------------------------------------
 
 
+def ago_of(t: datetime) -> str:
+    return f"<!date^{int(t.timestamp())}^{{ago}}|{t:%Y-%m-%d %H:%M:%S} UTC>"
+
+
 def test_card_content_for_a_canary() -> None:
-    rec = record(phase=Phase.CANARY, phase_since=T0 + timedelta(seconds=30))
+    since = T0 + timedelta(seconds=30)
+    rec = record(phase=Phase.CANARY, phase_since=since, notes=(STOPPED, HEALTHY))
     live = Live(
         progress=progress(),
         new_pods=PodHealth(pods=1, ready=1, restarts=2),
@@ -360,15 +495,175 @@ def test_card_content_for_a_canary() -> None:
         "*Version*\n`v1.0` → `v2.0`",
         "*Requested by*\n<@U123>",
     ]
-    assert blocks[2]["text"]["text"] == ":hatching_chick: *Waiting at a canary step* · 1 min 35 s"
-    live_line = blocks[3]["text"]["text"]
-    assert live_line.startswith("*Canary* 1 new / 6 old pods · under watch 1 min 5 s\n")
-    assert "updated 1/6 · ready 7/6 · available 7/6 · old pods 6 · paused" in live_line
-    assert "*Health of v2.0* 1/1 ready, 2 restarts" in live_line
+    # The start, as Slack's relative date ("started 3 minutes ago", moving by itself), not "· 1 min 35 s".
+    assert blocks[2]["text"]["text"] == (
+        ":hatched_chick: *Canary healthy, waiting for Promote* · started "
+        "<!date^1714564800^{ago}|2024-05-01 12:00:00 UTC>"
+    )
+    assert blocks[3]["text"]["text"] == (
+        f"*Canary* 1 new (ready) + 6 old pods · under watch since it became ready {ago_of(since)}\n"
+        "*Rollout* paused at this step · 7 pods for 6 wanted (1 extra while the canary runs)\n"
+        "*Health of v2.0* 1/1 ready, 2 restarts"
+    )
+    assert "7/6" not in str(blocks)
     context = blocks[-1]["elements"][0]["text"]
     assert "release `hexo-20240501-120000-abcd`" in context
     assert f"<!date^{int(T0.timestamp())}^" in context
     assert "2024-05-01 12:00:00 UTC>" in context
+
+
+def test_a_canary_says_waiting_for_promote_only_once_it_is_healthy() -> None:
+    since = T0 + timedelta(seconds=30)
+    starting = record(phase=Phase.CANARY, phase_since=since, notes=(STOPPED,))
+    creating = Live(
+        progress=progress(ready=6, available=6), new_pods=PodHealth(pods=1, problems={"ContainerCreating": 1})
+    )
+    _, blocks = cards.card(starting, creating)
+    assert blocks[2]["text"]["text"].startswith(
+        ":hatching_chick: *Starting the canary pod* · started <!date^"
+    )
+    assert blocks[3]["text"]["text"].startswith(
+        f"*Canary* 1 new (starting) + 6 old pods · step reached {ago_of(since)}, waiting until Ready\n"
+    )
+    assert "waiting for Promote" not in str(blocks)
+    # Ready in the cluster, but the bot has not said so yet (it does as soon as it sees it): still starting.
+    _, blocks = cards.card(starting, Live(progress=progress(), new_pods=PodHealth(pods=1, ready=1)))
+    assert "*Starting the canary pod*" in blocks[2]["text"]["text"]
+    several = record(phase=Phase.CANARY, notes=(STOPPED.model_copy(update={"updated": 3}),))
+    assert "*Starting the canary pods*" in cards.card(several, Live())[1][2]["text"]["text"]
+    # Healthy once, then a pod stops being Ready: the card says so instead of "healthy".
+    healthy = record(phase=Phase.CANARY, notes=(STOPPED, HEALTHY))
+    _, blocks = cards.card(healthy, creating)
+    assert ":hatching_chick: *Canary no longer Ready, watching it*" in blocks[2]["text"]["text"]
+    crashing = Live(
+        progress=progress(), new_pods=PodHealth(pods=1, restarts=3, problems={"CrashLoopBackOff": 1})
+    )
+    assert (
+        "*Canary* 1 new (CrashLoopBackOff) + 6 old pods"
+        in cards.card(starting, crashing)[1][3]["text"]["text"]
+    )
+    partly = Live(progress=progress(updated=3, total=9), new_pods=PodHealth(pods=3, ready=1))
+    line = cards.card(starting, partly)[1][3]["text"]["text"]
+    assert "*Canary* 3 new (1 ready, 2 starting) + 6 old pods" in line
+    assert "9 pods for 6 wanted (3 extra while the canary runs)" in line
+
+
+def test_a_record_stored_before_canary_steps_were_noted_still_reads_right() -> None:
+    legacy = record(phase=Phase.CANARY, notes=(events.CanaryStep(updated=1, old=6, health="1/1 ready"),))
+    assert events.canary_step(legacy.notes, 0) == legacy.notes[0]
+    assert events.canary_healthy(legacy.notes, 0) is None
+    _, blocks = cards.card(legacy, Live(progress=progress(), new_pods=PodHealth(pods=1, ready=1)))
+    assert "*Starting the canary pod*" in blocks[2]["text"]["text"]
+    later = legacy.with_note(HEALTHY)
+    assert events.canary_healthy(later.notes, 0) == HEALTHY
+    assert events.canary_healthy(later.notes, 1) is None  # the next step is not healthy yet
+    assert "*Canary healthy, waiting for Promote*" in cards.card(later, Live())[1][2]["text"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        (
+            {"updated": 3, "ready": 5, "available": 5, "total": 6, "paused": False},
+            "updated 3/6 · ready 5/6 · available 5/6 · 3 old pods left",
+        ),
+        (
+            {"updated": 3, "ready": 7, "available": 6, "total": 7, "paused": False},
+            "updated 3/6 · 7 pods for 6 wanted (1 extra during the update): 7 ready, 6 available · 4 old pods left",
+        ),
+        (
+            {"updated": 6, "ready": 6, "available": 6, "total": 6, "paused": False},
+            "updated 6/6 · ready 6/6 · available 6/6",
+        ),
+        (
+            {"updated": 5, "ready": 6, "available": 6, "total": 6, "paused": True},
+            "updated 5/6 · ready 6/6 · available 6/6 · 1 old pod left · paused",
+        ),
+    ],
+)
+def test_rolling_progress_in_words(changes: dict[str, Any], words: str) -> None:
+    rec = record(phase=Phase.ROLLING_OUT, strategy=Strategy.ROLLING)
+    _, blocks = cards.card(rec, Live(progress=progress(**changes)))
+    assert blocks[3]["text"]["text"] == f"*Progress* {words}"
+
+
+def test_no_count_is_ever_above_its_total() -> None:
+    for total in range(0, 10):
+        for updated in range(0, total + 1):
+            for ready in range(0, total + 1):
+                p = progress(updated=updated, ready=ready, available=max(0, ready - 1), total=total)
+                for phase, strategy in (
+                    (Phase.ROLLING_OUT, Strategy.ROLLING),
+                    (Phase.CANARY, Strategy.CANARY),
+                    (Phase.AWAITING_SWITCH, Strategy.BLUEGREEN),
+                ):
+                    rec = record(phase=phase, strategy=strategy, notes=(STOPPED,))
+                    text = str(
+                        cards.card(
+                            rec, Live(progress=p, new_pods=PodHealth(pods=updated, ready=min(ready, updated)))
+                        )[1]
+                    )
+                    for n, of in re.findall(r"(\d+)/(\d+)", text):
+                        assert int(n) <= int(of), (text, p)
+
+
+def test_running_cards_show_when_they_started_and_finished_ones_how_long_they_took() -> None:
+    running = record(phase=Phase.ROLLING_OUT, strategy=Strategy.ROLLING)
+    _, blocks = cards.card(running, Live(progress=progress(paused=False), now=T0 + timedelta(seconds=41)))
+    assert blocks[2]["text"]["text"] == (
+        ":arrows_counterclockwise: *Rolling out* · started <!date^1714564800^{ago}|2024-05-01 12:00:00 UTC>"
+    )
+    assert " 41 s" not in str(blocks) and " 0 s" not in str(blocks)
+    done = running.to(Phase.SUCCEEDED, now=T0 + timedelta(seconds=41))
+    _, blocks = cards.card(done, Live(now=T0 + timedelta(hours=2)))
+    assert blocks[2]["text"]["text"] == ":white_check_mark: *Succeeded* in 41 s"
+    assert "{ago}" not in str(blocks[2:-1])
+    switched = bluegreen(Phase.AWAITING_SWITCH).to(Phase.SWITCHED, now=T0 + timedelta(minutes=3))
+    _, blocks = cards.card(switched, Live())
+    assert f"traffic on *green*, switched {ago_of(T0 + timedelta(minutes=3))}" in blocks[3]["text"]["text"]
+
+
+def test_who_started_a_running_release_is_said_once() -> None:
+    started = record(phase=Phase.ROLLING_OUT).entry("started", ALICE, now=T0)
+    _, blocks = cards.card(started, Live())
+    assert blocks[2]["text"]["text"] == (
+        ":arrows_counterclockwise: *Rolling out* · started <!date^1714564800^{ago}|2024-05-01 12:00:00 UTC> "
+        "by <@U123>"
+    )
+    promoted = started.entry("promote", Actor(id="U0BOB", name="bob"), now=T0)
+    assert blocks_of("section", cards.card(promoted, Live())[1])[1]["text"]["text"].endswith(
+        "by <@U123>\npromote by <@U0BOB>"
+    )
+    done = promoted.to(Phase.SUCCEEDED, now=T0 + timedelta(seconds=5))
+    assert cards.card(done, Live())[1][2]["text"]["text"] == (
+        ":white_check_mark: *Succeeded* in 5 s\nstarted by <@U123>; promote by <@U0BOB>"
+    )
+
+
+def test_ago() -> None:
+    assert cards.ago(T0) == "<!date^1714564800^{ago}|2024-05-01 12:00:00 UTC>"
+    only_ours(cards.ago(T0))
+
+
+def test_canary_notes() -> None:
+    rec = record(phase=Phase.CANARY)
+    assert cards.note(rec, STOPPED) == (
+        ":hatching_chick: Canary started: 1 new pod of `v2.0` (0/1 ready) beside 6 old. Watching until it "
+        "is Ready."
+    )
+    assert cards.note(rec, HEALTHY) == (
+        ":hatched_chick: Canary healthy: 1 new pod ready beside 6 old. Waiting for Promote or Rollback. "
+        "Promote runs `v2.0` on all 6 pods."
+    )
+    step = events.CanaryStep(updated=3, old=4, step=1, next=6, desired=6)
+    assert cards.note(rec, step).startswith(
+        ":hatching_chick: Canary step reached: 3 new pods of `v2.0` beside 4 old. Watching until they are"
+    )
+    assert cards.note(rec, HEALTHY.model_copy(update={"next": 3})).endswith(
+        "Promote runs `v2.0` on 3 of 6 pods."
+    )
+    legacy = events.CanaryHealthy(step=0, ready=1, old=6)
+    assert cards.note(rec, legacy).endswith("Waiting for Promote or Rollback.")
 
 
 def test_finished_card_shows_the_outcome_and_no_live_line() -> None:
@@ -388,7 +683,10 @@ def test_finished_card_shows_the_outcome_and_no_live_line() -> None:
             ":leftwards_arrow_with_hook: *Rolled back* to `v1.0` after 10 s: CrashLoopBackOff",
         ),
         (Phase.ABORTED, ":no_entry_sign: *Aborted* after 10 s: CrashLoopBackOff"),
-        (Phase.ROLLING_BACK, ":rewind: *Rolling back* · 10 s: CrashLoopBackOff"),
+        (
+            Phase.ROLLING_BACK,
+            ":rewind: *Rolling back*: CrashLoopBackOff · started <!date^1714564800^{ago}|2024-05-01 12:00:00 UTC>",
+        ),
     ],
 )
 def test_status_line_with_reason(phase: Phase, start: str) -> None:

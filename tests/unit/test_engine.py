@@ -294,3 +294,134 @@ def test_the_plan_says_what_a_canary_will_do() -> None:
     assert p.steps == (1, 3, 6)
     assert p.peak_pods == 7
     assert p.deployment["metadata"]["name"] == "hexo"
+
+
+# --- the canary waits for its pods to be Ready before it says it is healthy ----------------------------
+
+CREATING = {
+    "phase": "Pending",
+    "conditions": [{"type": "Ready", "status": "False"}],
+    "containerStatuses": [
+        {
+            "name": "hexo",
+            "ready": False,
+            "restartCount": 0,
+            "state": {"waiting": {"reason": "ContainerCreating"}},
+        }
+    ],
+}
+RUNNING = {
+    "phase": "Running",
+    "conditions": [{"type": "Ready", "status": "True"}],
+    "containerStatuses": [{"name": "hexo", "ready": True, "restartCount": 0, "state": {"running": {}}}],
+}
+
+
+class SlowStart(MemoryCluster):
+    """New pods of an image tagged `slow` wait in ContainerCreating until `start_pods()`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = True
+
+    @staticmethod
+    def slow(pod: dict[str, Any]) -> bool:
+        return "slow" in pod["spec"]["containers"][0]["image"]
+
+    def _put(self, kind: str, obj: dict[str, Any], event: str) -> dict[str, Any]:
+        if kind == "pods" and event == "ADDED" and self.holding and self.slow(obj):
+            obj["status"] = {**obj["status"], **CREATING}
+        return super()._put(kind, obj, event)
+
+    def start_pods(self) -> None:
+        self.holding = False
+        for pod in list(self.objects["pods"].values()):
+            if self.slow(pod):
+                pod["status"] = {**pod["status"], **RUNNING}
+                self._put("pods", pod, "MODIFIED")
+
+
+async def engine_on(cluster: MemoryCluster) -> Engine:
+    catalog = Catalog.from_mapping(hexo.catalog(NS, USERS))
+    engine = Engine(
+        cluster, catalog, MemoryReporter(), identity="unit", lease_seconds=15, audit=Auditor(cluster)
+    )
+    await engine.start(sync_timeout=1)
+    return engine
+
+
+async def test_a_canary_is_called_healthy_only_once_its_pods_are_ready() -> None:
+    cluster = SlowStart()
+    cluster.add_app(NS)
+    engine = await engine_on(cluster)
+    try:
+        canary = Release(app="hexo", version="v2.0-slow", strategy=Strategy.CANARY)
+        await engine.begin(canary, ALICE, "C1", "releases")
+        at_step = await until(cluster, lambda r: r.phase is Phase.CANARY)
+        stopped = at_step.notes[-1]
+        assert isinstance(stopped, events.CanaryStep)
+        assert (stopped.updated, stopped.old, stopped.step, stopped.next, stopped.desired) == (1, 6, 0, 6, 6)
+        assert "ContainerCreating" in stopped.health
+        assert events.canary_healthy(at_step.notes, 0) is None
+
+        cluster.start_pods()
+        healthy = await until(cluster, lambda r: events.canary_healthy(r.notes, 0) is not None)
+        note = events.canary_healthy(healthy.notes, 0)
+        assert note is not None and (note.ready, note.old, note.next, note.desired) == (1, 6, 6, 6)
+        assert healthy.notes.index(note) > healthy.notes.index(stopped)
+        # The step's clock (analysis window, "under watch") starts when it is healthy.
+        assert healthy.phase is Phase.CANARY and healthy.phase_since > at_step.phase_since
+        assert healthy.step == 0 and healthy.request is None
+
+        await engine.request("hexo", Request.PROMOTE, BOB)
+        done = await until(cluster, lambda r: r.phase is Phase.SUCCEEDED)
+        assert images(cluster) == {"v2.0-slow": 6}
+        assert [type(e) for e in done.notes].count(events.CanaryHealthy) == 1
+    finally:
+        await engine.stop(0)
+
+
+async def test_a_crash_looping_canary_is_never_called_healthy(
+    world: tuple[MemoryCluster, Engine, MemoryReporter],
+) -> None:
+    cluster, engine, _ = world
+    canary = Release(app="hexo", version="v2.0-broken", strategy=Strategy.CANARY)
+    await engine.begin(canary, ALICE, "C1", "releases")
+    done = await until(cluster, lambda r: r.finished)
+    assert done.phase is Phase.ROLLED_BACK and "CrashLoopBackOff" in done.reason
+    assert not [e for e in done.notes if isinstance(e, events.CanaryHealthy)]
+    assert images(cluster) == {"v1.0": 6}
+
+
+async def test_a_canary_stored_before_it_noted_its_health_carries_on() -> None:
+    """A record written by the previous version at a canary step (no step on its CanaryStep, no
+    CanaryHealthy) is taken up after a restart: the canary is found healthy, then promoted."""
+    cluster = MemoryCluster()
+    cluster.add_app(NS)
+    engine = await engine_on(cluster)
+    canary = Release(app="hexo", version="v2.0", strategy=Strategy.CANARY)
+    try:
+        await engine.begin(canary, ALICE, "C1", "releases")
+        await until(cluster, lambda r: events.canary_healthy(r.notes, 0) is not None)
+    finally:
+        await engine.stop(0)
+    cm = cluster.objects["configmaps"][(NS, "release-bot.hexo")]
+    data = json.loads(cm["data"]["record.json"])
+    data["notes"] = [
+        {k: v for k, v in note.items() if k not in ("step", "next", "desired")}
+        for note in data["notes"]
+        if note["kind"] != "canary-healthy"
+    ]
+    data["notes_shown"] = min(data["notes_shown"], len(data["notes"]))
+    cluster._put("configmaps", {**cm, "data": {**cm["data"], "record.json": json.dumps(data)}}, "MODIFIED")
+    assert events.canary_healthy(record_of(cluster).notes, 0) is None
+
+    engine = await engine_on(cluster)
+    try:
+        again = await until(cluster, lambda r: events.canary_healthy(r.notes, 0) is not None)
+        assert again.phase is Phase.CANARY and images(cluster) == {"v2.0": 1, "v1.0": 6}
+        await engine.request("hexo", Request.PROMOTE, BOB)
+        await until(cluster, lambda r: r.phase is Phase.SUCCEEDED)
+        assert images(cluster) == {"v2.0": 6}
+    finally:
+        await engine.stop(0)
