@@ -31,6 +31,7 @@ from bot.catalog import Catalog
 from bot.ctl.terminal import CLI, TerminalReporter, closing, outcome
 from bot.errors import ConfigError, UserError
 from bot.kube.client import Kube
+from bot.releases import events
 from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
 from bot.releases.gate import Enqueued
@@ -241,6 +242,7 @@ async def _follow(
             until == "decision"
             and current.phase in WAITING
             and current.request is None
+            and (current.phase is not Phase.CANARY or events.canary_healthy(current.notes, current.step))
             and (not moved or (current.phase, len(current.history)) != first)
         ):
             done.set()

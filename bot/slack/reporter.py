@@ -64,17 +64,23 @@ class SlackReporter:
         self._releases: dict[str, _Release] = {}
         self._permalinks: dict[str, str] = {}
         self._postable: dict[str, float] = {}  # channel -> when conversations.info said it takes messages
+        self._posted: dict[str, float] = {}  # channel -> when Slack last took a card there
 
     async def ready(self, record: Record) -> bool:
-        """Whether the channel takes the bot's messages, asked with conversations.info (Tier 3: never
-        queued behind the channel's own messages; a positive answer is kept a minute per channel).
-        True: post the card in the background and start now; False: unknown (say, without
-        `channels:read`), wait for the card; CardRefused: the channel refuses the bot for good."""
+        """Whether the channel takes the bot's messages without waiting behind them: a card went out
+        there within the last minute (so the token may post there) and conversations.info (Tier 3,
+        never queued behind the channel's messages; a yes is kept a minute) says the bot is still in
+        it. True: post the card in the background and start now; False: not known (the channel's first
+        card, no `channels:read`, Slack failing): wait for the card; CardRefused: refused for good."""
         if record.front_end != SLACK:
             return True
         channel = record.channel_id
+        now = time.monotonic()
+        posted = self._posted.get(channel)
+        if posted is None or now - posted > CHANNEL_CHECK_S:
+            return False  # no card went out here lately: this one proves the channel (and the scopes)
         seen = self._postable.get(channel)
-        if seen is not None and time.monotonic() - seen < CHANNEL_CHECK_S:
+        if seen is not None and now - seen < CHANNEL_CHECK_S:
             return True
         try:
             async with asyncio.timeout(ANSWER_TIMEOUT_S):
@@ -107,7 +113,9 @@ class SlackReporter:
         sender = self.outbox.sender(record.channel_id)
         sender.posts.appendleft(Post(text=text, blocks=blocks, done=done))
         sender.kick()
-        return await done
+        ts = await done
+        self._posted[record.channel_id] = time.monotonic()
+        return ts
 
     def attach(self, listener: Shown) -> None:
         self.listener = listener

@@ -136,3 +136,16 @@ async def test_a_release_started_by_ctl_is_promoted_by_a_click_in_slack(
     assert "promote by" in card_text(done)
     assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
     assert "promote by" in out  # the CLI followed (and drove) the promotion it did not click
+
+
+async def test_until_decision_returns_once_the_canary_is_healthy(
+    bots: Bots, control_plane: ClusterInfo
+) -> None:
+    code, out, err = await ctl(bots, "--until", "decision", "release", "hexo", "v2.0", "--canary")
+    assert code == 0, (out, err)
+    assert "canary healthy: 1 new pod(s) ready beside 6 old" in out  # not merely paused at the step
+    record = record_of(control_plane, bots.namespace)
+    assert record["phase"] == "canary" and any(n["kind"] == "canary-healthy" for n in record["notes"])
+    code, out, err = await ctl(bots, "promote", "hexo")
+    assert code == 0, (out, err)
+    assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}

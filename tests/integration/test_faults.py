@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 
 V1 = "registry.sword.org/nginx:v1.0"
 V2 = "registry.sword.org/nginx:v2.0"
+V3 = "registry.sword.org/nginx:v3.0"
 
 
 def slow_rollout(cluster: ClusterInfo, namespace: str, seconds: int = 2) -> None:
@@ -241,16 +242,30 @@ async def test_a_card_slack_cannot_take_yet_delays_the_card_not_the_rollout(
 ) -> None:
     ns = bots.namespace
     await bots.start()
-    slack_sim.fault("chat.postMessage", 100_000, status=503)  # the channel takes messages, later
-    await command(slack_sim, "alice", "hexo v2.0")
-    record = await wait_record(control_plane, ns, lambda r: r["phase"] == "succeeded")
-    assert record["card_ref"] is None and cards_in_channel(slack_sim) == []  # the rollout did not wait
-    assert_runs(control_plane, ns, V2)
+    await command(slack_sim, "alice", "hexo v2.0")  # a card went out here: the channel takes them
+    await wait_card(slack_sim, "Succeeded", timeout=90)
+    slack_sim.fault("chat.postMessage", 100_000, status=503)  # a busy (here: failing) channel
+    await command(slack_sim, "alice", "hexo v3.0")
+    record = await wait_record(
+        control_plane, ns, lambda r: r["to_version"] == "v3.0" and r["phase"] == "succeeded"
+    )
+    assert record["card_ref"] is None and len(cards_in_channel(slack_sim)) == 1  # the rollout did not wait
+    assert_runs(control_plane, ns, V3)
     slack_sim.clear_faults()
-    card = await wait_card(slack_sim, "Succeeded", timeout=60)
+    card = await slack_sim.wait_for(
+        lambda: next(
+            (
+                c
+                for c in cards_in_channel(slack_sim)
+                if "v3.0" in card_text(c) and "Succeeded" in card_text(c)
+            ),
+            None,
+        ),
+        timeout=60,
+    )
     thread = await thread_with(slack_sim, card, "now runs", timeout=60)
     assert "started releasing" in thread
-    assert len(cards_in_channel(slack_sim)) == 1
+    assert len(cards_in_channel(slack_sim)) == 2
     await wait_record(control_plane, ns, lambda r: r["synced"] and r["card_ref"] == card["ts"])
 
 

@@ -83,7 +83,7 @@ async def test_a_missing_scope_names_what_is_needed_and_what_the_token_has(
     refused = await error_of(client.conversations_history(channel=ops))
     assert (refused.response["needed"], refused.response["provided"]) == (
         "groups:history",
-        "chat:write,commands,usergroups:read,channels:history",
+        "channels:read,chat:write,commands,usergroups:read,channels:history",
     )
     assert (await error_of(client.users_info(user=slack_sim.users["bob"]))).response["needed"] == "users:read"
 
