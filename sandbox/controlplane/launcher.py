@@ -55,6 +55,15 @@ from sandbox.controlplane.binaries import Binaries, MissingBinaryError, find_bin
 from sandbox.controlplane.pki import RESTRICTED_USER, Pki, PkiError, make_pki, write_kubeconfig
 
 STATE_FILE = "cluster.json"
+AUDIT_LOG = "kube-apiserver-audit.log"
+# Every request, once, as it is received (the RequestReceived stage only), without bodies.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [ResponseStarted, ResponseComplete, Panic]
+rules:
+  - level: Metadata
+"""
 STOP_GRACE_S = 3.0
 START_TIMEOUT_S = 90.0
 ALIVE_CHECK_S = 0.5
@@ -283,7 +292,10 @@ class ControlPlane:
     ``workdir`` holds PKI, kubeconfigs, logs and ``cluster.json``; when None a temporary folder is
     made and removed by :meth:`stop`. etcd's data lives on /dev/shm when available. With
     ``detach=True`` the servers survive this process (no parent-death signal, no atexit stop): stop
-    them with :func:`stop_recorded` (``release-bot cluster down``).
+    them with :func:`stop_recorded` (``release-bot cluster down``). With ``audit_log=True`` the
+    apiserver writes one JSON line per request, as it receives it, to :attr:`audit_log_path` (its
+    audit log at level Metadata: who asked what, never a body); the benchmarks count requests by
+    client with it.
     """
 
     def __init__(
@@ -294,6 +306,7 @@ class ControlPlane:
         nodes: int = 1,
         restart_period: float = 5.0,
         detach: bool = False,
+        audit_log: bool = False,
     ) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
@@ -302,6 +315,7 @@ class ControlPlane:
         self.nodes = nodes
         self.restart_period = restart_period
         self.detach = detach
+        self.audit_log = audit_log
         self._procs: list[_Proc] = []
         self._workdir: Path | None = None
         self._own_workdir = False
@@ -326,6 +340,13 @@ class ControlPlane:
         if self._info is None:
             raise RuntimeError("control plane not started")
         return self._info
+
+    @property
+    def audit_log_path(self) -> Path | None:
+        """The apiserver's audit log (one JSON line per request received), when ``audit_log`` is on."""
+        if not self.audit_log or self._workdir is None:
+            return None
+        return self._workdir / "logs" / AUDIT_LOG
 
     @property
     def pids(self) -> dict[str, int]:
@@ -765,7 +786,16 @@ class ControlPlane:
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             "--profiling=false",
             "--v=1",
+            *self._audit_argv(),
         ]
+
+    def _audit_argv(self) -> list[str]:
+        log_path = self.audit_log_path
+        if log_path is None:
+            return []
+        policy = log_path.parent.parent / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={log_path}"]
 
     def _cm_argv(self, bins: Binaries, pki: Pki, kubeconfig: Path, port: int) -> list[str]:
         return [
