@@ -1,15 +1,15 @@
 """Counting Kubernetes API requests by client from the kube-apiserver's own audit log.
 
-`apiserver_request_total` on the apiserver's /metrics has no label for the client (user or user
-agent), so the benchmarks start the control plane with its audit log on
+`apiserver_request_total` on the apiserver's /metrics has no label for the client (its user or its
+User-Agent header, "UA" below), so the benchmarks start the control plane with its audit log on
 (`ControlPlane(audit_log=True)`: one JSON line per request as it is received) and count the lines of
-a window by the user and `User-Agent` of each request:
+a window by the user and UA of each request:
 
-- the bot: kubernetes_asyncio's default agent (`OpenAPI-Generator/...`) with the bot's user (the
-  sandbox's simulated kubelet sends the same agent as another user);
+- the bot: kubernetes_asyncio's default UA (`OpenAPI-Generator/...`) with the bot's user (the
+  sandbox's simulated kubelet sends the same UA as another user);
 - kubectl: `kubectl/...`, and the `kubectl-dispatcher/...` that /usr/bin/kubectl is on machines
   with the Google Cloud SDK (it asks GET /version before every run to pick a kubectl);
-- the benchmark's own watches: `BENCH_AGENT`, which they set on their client, so they are never
+- the benchmark's own watches: `BENCH_UA`, which they set on their client, so they are never
   counted as either.
 """
 
@@ -23,9 +23,9 @@ from typing import Any, BinaryIO
 
 import yaml
 
-BENCH_AGENT = "release-bot-bench"
-BOT_AGENT_PREFIX = "OpenAPI-Generator/"
-KUBECTL_AGENT_PREFIXES = ("kubectl/", "kubectl-dispatcher/")
+BENCH_UA = "release-bot-bench"
+BOT_UA_PREFIX = "OpenAPI-Generator/"
+KUBECTL_UA_PREFIXES = ("kubectl/", "kubectl-dispatcher/")
 
 Event = dict[str, Any]
 
@@ -38,12 +38,12 @@ def kubeconfig_user(kubeconfig: Path) -> str:
 
 def client_of(event: Event, bot_user: str) -> str:
     """Who made a request: bot, kubectl, bench or other (the control plane's own components)."""
-    agent = str(event.get("userAgent") or "")
-    if agent.startswith(BOT_AGENT_PREFIX):
+    ua = str(event.get("userAgent") or "")
+    if ua.startswith(BOT_UA_PREFIX):
         return "bot" if (event.get("user") or {}).get("username") == bot_user else "other"
-    if agent.startswith(KUBECTL_AGENT_PREFIXES):
+    if ua.startswith(KUBECTL_UA_PREFIXES):
         return "kubectl"
-    if agent.startswith(BENCH_AGENT):
+    if ua.startswith(BENCH_UA):
         return "bench"
     return "other"
 

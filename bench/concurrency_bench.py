@@ -258,12 +258,15 @@ async def run_one(
                 f"     the cluster's part: {len(rolled_out)}/{n} Deployments rolled out, the last "
                 f"{last:.1f} s after the commands were sent; the last card correct {wall - last:.1f} s later"
             )
-        posts, updates = len(sim.calls_to("chat.postMessage")), len(sim.calls_to("chat.update"))
+        post_calls = sim.calls_to("chat.postMessage")
+        posts, updates = len(post_calls), len(sim.calls_to("chat.update"))
+        span = post_calls[-1].time - post_calls[0].time if post_calls else 0.0
         print(
-            f"     Slack's part: {posts} chat.postMessage in the one channel and {updates} chat.update; "
-            f"at the pace the bot keeps by itself ({outbox.POSTS_PER_SECOND:.0f}/s per channel, bursts "
-            f"of {outbox.POST_BURST}; {outbox.UPDATES_PER_SECOND * 60:.0f}/min, bursts of "
-            f"{outbox.UPDATE_BURST}) they take at least {slack_floor(posts, updates):.0f} s"
+            f"     Slack's part: {posts} chat.postMessage in the one channel (over {span:.1f} s, first "
+            f"to last) and {updates} chat.update; at the pace the bot keeps by itself "
+            f"({outbox.POSTS_PER_SECOND:.0f}/s per channel, bursts of {outbox.POST_BURST}; "
+            f"{outbox.UPDATES_PER_SECOND * 60:.0f}/min, bursts of {outbox.UPDATE_BURST}) they take at "
+            f"least {slack_floor(posts, updates):.0f} s"
         )
         await asyncio.sleep(1.0)  # the last hand-backs reach the watch
         kinds = audit.since(mark).kinds("bot")

@@ -2,7 +2,7 @@
 a rolling release beside kubectl, card lag, Kubernetes API requests, memory.
 
     .venv/bin/python -m bench.release_bench [--commands 300] [--concurrency 100] [--requests 2000]
-                                            [--repeats 3]
+                                            [--rounds 10] [--repeats 3]
 
 Starts a real control plane (with the apiserver's audit log on, to count requests by client) with
 the guide's hexo app and a twin of it, the Slack simulator (rate limits off) and a real
@@ -13,17 +13,20 @@ the guide's hexo app and a twin of it, the Slack simulator (rate limits off) and
    HTTP round trip;
 2. sends `--requests` signed `/release help`, `--concurrency` at a time, to the bot and to a bare
    aiohttp handler (bench.bare_server, its own process on 127.0.0.1) that reads the request and answers
-   200 with the bot's answer, unverified: p50/p99 latency and requests/s of each and bot/bare, median
-   (min–max) over `--repeats`, the two taking turns to go first;
+   200 with the bot's answer, unverified, from a load generator of its own (bench.load, a process
+   with nothing else in its event loop), in `--rounds` short rounds, each one burst to either, taking
+   turns to go first (so both meet the same load from anything else on the machine): p50/p99 latency
+   and requests/s of each, and bot/bare of each round, median (min–max) over the rounds;
 3. releases the same rolling change (6 pods, maxSurge 1, maxUnavailable 0, the sandbox's pods ready
    1 s after they start) `--repeats` times, alternating v2.0 and v1.0, both ways: `/release hexo vX`
    through the bot, and `kubectl set image ... && kubectl rollout status ...` (the admin kubeconfig)
    on `hexo-twin`, a Deployment with hexo's spec, its own name and labels, and the rolling
    parameters the bot's catalog sets on hexo. For each: wall time (kubectl: both commands; the bot:
    from sending the command to the card saying "Succeeded"), Kubernetes API requests (from the
-   apiserver's audit log, by user agent: bench.audit; the bot's GET /version readiness probe every
-   2 s is counted apart), and how long after the Deployment completed (seen by a watch of the
-   benchmark's own) the card said so, or `kubectl rollout status` returned;
+   apiserver's audit log, by user and User-Agent: bench.audit; the bot's GET /version readiness
+   probe every 2 s is counted apart), by verb and resource too, and how long after the Deployment
+   completed (seen by a watch of the benchmark's own) the card said so, or `kubectl rollout status`
+   returned;
 4. prints the bot's resident memory.
 """
 
@@ -42,16 +45,18 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
 
-from bench.audit import BENCH_AGENT, AuditLog, kubeconfig_user
+from bench.audit import BENCH_UA, AuditLog, kubeconfig_user
 from bench.figures import pct, ratios, spread
+from bench.load import Burst
 from bot.kube.client import Kube, KubeConflict
 from bot.releases.health import container_image, progress
 from sandbox import hexo
@@ -153,7 +158,7 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 async def bench_client(kubeconfig: Path) -> Kube:
     """A client for the benchmark's own requests, told apart from the bot's in the audit log."""
     kube = await Kube.connect(kubeconfig)
-    kube.api.user_agent = BENCH_AGENT
+    kube.api.user_agent = BENCH_UA
     return kube
 
 
@@ -177,60 +182,37 @@ async def sequential_acks(player: SlackPlayer, n: int) -> None:
 # --- 2. acks, many at once, beside a bare handler ---------------------------------------------------
 
 
-@dataclass
-class Burst:
-    latencies_ms: list[float] = field(default_factory=list)
-    wall_s: float = 0.0
-    failed: int = 0
-
-    @property
-    def per_second(self) -> float:
-        return len(self.latencies_ms) / self.wall_s if self.wall_s else float("nan")
-
-
-def signed_help(player: SlackPlayer, n: int) -> list[tuple[bytes, dict[str, str]]]:
-    """`n` signed `/release help` requests, made before the clock starts."""
-    requests = []
+def signed_help(player: SlackPlayer, n: int) -> list[dict[str, object]]:
+    """`n` signed `/release help` requests, made before the clock starts, as bench.load reads them."""
+    requests: list[dict[str, object]] = []
     for _ in range(n):
         body = urllib.parse.urlencode(player.command_form("alice", "help")).encode()
-        requests.append((body, player.signed_headers(body, FORM)))
+        requests.append({"body": body.decode(), "headers": player.signed_headers(body, FORM)})
     return requests
 
 
-async def burst(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int) -> Burst:
-    """POST every request, `concurrency` in flight at any time, on connections opened beforehand."""
-    result = Burst()
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-
-        async def send(body: bytes, headers: dict[str, str]) -> bool:
-            try:
-                async with session.post(url, data=body, headers=headers) as r:
-                    await r.read()
-                    return r.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                return False
-
-        warm, measured = requests[:concurrency], iter(requests[concurrency:])
-        await asyncio.gather(*(send(b, h) for b, h in warm))  # connection set-up is not measured
-
-        async def worker() -> None:
-            for body, headers in measured:  # one shared iterator: each request is sent once
-                start = time.perf_counter()
-                ok = await send(body, headers)
-                if ok:
-                    result.latencies_ms.append((time.perf_counter() - start) * 1000)
-                else:
-                    result.failed += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        result.wall_s = time.perf_counter() - started
-    return result
+async def load(url: str, requests: list[dict[str, object]], concurrency: int, work: Path) -> Burst:
+    """One burst from bench.load, a process of its own (nothing else in its event loop)."""
+    path = work / "requests.json"
+    path.write_text(json.dumps(requests))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.load",
+        f"--url={url}",
+        f"--requests={path}",
+        f"--concurrency={concurrency}",
+        stdout=asyncio.subprocess.PIPE,
+        env=clean_env(),
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.load exited with status {proc.returncode}")
+    return Burst(**json.loads(out))
 
 
 async def concurrent_acks(
-    player: SlackPlayer, bot_url: str, work: Path, *, concurrency: int, requests: int, repeats: int
+    player: SlackPlayer, bot_url: str, work: Path, *, concurrency: int, requests: int, rounds: int
 ) -> None:
     body = urllib.parse.urlencode(player.command_form("alice", "help")).encode()
     async with (
@@ -249,11 +231,10 @@ async def concurrent_acks(
         await wait_ok(f"http://127.0.0.1:{port}/healthz", 30)
         urls = {"bot": bot_url, "bare": f"http://127.0.0.1:{port}/slack/events"}
         runs: dict[str, list[Burst]] = {"bot": [], "bare": []}
-        for i in range(repeats):
+        for i in range(rounds):
             for target in ("bot", "bare") if i % 2 == 0 else ("bare", "bot"):
-                runs[target].append(
-                    await burst(urls[target], signed_help(player, requests + concurrency), concurrency)
-                )
+                signed = signed_help(player, requests + concurrency)
+                runs[target].append(await load(urls[target], signed, concurrency, work))
     finally:
         stop_process(bare)
 
@@ -267,8 +248,8 @@ async def concurrent_acks(
         return b.per_second
 
     print(
-        f"ack `/release help`, {concurrency} at a time, {requests} requests, median (min–max) over "
-        f"{repeats}; bare = aiohttp answering the same {len(answer)}-byte body unverified:"
+        f"ack `/release help`, {concurrency} at a time, {requests} requests a round, median (min–max) "
+        f"over {rounds} rounds; bare = aiohttp answering the same {len(answer)}-byte body unverified:"
     )
     for name, fn, fmt, unit in (
         ("p50", p50, ".1f", " ms"),
@@ -357,6 +338,7 @@ class Release:
     lag_s: float  # from the Deployment completing to the card saying so, or kubectl returning
     requests: int  # without GET /version
     probes: int  # GET /version
+    kinds: Counter[str]  # by verb and resource, probes included
     self_counted: float = 0.0  # the bot's own counter (probes included)
     slack_calls: int = 0
 
@@ -392,7 +374,11 @@ async def kubectl_release(
         t_complete = await done
     window = audit.since(mark)  # kubectl has exited: every request it made is in the log
     return Release(
-        ended - started, ended - t_complete, window.count("kubectl", probes=False), window.probes("kubectl")
+        ended - started,
+        ended - t_complete,
+        window.count("kubectl", probes=False),
+        window.probes("kubectl"),
+        window.kinds("kubectl"),
     )
 
 
@@ -428,6 +414,7 @@ async def bot_release(
         t_card - t_complete,
         window.count("bot", probes=False),
         window.probes("bot"),
+        window.kinds("bot"),
         after - before,
         slack,
     )
@@ -485,6 +472,10 @@ async def rolling_vs_kubectl(
         f"{spread([float(r.probes) for r in b_runs], '.0f')} more), "
         f"bot/kubectl {spread(ratios(b_req, k_req), '.1f', '×')}"
     )
+    for way, done in runs.items():
+        kinds: Counter[str] = sum((r.kinds for r in done), Counter())
+        shown = ", ".join(f"{what} {count / len(done):.1f}" for what, count in kinds.most_common(8))
+        print(f"  {way}'s requests by kind, per release: {shown}")
     print(
         f"  the bot's own counter for the same window: {spread([r.self_counted for r in b_runs], '.0f')} "
         f"(probes included); kubectl's discovery cache was filled first ({warm_up} requests when cold)"
@@ -497,6 +488,7 @@ async def rolling_vs_kubectl(
 
 
 async def main(args: argparse.Namespace) -> None:
+    print(f"load average before starting: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     work = Path(tempfile.mkdtemp(prefix="release-bot-bench-"))
     cp = ControlPlane(work / "cluster", ready_delay=1.0, audit_log=True)
     t0 = time.perf_counter()
@@ -523,7 +515,7 @@ async def main(args: argparse.Namespace) -> None:
                 work,
                 concurrency=args.concurrency,
                 requests=args.requests,
-                repeats=args.repeats,
+                rounds=args.rounds,
             )
             print(f"bot RSS after the acks: {rss_mib(bot.pid):.0f} MiB")
             await rolling_vs_kubectl(
@@ -550,6 +542,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=300, help="sequential acks of each command")
     parser.add_argument("--concurrency", type=int, default=100, help="requests in flight at once")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per concurrent run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of the concurrent acks and releases")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per round, to each")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of the concurrent acks")
+    parser.add_argument("--repeats", type=int, default=3, help="releases each way")
     asyncio.run(main(parser.parse_args()))
