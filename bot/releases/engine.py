@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -323,21 +324,13 @@ class Engine:
                 events.Approved(by=actor.id, count=len(rec.approved_by), required=rec.approvals_required)
             )
 
-        stored = await self.store.update(app.namespace, app.name, change)
-        r = stored.record
-        await self.audit(
-            action="approve",
-            actor=actor,
-            app=app.name,
-            namespace=app.namespace,
-            deployment=r.deployment,
-            result=f"approved ({len(r.approved_by)} of {r.approvals_required})",
-            channel_id=r.channel_id,
-            from_version=r.from_version,
-            to_version=r.to_version,
+        return await self._verdict(
+            app,
+            actor,
+            "approve",
+            change,
+            lambda r: f"approved ({len(r.approved_by)} of {r.approvals_required})",
         )
-        self.ensure_driver(app.namespace, app.name)
-        return r
 
     async def deny(
         self, app_name: str, actor: Actor, reason: str = "", release_id: str | None = None
@@ -356,19 +349,32 @@ class Engine:
                 .with_note(events.Denied(by=actor.id, reason=reason))
             )
 
-        stored = await self.store.update(app.namespace, app.name, change)
-        r = stored.record
+        said = "denied" + (f": {reason}" if reason else "")
+        return await self._verdict(app, actor, "deny", change, lambda _: said, warning=True)
+
+    async def _verdict(
+        self,
+        app: App,
+        actor: Actor,
+        action: str,
+        change: Callable[[Record], Record],
+        result: Callable[[Record], str],
+        *,
+        warning: bool = False,
+    ) -> Record:
+        """Record an approver's approval or denial (compare-and-set), audit it, and wake the driver."""
+        r = (await self.store.update(app.namespace, app.name, change)).record
         await self.audit(
-            action="deny",
+            action=action,
             actor=actor,
             app=app.name,
             namespace=app.namespace,
             deployment=r.deployment,
-            result="denied" + (f": {reason}" if reason else ""),
+            result=result(r),
             channel_id=r.channel_id,
             from_version=r.from_version,
             to_version=r.to_version,
-            warning=True,
+            warning=warning,
         )
         self.ensure_driver(app.namespace, app.name)
         return r
