@@ -22,7 +22,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.catalog import Catalog
+from bot.catalog import Action, Catalog
 from bot.errors import ConfigError
 from bot.kube import access
 from bot.kube.client import Kube, KubeError
@@ -185,17 +185,9 @@ async def serve(
 
 
 def uses_usergroups(catalog: Catalog) -> bool:
-    """Whether any permission of the catalog names a user group (the bot then needs usergroups:read)."""
-    for app in catalog.apps.values():
-        rules = (
-            app.permissions.view,
-            app.permissions.release,
-            app.permissions.promote,
-            app.permissions.rollback,
-        )
-        if any(rule is not None and rule.usergroups for rule in rules):
-            return True
-    return False
+    """Whether any rule of the catalog (permissions, approvals, break-glass, freeze override) names a
+    user group: the bot then needs usergroups:read."""
+    return any(app.rule(action).usergroups for app in catalog.apps.values() for action in Action)
 
 
 async def check_rights(kube: Kube, catalog: Catalog, settings: Settings) -> None:

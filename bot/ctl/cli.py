@@ -35,7 +35,7 @@ from bot.releases import events
 from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
 from bot.releases.gate import Enqueued
-from bot.releases.health import Live, progress, revision
+from bot.releases.health import Live, revision, running
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import Reporter
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
@@ -202,9 +202,9 @@ async def _act(
 
 
 def _print_status(dep: dict[str, Any], record: Record | None) -> None:
-    p = progress(dep)
-    images = ", ".join(c.get("image", "") for c in dep["spec"]["template"]["spec"]["containers"])
-    print(f"{dep['metadata']['namespace']}/{dep['metadata']['name']}: {images}")
+    now = running(dep)
+    p = now.progress
+    print(f"{now.namespace}/{now.name}: {', '.join(image for _, image in now.images)}")
     print(f"replicas: desired {p.desired}, updated {p.updated}, ready {p.ready}, available {p.available}")
     if record is not None:
         state = "current" if record.active else "last"

@@ -54,6 +54,33 @@ class Progress:
         return max(0, self.total - self.updated)
 
 
+@dataclass(frozen=True)
+class Running:
+    """What a Deployment runs, as status answers show it: its name, each container's image, its
+    conditions (type, status, reason) and its rollout progress."""
+
+    namespace: str
+    name: str
+    images: tuple[tuple[str, str], ...]  # (container, image)
+    conditions: tuple[tuple[str, str, str], ...]
+    progress: Progress
+
+
+def running(deployment: Obj) -> Running:
+    meta = deployment.get("metadata", {})
+    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    conditions = deployment.get("status", {}).get("conditions") or []
+    return Running(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        images=tuple((str(c.get("name", "")), str(c.get("image", ""))) for c in containers),
+        conditions=tuple(
+            (str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason", ""))) for c in conditions
+        ),
+        progress=progress(deployment),
+    )
+
+
 def progress(deployment: Obj) -> Progress:
     spec, status = deployment.get("spec", {}), deployment.get("status", {})
     meta = deployment.get("metadata", {})

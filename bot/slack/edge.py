@@ -38,8 +38,8 @@ from urllib.parse import parse_qsl
 # - a slash command's text by the 40,000-character message limit: under 500 KB form-encoded even if
 #   every character takes four UTF-8 bytes (12 once percent-encoded);
 # - a click (block_actions) repeats the message its button is on: the bot's cards (clipped by
-#   bot/slack/cards.py) come to a few kilobytes, and even 50 full 3,000-character sections to about
-#   250 KB once JSON- and form-encoded;
+#   bot/slack/cards.py) come to a few kilobytes, and even 50 full 3,000-character sections to
+#   about 250 KB once JSON- and form-encoded;
 # - Events API deliveries (url_verification) are tiny.
 # 1 MiB, aiohttp's own default, holds the largest of these twice over; anything larger is not Slack.
 MAX_BODY_BYTES = 1 << 20

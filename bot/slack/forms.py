@@ -13,7 +13,7 @@ only draws what they decided and parses what Slack sends back:
 - `home_view`: every app the person may see, what runs, the current or last release with a link to
   its card, and the last revisions of the Deployment.
 
-Every user- or cluster-supplied string that lands in mrkdwn goes through `cards.esc`; plain_text
+Every user- or cluster-supplied string that lands in mrkdwn goes through `mrkdwn.esc`; plain_text
 fields are shown by Slack as typed and only clipped to their limits.
 """
 
@@ -32,7 +32,7 @@ from bot.catalog import App
 from bot.releases.health import container_image, progress, version_of
 from bot.releases.history import Revision
 from bot.releases.record import Record, describe_phase
-from bot.slack.cards import clip, esc, mention
+from bot.slack.mrkdwn import clip, esc, mention, plain
 
 Block = dict[str, Any]
 
@@ -341,7 +341,7 @@ def strategy_block(view: Mapping[str, Any]) -> str:
 
 def field_error(message: str) -> str:
     """A message for a field error: Slack shows it as plain text, under the field."""
-    return clip(message.replace("`", ""), 2000)
+    return clip(plain(message).replace("`", ""), 2000)
 
 
 def not_allowed_form(reason: str) -> str:

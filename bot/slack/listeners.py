@@ -2,7 +2,7 @@
 parse, authorize, hand off, answer.
 
 Handlers stay thin: parsing is in `commands`, permission decisions in `bot.policy`, release work in the
-engine, wording in `cards` and `forms`. Every failure becomes an ephemeral answer (or, in the form, an
+engine, wording in `answers`, `cards` and `forms`. Every failure becomes an ephemeral answer (or, in the form, an
 error under the field); only user errors are shown verbatim, anything else gets an error id that is
 also in the log. Every command, click, form change and submission is checked against the catalog's
 permissions; a user-group lookup that fails is said ("cannot check membership of S…") instead of
@@ -33,7 +33,7 @@ from bot.releases.engine import Engine
 from bot.releases.gate import Enqueued
 from bot.releases.record import Actor, Record, Request
 from bot.releases.refusals import Refusal
-from bot.slack import cards, forms
+from bot.slack import answers, forms, wire
 from bot.slack.health import Observer, count_hook
 from commands import intents
 from commands.parser import UsageError, classify_version, parse
@@ -152,10 +152,10 @@ class Handlers:
 
     def register(self, app: AsyncApp) -> None:
         app.command("/release")(self.on_command)
-        app.action(re.compile(f"^{re.escape(cards.ACTION_PREFIX)}"))(self.on_click)
-        app.action(cards.UNDO_ACTION)(self.on_undo_click)
-        app.action(cards.APPROVE_ACTION)(self.on_gate_click)
-        app.action(cards.DENY_ACTION)(self.on_gate_click)
+        app.action(re.compile(f"^{re.escape(wire.ACTION_PREFIX)}"))(self.on_click)
+        app.action(wire.UNDO_ACTION)(self.on_undo_click)
+        app.action(wire.APPROVE_ACTION)(self.on_gate_click)
+        app.action(wire.DENY_ACTION)(self.on_gate_click)
         app.action(re.compile("^(" + "|".join(map(re.escape, forms.FORM_ACTIONS)) + ")$"))(
             self.on_form_change
         )
@@ -176,7 +176,7 @@ class Handlers:
             error = str(e.response.get("error") or "")
             log.warning("ephemeral answer to %s failed: %s", user, error)
             if error in CANNOT_POST:
-                hint = cards.cannot_post_here(error, channel, self.bot_user_id)
+                hint = answers.cannot_post_here(error, channel, self.bot_user_id)
                 text = f"{text}\n{hint}"
                 if blocks:
                     blocks = [*blocks, {"type": "context", "elements": [{"type": "mrkdwn", "text": hint}]}]
@@ -224,9 +224,9 @@ class Handlers:
         try:
             answer = await work()
         except UserError as e:
-            answer = cards.refusal(e)
+            answer = answers.refusal(e)
         except Exception:
-            answer = cards.internal_error(self._logged_error(user))
+            answer = answers.internal_error(self._logged_error(user))
         if answer:
             await self._answer(channel, user, answer, reply_to)
 
@@ -256,7 +256,7 @@ class Handlers:
         maybe = policy.decide(app, action, user_id, membership.groups | set(membership.failed), channel_id)
         if not maybe.allowed:
             return maybe, ""
-        return decision, cards.membership_unknown(membership.failed)
+        return decision, answers.membership_unknown(membership.failed)
 
     async def _authorize(
         self, app: App, action: Action, user_id: str, user_name: str, channel_id: str, what: str
@@ -277,10 +277,8 @@ class Handlers:
             warning=True,
         )
         if unknown:
-            return cards.refused(
-                f"Sorry, {unknown}: you may not {action.value} `{app.name}` until it can be."
-            )
-        return cards.refused_with_who(f"Sorry, {decision.reason}.", user_id, app.rule(action))
+            return answers.membership_refusal(unknown, action.value, app.name)
+        return answers.refused_with_who(f"Sorry, {decision.reason}.", user_id, app.rule(action))
 
     async def _allowed(
         self, user_id: str, action: Action, channel_id: str
@@ -343,10 +341,10 @@ class Handlers:
         try:
             intent = parse(text, apps=self.catalog.apps.keys())
         except UsageError as e:
-            await ack(text=cards.usage_error(str(e)))
+            await ack(text=answers.usage_error(str(e)))
             return
         if isinstance(intent, intents.Help):
-            await ack(text=cards.help_text())
+            await ack(text=answers.help_text())
             return
         await ack()
         user_id, channel_id = body["user_id"], body["channel_id"]
@@ -360,10 +358,10 @@ class Handlers:
         if isinstance(intent, intents.Apps):
             allowed, failed = await self._allowed(actor.id, Action.RELEASE, channel_id)
             gates = {a.name: await self.engine.gate(a) for a in self.catalog.apps.values()}
-            listing = cards.apps_list(self.catalog.apps.values(), [a.name for a in allowed], gates)
-            return listing + (f"\n{cards.membership_unknown(failed)}" if failed else "")
+            listing = answers.apps_list(self.catalog.apps.values(), [a.name for a in allowed], gates)
+            return listing + (f"\n{answers.membership_unknown(failed)}" if failed else "")
         if isinstance(intent, intents.Help):
-            return cards.help_text()
+            return answers.help_text()
         app = self.engine.app(intent.app)
         refusal = await self._authorize(
             app, policy.action_for(intent), actor.id, actor.name, channel_id, intent.kind
@@ -394,7 +392,7 @@ class Handlers:
                     body.get("channel_name", ""),
                     str(body.get("response_url") or ""),
                 )
-                return cards.accepted(started)
+                return answers.accepted(started)
             case intents.Status():
                 dep, stored = await self.engine.status(app)
                 link = (
@@ -403,54 +401,54 @@ class Handlers:
                     else ""
                 )
                 gate = await self.engine.gate(app)
-                return cards.status(app, dep, stored.record if stored else None, link, gate)
+                return answers.status(app, dep, stored.record if stored else None, link, gate)
             case intents.Promote():
                 roles = await self._roles(app, actor.id, channel_id)
                 await self.engine.request(app.name, Request.PROMOTE, actor, roles=roles, reason=intent.reason)
-                return cards.request_taken(Request.PROMOTE, app.name)
+                return answers.request_taken(Request.PROMOTE, app.name)
             case intents.Abort() | intents.Finish():
                 request = Request(intent.kind)
                 await self.engine.request(app.name, request, actor)
-                return cards.request_taken(request, app.name)
+                return answers.request_taken(request, app.name)
             case intents.Approve():
                 record = await self.engine.approve(app.name, actor)
-                return cards.approval_taken(record)
+                return answers.approval_taken(record)
             case intents.Deny():
                 record = await self.engine.deny(app.name, actor, intent.reason)
-                return cards.approval_taken(record)
+                return answers.approval_taken(record)
             case intents.Lock():
                 await self.engine.lock(app.name, actor, intent.reason, channel_id)
                 await self.engine.reporter.announce(
-                    channel_id, cards.gate_changed(app.name, actor.id, "locked", intent.reason)
+                    channel_id, answers.gate_changed(app.name, actor.id, "locked", intent.reason)
                 )
                 return None
             case intents.Unlock():
                 await self.engine.unlock(app.name, actor, channel_id)
                 await self.engine.reporter.announce(
-                    channel_id, cards.gate_changed(app.name, actor.id, "unlocked")
+                    channel_id, answers.gate_changed(app.name, actor.id, "unlocked")
                 )
                 return None
             case intents.Dequeue():
                 gate = await self.engine.dequeue(app.name, actor, channel_id)
-                return cards.dequeued(app.name, gate)
+                return answers.dequeued(app.name, gate)
             case intents.History():
                 dep, revisions = await self.engine.history(app)
-                return cards.history_text(app, dep, revisions, intent.revision)
+                return answers.history_text(app, dep, revisions, intent.revision)
             case intents.Rollback():
                 _, stored = await self.engine.status(app)
                 if stored is not None and stored.record.active and intent.to_revision is None:
                     await self.engine.request(app.name, Request.ROLLBACK, actor)
-                    return cards.request_taken(Request.ROLLBACK, app.name)
-                return cards.undo_offer(app, *await self.engine.preview_undo(app, intent.to_revision))
+                    return answers.request_taken(Request.ROLLBACK, app.name)
+                return answers.undo_offer(app, *await self.engine.preview_undo(app, intent.to_revision))
             case intents.Pause() | intents.Resume():
                 paused = isinstance(intent, intents.Pause)
                 await self.engine.set_paused(app, paused, actor, channel_id)
                 await self.engine.reporter.announce(
-                    channel_id, cards.paused_announcement(app, actor.id, paused)
+                    channel_id, answers.paused_announcement(app, actor.id, paused)
                 )
                 return None
             case _:
-                return cards.not_yet(intent.kind)
+                return answers.not_yet(intent.kind)
 
     async def _begin(
         self, intent: intents.Release, actor: Actor, channel_id: str, channel_name: str, reply_to: str
@@ -483,9 +481,9 @@ class Handlers:
 
         async def work() -> Answer | None:
             try:
-                app_name, target, seen = cards.parse_undo_value(str(action.get("value", "")))
+                app_name, target, seen = wire.parse_undo_value(str(action.get("value", "")))
             except ValueError:
-                return cards.conflict("That button is not one of mine any more.")
+                return answers.conflict("That button is not one of mine any more.")
             app = self.engine.app(app_name)
             refusal = await self._authorize(
                 app, Action.ROLLBACK, actor.id, actor.name, channel_id, "rollback"
@@ -502,10 +500,10 @@ class Handlers:
 
     async def _click(self, action: dict[str, Any], actor: Actor, channel_id: str) -> str | None:
         try:
-            request = Request(action["action_id"].removeprefix(cards.ACTION_PREFIX))
+            request = Request(action["action_id"].removeprefix(wire.ACTION_PREFIX))
         except ValueError:
-            return cards.conflict("That button is not one of mine any more.")
-        app_name, release_id, phase, step = cards.parse_button_value(str(action.get("value", "")))
+            return answers.conflict("That button is not one of mine any more.")
+        app_name, release_id, phase, step = wire.parse_button_value(str(action.get("value", "")))
         app = self.engine.app(app_name)
         refusal = await self._authorize(
             app, policy.ACTION_OF[request.value], actor.id, actor.name, channel_id, f"{request.value} click"
@@ -528,10 +526,10 @@ class Handlers:
         user_id = str((body.get("user") or {}).get("id") or "")
         channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
         actor = actor_of(body)
-        approve = action.get("action_id") == cards.APPROVE_ACTION
+        approve = action.get("action_id") == wire.APPROVE_ACTION
 
         async def work() -> Answer | None:
-            app_name, release_id, _, _ = cards.parse_button_value(str(action.get("value", "")))
+            app_name, release_id, _, _ = wire.parse_button_value(str(action.get("value", "")))
             app = self.engine.app(app_name)
             what = "approve click" if approve else "deny click"
             refusal = await self._authorize(app, Action.APPROVE, actor.id, actor.name, channel_id, what)
@@ -575,7 +573,7 @@ class Handlers:
         allowed, failed = await self._allowed(user_id, Action.RELEASE, channel_id)
         offered = self._offered(allowed)
         if not offered:
-            return cards.nothing_to_release(failed)
+            return answers.nothing_to_release(failed)
         selected = offered[0]
         app = self.catalog.apps[selected.name]
         meta = forms.FormMeta(
@@ -587,7 +585,7 @@ class Handlers:
                 view=forms.release_form(offered, selected, app, meta),
             )
         except SlackApiError as e:
-            return cards.form_failed(str(e.response.get("error") or "unknown"))
+            return answers.form_failed(str(e.response.get("error") or "unknown"))
         view = opened.get("view") or {}
         await self._redraw(view, offered, selected, meta)
         return None
@@ -678,7 +676,7 @@ class Handlers:
             return
         refusal = await self._authorize(app, Action.RELEASE, actor.id, actor.name, meta.channel_id, "release")
         if refusal:
-            await errors(forms.APP_BLOCK, refusal.removeprefix(":no_entry: "))
+            await errors(forms.APP_BLOCK, refusal.removeprefix(":no_entry: "))  # plain text there
             return
         intent = intents.Release(app=name, version=values.version, version_kind=kind, strategy=strategy)
         task = self._spawn(
@@ -705,11 +703,11 @@ class Handlers:
         await ack()
         started = task.result()
         self._after_ack(
-            meta.channel_id, actor.id, lambda: _answer_now(cards.accepted(started)), meta.reply_to
+            meta.channel_id, actor.id, lambda: _answer_now(answers.accepted(started)), meta.reply_to
         )
 
     async def _form_outcome(self, task: asyncio.Task[Record | Enqueued]) -> Answer:
-        return cards.accepted(await task)
+        return answers.accepted(await task)
 
     # --- App Home ----------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from bot.releases.gate import Queued
 from bot.releases.health import Live
 from bot.releases.ports import CardRefused, Shown
 from bot.releases.record import Record
-from bot.slack import cards
+from bot.slack import answers, cards, notes
 from bot.slack.outbox import Card, Outbox, Post
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class SlackReporter:
         for i in range(state.queued, len(record.notes)):
             sender.posts.append(
                 Post(
-                    text=cards.note(record, record.notes[i]),
+                    text=notes.note(record, record.notes[i]),
                     release_id=record.id,
                     on_sent=self._note_sent(state),
                 )
@@ -189,7 +189,7 @@ class SlackReporter:
     async def card_refused(self, record: Record, error: str) -> None:
         """Tell the requester privately why the release could not start, through the command's
         response_url (it works where the bot cannot post: a channel it is not in, a DM)."""
-        text = cards.card_refused_reason(error, record.channel_id)
+        text = answers.card_refused_reason(error, record.channel_id)
         if not record.reply_to:
             log.warning("cannot tell %s about %s: no response_url", record.requester.id, record.id)
             return
@@ -207,11 +207,11 @@ class SlackReporter:
         sender.kick()
 
     async def broadcast(self, channel: str, record: Record, event: events.Event) -> None:
-        await self.announce(channel, cards.note(record, event))
+        await self.announce(channel, notes.note(record, event))
 
     async def queued_refused(self, entry: Queued, app: str, refusal: Exception) -> None:
         if entry.front_end == SLACK:
-            await self.announce(entry.channel_id, cards.queued_refused(entry, app, refusal))
+            await self.announce(entry.channel_id, answers.queued_refused(entry, app, refusal))
 
     async def permalink(self, record: Record) -> str:
         if not record.card_ref:

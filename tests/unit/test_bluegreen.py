@@ -17,7 +17,7 @@ from bot.releases import bluegreen as bg
 from bot.releases import events, objects, refusals
 from bot.releases.health import Live
 from bot.releases.record import Phase, Record
-from bot.slack import cards
+from bot.slack import cards, mrkdwn, notes
 from commands.intents import Strategy
 from sandbox import hexo
 from tests.unit.records import T0
@@ -317,11 +317,11 @@ def test_serves_only() -> None:
     ],
 )
 def test_memory_text(n: int, text: str) -> None:
-    assert cards.memory_text(n) == text
+    assert mrkdwn.memory_text(n) == text
 
 
 def test_cpu_text() -> None:
-    assert (cards.cpu_text(600), cards.cpu_text(1200), cards.cpu_text(2000)) == (
+    assert (mrkdwn.cpu_text(600), mrkdwn.cpu_text(1200), mrkdwn.cpu_text(2000)) == (
         "600m CPU",
         "1.2 CPU",
         "2 CPU",
@@ -348,14 +348,14 @@ def test_no_requests_declared() -> None:
 def test_hostile_names_are_escaped_in_milestones() -> None:
     r = record(green="<!channel>", deployment="<@U999>")
     for text in (
-        cards.note(r, events.GreenCreated()),
-        cards.note(r, events.GreenReady()),
-        cards.note(
+        notes.note(r, events.GreenCreated()),
+        notes.note(r, events.GreenReady()),
+        notes.note(
             r, events.Switched(service="svc", pods=6, seconds=0.4, grace_seconds=300, retire="scale-down")
         ),
-        cards.note(r, events.GreenFailed(reason="<!here>", switched=False)),
-        cards.note(r.to(Phase.ABORTED), events.BlueGreenEnded(aborted=True, green_deleted=True)),
-        cards.note(r, events.Retired(how="kept", seconds=10)),
+        notes.note(r, events.GreenFailed(reason="<!here>", switched=False)),
+        notes.note(r.to(Phase.ABORTED), events.BlueGreenEnded(aborted=True, green_deleted=True)),
+        notes.note(r, events.Retired(how="kept", seconds=10)),
     ):
         assert "<!" not in text and "<@U999>" not in text
 

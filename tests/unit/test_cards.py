@@ -24,7 +24,7 @@ from bot.releases.record import (
     describe_phase,
     new_id,
 )
-from bot.slack import cards
+from bot.slack import answers, cards, mrkdwn, notes, wire
 from commands.intents import Strategy
 from commands.parser import USAGE
 from tests.unit.records import ALICE, T0, record
@@ -89,25 +89,25 @@ def buttons(rec: Record) -> list[dict[str, Any]]:
 
 
 def test_esc() -> None:
-    assert cards.esc("a & b <c> d") == "a &amp; b &lt;c&gt; d"
-    assert cards.esc("&lt;") == "&amp;lt;"  # already-escaped text is shown as typed
-    assert cards.esc("<!channel>") == "&lt;!channel&gt;"
-    assert cards.esc(42) == "42"
-    assert cards.esc("plain `v2.0`") == "plain `v2.0`"
+    assert mrkdwn.esc("a & b <c> d") == "a &amp; b &lt;c&gt; d"
+    assert mrkdwn.esc("&lt;") == "&amp;lt;"  # already-escaped text is shown as typed
+    assert mrkdwn.esc("<!channel>") == "&lt;!channel&gt;"
+    assert mrkdwn.esc(42) == "42"
+    assert mrkdwn.esc("plain `v2.0`") == "plain `v2.0`"
 
 
 def test_clip() -> None:
-    assert cards.clip("short", 10) == "short"
-    assert cards.clip("x" * 10, 10) == "x" * 10
-    clipped = cards.clip("x" * 11, 10)
+    assert mrkdwn.clip("short", 10) == "short"
+    assert mrkdwn.clip("x" * 10, 10) == "x" * 10
+    clipped = mrkdwn.clip("x" * 11, 10)
     assert clipped == "x" * 9 + "…"
     assert len(clipped) == 10
 
 
 def test_mention() -> None:
-    assert cards.mention("U123") == "<@U123>"
-    assert cards.mention("<!channel>") == "&lt;!channel&gt;"
-    assert cards.mention("U1|x") == "U1|x"
+    assert mrkdwn.mention("U123") == "<@U123>"
+    assert mrkdwn.mention("<!channel>") == "&lt;!channel&gt;"
+    assert mrkdwn.mention("U1|x") == "U1|x"
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_mention() -> None:
     ],
 )
 def test_duration(seconds: float, text: str) -> None:
-    assert cards.duration(seconds) == text
+    assert mrkdwn.duration(seconds) == text
 
 
 # --- Escaping of everything user- or cluster-supplied ----------------------------------------------
@@ -177,20 +177,20 @@ def test_messages_escape_hostile_strings() -> None:
     rec = hostile_record(Phase.SUCCEEDED)
     health = PodHealth(pods=1, problems={"<!channel>": 1}).describe()
     out = [
-        cards.note(rec, events.Started(max_surge="<!channel>", max_unavailable="<!here>")),
-        cards.note(rec, events.CanaryStep(updated=1, old=6, health=health)),
-        cards.note(rec, events.CanaryHealthy(step=0, ready=1, old=6, next=6, desired=6)),
-        cards.note(rec, events.Succeeded(seconds=5)),
-        cards.note(rec, events.Failed(reason="<!channel>", auto_rollback=True)),
-        cards.note(rec, events.RolledBack(by="<!here>")),
-        cards.note(rec, events.Acted(action="<!channel>", by="<!here>", detail="<https://evil|x>")),
-        cards.usage_error("Unexpected `<!channel>`"),
-        cards.refused("<!channel>"),
-        cards.conflict("<!channel>"),
-        cards.internal_error("<!channel>"),
-        cards.not_yet("<!channel>"),
-        cards.accepted(rec),
-        cards.request_taken(Request.PROMOTE, "<!channel>"),
+        notes.note(rec, events.Started(max_surge="<!channel>", max_unavailable="<!here>")),
+        notes.note(rec, events.CanaryStep(updated=1, old=6, health=health)),
+        notes.note(rec, events.CanaryHealthy(step=0, ready=1, old=6, next=6, desired=6)),
+        notes.note(rec, events.Succeeded(seconds=5)),
+        notes.note(rec, events.Failed(reason="<!channel>", auto_rollback=True)),
+        notes.note(rec, events.RolledBack(by="<!here>")),
+        notes.note(rec, events.Acted(action="<!channel>", by="<!here>", detail="<https://evil|x>")),
+        answers.usage_error("Unexpected `<!channel>`"),
+        answers.refused("<!channel>"),
+        answers.conflict("<!channel>"),
+        answers.internal_error("<!channel>"),
+        answers.not_yet("<!channel>"),
+        answers.accepted(rec),
+        answers.request_taken(Request.PROMOTE, "<!channel>"),
     ]
     for text in out:
         only_ours(text)
@@ -283,15 +283,15 @@ def test_buttons_per_phase(phase: Phase) -> None:
     for b in got:
         assert b["type"] == "button"
         # The value carries the release and the state the person saw (the click handler checks it).
-        assert cards.parse_button_value(b["value"]) == ("hexo", rec.id, phase.value, rec.step)
+        assert wire.parse_button_value(b["value"]) == ("hexo", rec.id, phase.value, rec.step)
         confirm = b["confirm"]
         assert confirm["style"] == b["style"]
         assert confirm["deny"]["text"] == "Cancel"
         assert "`v2.0`" in confirm["text"]["text"] or "`v1.0`" in confirm["text"]["text"]
-        if b["action_id"] in (cards.APPROVE_ACTION, cards.DENY_ACTION):
+        if b["action_id"] in (wire.APPROVE_ACTION, wire.DENY_ACTION):
             continue  # approvals are counted on the record, not asked for as a request
         # Every button asks for something the record accepts in that phase.
-        request = Request(b["action_id"].removeprefix(cards.ACTION_PREFIX))
+        request = Request(b["action_id"].removeprefix(wire.ACTION_PREFIX))
         assert request in ACCEPTS[phase]
 
 
@@ -313,9 +313,9 @@ def test_pending_request_hides_the_buttons() -> None:
 def test_button_value_round_trips_with_dashed_app_names() -> None:
     rec = record(id=new_id("payments-api-v2", T0), app="payments-api-v2", phase=Phase.CANARY, step=3)
     for b in buttons(rec):
-        assert cards.parse_button_value(b["value"]) == ("payments-api-v2", rec.id, "canary", 3)
+        assert wire.parse_button_value(b["value"]) == ("payments-api-v2", rec.id, "canary", 3)
     # A value from an older card (the release id only) still names the app and the release.
-    assert cards.parse_button_value(rec.id) == ("payments-api-v2", rec.id, None, None)
+    assert wire.parse_button_value(rec.id) == ("payments-api-v2", rec.id, None, None)
 
 
 def confirm_of(rec: Record, action: str, live: Live | None = None) -> tuple[str, str, str]:
@@ -453,7 +453,7 @@ def test_confirm_texts_are_escaped_and_never_cut_an_entity() -> None:
     ],
 )
 def test_clip_mrkdwn(text: str, limit: int, clipped: str) -> None:
-    assert cards.clip_mrkdwn(text, limit) == clipped
+    assert mrkdwn.clip_mrkdwn(text, limit) == clipped
 
 
 def test_actions_block_id_changes_with_phase_and_step() -> None:
@@ -641,29 +641,29 @@ def test_who_started_a_running_release_is_said_once() -> None:
 
 
 def test_ago() -> None:
-    assert cards.ago(T0) == "<!date^1714564800^{ago}|2024-05-01 12:00:00 UTC>"
-    only_ours(cards.ago(T0))
+    assert mrkdwn.ago(T0) == "<!date^1714564800^{ago}|2024-05-01 12:00:00 UTC>"
+    only_ours(mrkdwn.ago(T0))
 
 
 def test_canary_notes() -> None:
     rec = record(phase=Phase.CANARY)
-    assert cards.note(rec, STOPPED) == (
+    assert notes.note(rec, STOPPED) == (
         ":hatching_chick: Canary started: 1 new pod of `v2.0` (0/1 ready) beside 6 old. Watching until it "
         "is Ready."
     )
-    assert cards.note(rec, HEALTHY) == (
+    assert notes.note(rec, HEALTHY) == (
         ":hatched_chick: Canary healthy: 1 new pod ready beside 6 old. Waiting for Promote or Rollback. "
         "Promote runs `v2.0` on all 6 pods."
     )
     step = events.CanaryStep(updated=3, old=4, step=1, next=6, desired=6)
-    assert cards.note(rec, step).startswith(
+    assert notes.note(rec, step).startswith(
         ":hatching_chick: Canary step reached: 3 new pods of `v2.0` beside 4 old. Watching until they are"
     )
-    assert cards.note(rec, HEALTHY.model_copy(update={"next": 3})).endswith(
+    assert notes.note(rec, HEALTHY.model_copy(update={"next": 3})).endswith(
         "Promote runs `v2.0` on 3 of 6 pods."
     )
     legacy = events.CanaryHealthy(step=0, ready=1, old=6)
-    assert cards.note(rec, legacy).endswith("Waiting for Promote or Rollback.")
+    assert notes.note(rec, legacy).endswith("Waiting for Promote or Rollback.")
 
 
 def test_finished_card_shows_the_outcome_and_no_live_line() -> None:
@@ -736,7 +736,7 @@ def deployment_json(*, paused: bool = False) -> dict[str, Any]:
 
 
 def test_status_without_a_release() -> None:
-    out = cards.status(app(), deployment_json(), None, "")
+    out = answers.status(app(), deployment_json(), None, "")
     assert out.splitlines() == [
         "*hexo* (Deployment `devops/hexo`)",
         "Images: `hexo`: `registry.sword.org/nginx:v1.0`",
@@ -748,23 +748,23 @@ def test_status_without_a_release() -> None:
 
 def test_status_with_current_and_last_release() -> None:
     link = "https://example.slack.com/archives/C1/p1"
-    current = cards.status(app(), deployment_json(paused=True), record(phase=Phase.CANARY), link)
+    current = answers.status(app(), deployment_json(paused=True), record(phase=Phase.CANARY), link)
     assert "· *paused*" in current
     assert current.splitlines()[-1] == (
         f"Current release: `v2.0` (canary) by <@U123>, waiting at a canary step <{link}|card>"
     )
-    last = cards.status(app(), deployment_json(), record(phase=Phase.SUCCEEDED), "not-a-link")
+    last = answers.status(app(), deployment_json(), record(phase=Phase.SUCCEEDED), "not-a-link")
     assert last.splitlines()[-1] == "Last release: `v2.0` (canary) by <@U123>, finished"
 
 
 def test_apps_list() -> None:
-    out = cards.apps_list([app("hexo"), app("blog", "web")], ["hexo"])
+    out = answers.apps_list([app("hexo"), app("blog", "web")], ["hexo"])
     assert out == (
         "*Apps you can release:*\n"
         "• `hexo` in `devops`: rolling, canary, bluegreen\n"
         "• `blog` in `web`: rolling, canary, bluegreen _(view only)_"
     )
-    assert cards.apps_list([], []) == "*Apps you can release:*\nnone"
+    assert answers.apps_list([], []) == "*Apps you can release:*\nnone"
 
 
 # What the bot itself means as a control sequence: mentions, channel links, dates and its own links.
@@ -781,7 +781,7 @@ def only_ours(text: str) -> None:
 
 
 def test_help_text_escapes_what_slack_would_parse() -> None:
-    out = cards.help_text()
+    out = answers.help_text()
     assert out.startswith("*release-bot* ")
     only_ours(out)
     assert "`/release &lt;app&gt; &lt;version&gt; [--rolling|--canary|--bluegreen] [--env E]`" in out
@@ -791,22 +791,22 @@ def test_help_text_escapes_what_slack_would_parse() -> None:
 
 def test_invite_and_cannot_post_here() -> None:
     assert (
-        cards.invite("C0RELEASES")
+        answers.invite("C0RELEASES")
         == "invite @release-bot to <#C0RELEASES> (type `/invite @release-bot` there)"
     )
-    assert cards.invite("C0RELEASES", "UBOT1").startswith("invite <@UBOT1> to <#C0RELEASES>")
-    here = cards.cannot_post_here("not_in_channel", "C0RELEASES", "UBOT1")
+    assert answers.invite("C0RELEASES", "UBOT1").startswith("invite <@UBOT1> to <#C0RELEASES>")
+    here = answers.cannot_post_here("not_in_channel", "C0RELEASES", "UBOT1")
     assert "release-bot is not in this channel: invite <@UBOT1> to <#C0RELEASES>" in here
-    assert "cannot see this conversation" in cards.cannot_post_here("channel_not_found", "G0SECRET")
-    assert "archived" in cards.cannot_post_here("is_archived", "C1")
-    refused = cards.card_refused_reason("not_in_channel", "C0RELEASES")
+    assert "cannot see this conversation" in answers.cannot_post_here("channel_not_found", "G0SECRET")
+    assert "archived" in answers.cannot_post_here("is_archived", "C1")
+    refused = answers.card_refused_reason("not_in_channel", "C0RELEASES")
     assert "invite @release-bot to <#C0RELEASES>" in refused
-    for text in (here, refused, cards.cannot_post_here("<!channel>", "<!here>"), cards.invite("<!here>")):
+    for text in (here, refused, answers.cannot_post_here("<!channel>", "<!here>"), answers.invite("<!here>")):
         only_ours(text)
 
 
 def test_membership_unknown_and_the_form_answers() -> None:
-    text = cards.membership_unknown(
+    text = answers.membership_unknown(
         {"S0RELEASE": "missing_scope", "S0OPS": "no answer from Slack (TimeoutError)"}
     )
     assert text == (
@@ -814,16 +814,16 @@ def test_membership_unknown_and_the_form_answers() -> None:
     )
     hostile = {"<!channel>": "<https://evil|x>"}
     for out in (
-        cards.membership_unknown(hostile),
-        cards.nothing_to_release(hostile),
-        cards.form_failed("<!channel>"),
-        cards.nothing_to_release({}),
+        answers.membership_unknown(hostile),
+        answers.nothing_to_release(hostile),
+        answers.form_failed("<!channel>"),
+        answers.nothing_to_release({}),
     ):
         only_ours(out)
         for bad in HOSTILE:
             assert bad not in out
-    assert "cannot check membership" in cards.nothing_to_release({"S1": "x"})
-    assert "/release &lt;app&gt; &lt;version&gt;" in cards.form_failed("expired_trigger_id")
+    assert "cannot check membership" in answers.nothing_to_release({"S1": "x"})
+    assert "/release &lt;app&gt; &lt;version&gt;" in answers.form_failed("expired_trigger_id")
 
 
 def test_every_phase_has_an_icon_and_a_description() -> None:
@@ -837,8 +837,8 @@ def test_a_permission_refusal_names_the_person_and_who_may_act() -> None:
     from bot.catalog import Rule
 
     rule = Rule(users=("U0ALICE",), usergroups=("S0SRE",), channels=("C0REL",))
-    text = cards.refused_with_who("Sorry, you are not allowed to release `hexo`.", "U0MALLORY", rule)
+    text = answers.refused_with_who("Sorry, you are not allowed to release `hexo`.", "U0MALLORY", rule)
     assert "You are <@U0MALLORY> (`U0MALLORY`)" in text
     assert "Who may: <@U0ALICE>, <!subteam^S0SRE> from <#C0REL>" in text
-    nobody = cards.refused_with_who("Sorry.", "U0MALLORY", Rule())
+    nobody = answers.refused_with_who("Sorry.", "U0MALLORY", Rule())
     assert "nobody" in nobody and "<!" not in nobody

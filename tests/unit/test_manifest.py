@@ -13,6 +13,8 @@ import yaml
 
 from bot import manifest
 from bot.__main__ import main
+from bot.catalog import Catalog
+from bot.cli_serve import uses_usergroups
 from bot.errors import ConfigError
 from sandbox.slack.workspace import METHOD_SCOPES
 
@@ -160,3 +162,20 @@ def test_the_schema_refuses_what_slack_would() -> None:
     assert manifest.problems(bad_scope)
     with pytest.raises(ConfigError, match="invalid app manifest"):
         manifest.validate(no_url)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"permissions": {"release": {"usergroups": ["S0DEV"]}}},
+        {"permissions": {"release": {"users": ["U0A"]}, "lock": {"usergroups": ["S0DEV"]}}},
+        {"approvals": {"from": {"usergroups": ["S0SRE"]}}},
+        {"break_glass": {"usergroups": ["S0SRE"]}},
+        {"freeze_override": {"usergroups": ["S0SRE"]}},
+    ],
+)
+def test_a_user_group_named_in_any_rule_needs_usergroups_read(extra: dict[str, object]) -> None:
+    app = {"namespace": "apps", "deployment": "hexo", "container": "hexo", "image": "r.example/hexo", **extra}
+    assert uses_usergroups(Catalog.from_mapping({"apps": {"hexo": app}}))
+    plain = {"namespace": "apps", "deployment": "hexo", "container": "hexo", "image": "r.example/hexo"}
+    assert not uses_usergroups(Catalog.from_mapping({"apps": {"hexo": plain}}))

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot.catalog import App
+from bot.catalog import App, Rule
 from bot.releases.history import Revision
 from bot.releases.record import Actor, Phase
-from bot.slack import forms
+from bot.slack import answers, forms
 from sandbox.slack.views import Views
 from tests.unit.records import record
 from tests.unit.test_cards import HOSTILE, only_ours, texts
@@ -238,3 +238,15 @@ def test_environments_from_the_catalog_file(tmp_path: Path) -> None:
     )
     assert forms.environments(path) == {"hexo-staging": ("hexo", "staging"), "hexo-prod": ("hexo", "prod")}
     assert forms.environments(tmp_path / "missing.yaml") == {}
+
+
+def test_a_refusal_shown_on_a_field_reads_as_plain_text() -> None:
+    rule = Rule(users=("U034BOB",), usergroups=("S0SRE",))
+    refusal = answers.refused_with_who("Sorry, not you.", "U012ALICE", rule)
+    shown = forms.field_error(refusal.removeprefix(":no_entry: "))
+    assert shown == "Sorry, not you.\nYou are @U012ALICE (U012ALICE). Who may: @U034BOB, @S0SRE."
+    assert forms.field_error(
+        "<!date^1700000000^{time}|22:13 UTC> &lt;b&gt; <https://x.example|the card>"
+    ) == ("22:13 UTC <b> the card")
+    text = answers.membership_refusal(answers.membership_unknown({"S0OPS": "a<b"}), "release", "hexo")
+    assert "a&lt;b" in text and "&amp;" not in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bot.slack import cards
+from bot.slack import answers, cards, notes
 from sandbox.slack.emoji import emoji_table
 
 
@@ -20,7 +20,8 @@ def test_slack_short_names_map_to_emoji() -> None:
 
 
 def test_every_emoji_the_bot_uses_is_known() -> None:
-    used = set(re.findall(r":([a-z0-9_+-]+):", Path(cards.__file__).read_text(encoding="utf-8")))
+    wording = "".join(Path(str(m.__file__)).read_text(encoding="utf-8") for m in (cards, notes, answers))
+    used = set(re.findall(r":([a-z0-9_+-]+):", wording))
     assert "white_check_mark" in used
     missing = sorted(name for name in used if name not in emoji_table())
     assert missing == []
