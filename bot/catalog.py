@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -166,6 +166,9 @@ class App(_Model):
     bluegreen: BlueGreen = BlueGreen()
     progress_deadline_seconds: int = Field(default=600, ge=1)
     auto_rollback: bool = True
+    # A Deployment a GitOps tool manages (Argo CD, Flux, a server-side apply manager of its image) is
+    # refused, since the tool would revert the release; `allow` releases it anyway, with a warning.
+    gitops: Literal["refuse", "allow"] = "refuse"
     permissions: Permissions = Permissions()
     approvals: Approvals | None = None
     break_glass: BreakGlass | None = None

@@ -37,6 +37,7 @@ class Release(_Intent):
     queue: bool = False  # `--queue`: wait in the app's queue if another release of it runs
     break_glass: str | None = Field(default=None, min_length=1)  # `--break-glass`: the emergency
     reason: str | None = Field(default=None, min_length=1)  # `--reason`: why, during a freeze
+    dry_run: bool = False  # `--dry-run`: show the plan privately, change nothing
 
 
 class Status(_Intent):

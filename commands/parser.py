@@ -37,6 +37,7 @@ from commands.intents import (
 
 USAGE = """\
 `/release <app> <version> [--rolling|--canary|--bluegreen] [--env E]`  release a version
+`/release <app> <version> --dry-run`  show the plan (changes, steps, pods, warnings), change nothing
 `/release <app> <version> --queue`  wait for your turn if the app is busy
 `/release <app> <version> --break-glass "reason"`  an emergency: release past the app's gates
 `/release <app> <version> --reason "why"`  release (or promote) during a freeze
@@ -70,7 +71,7 @@ STRATEGY_FLAGS: dict[str, Strategy] = {
     "--bluegreen": Strategy.BLUEGREEN,
     "--blue-green": Strategy.BLUEGREEN,
 }
-SWITCHES = ("--queue", *STRATEGY_FLAGS)  # options without a value
+SWITCHES = ("--queue", "--dry-run", *STRATEGY_FLAGS)  # options without a value
 VALUE_FLAGS = ("--to-revision", "--revision", "--env", "--break-glass", "--reason")
 _REASON_EXAMPLES = {"--break-glass": "prod is down", "--reason": "the fix for the checkout outage"}
 # The verbs whose only word is the app.
@@ -221,7 +222,7 @@ def parse(text: str, apps: Collection[str] | None = None) -> Intent:
                 raise UsageError(f"Unknown option `{shown}`. Did you mean `{close[0]}`?")
             raise UsageError(
                 f"Unknown option `{shown}`. Options: `--rolling`, `--canary`, `--bluegreen`, "
-                '`--queue`, `--break-glass "reason"` (releases), `--reason "why"` (releases and '
+                '`--dry-run`, `--queue`, `--break-glass "reason"` (releases), `--reason "why"` (releases and '
                 "promote, during a freeze), `--to-revision N` (rollback), `--revision N` (history), "
                 "`--env E` (an app's environment). Type `/release help` for more."
             )
@@ -308,6 +309,7 @@ def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] 
         queue="--queue" in flags,
         break_glass=flags.get("--break-glass"),
         reason=flags.get("--reason"),
+        dry_run="--dry-run" in flags,
     )
 
 

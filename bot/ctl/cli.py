@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.catalog import Catalog
-from bot.ctl.terminal import CLI, TerminalReporter, closing, outcome
+from bot.ctl.terminal import CLI, TerminalReporter, closing, outcome, plan_text
 from bot.errors import ConfigError, UserError
 from bot.kube.client import Kube
 from bot.releases import events
@@ -154,6 +154,14 @@ async def _act(
 ) -> int:
     front_end = "slack" if channel else CLI
     match intent:
+        case intents.Release(dry_run=True):
+            record, state = await engine.preview(intent, actor, channel, "", front_end=front_end)
+            print(plan_text(record))
+            if state.record is not None and state.record.active:
+                print(f"note: {state.record.to_version} is being released now; this would be refused")
+            if state.gate.lock is not None:
+                print(f"note: locked by {state.gate.lock.holder.name}: {state.gate.lock.reason}")
+            return 0
         case intents.Release():
             started = await engine.begin(intent, actor, channel, "", front_end=front_end)
             if isinstance(started, Enqueued):

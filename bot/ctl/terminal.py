@@ -210,3 +210,22 @@ def outcome(record: Record) -> int:
 def closing(record: Record) -> str:
     why = f": {record.reason}" if record.reason else ""
     return f"{record.app}: {describe_phase(record.phase)}{why}"
+
+
+def plan_text(record: Record) -> str:
+    """`ctl release ... --dry-run`: the pre-flight plan as plain lines."""
+    plan = record.preflight
+    out = [
+        f"dry run: {record.app} {record.from_version} -> {record.to_version} ({record.strategy.value}) "
+        f"on {record.namespace}/{record.deployment}; nothing was changed"
+    ]
+    if plan is not None:
+        out += [f"  change {c}" for c in plan.changes] or ["  no change to the pod template"]
+        out.append(f"  steps: new pods at each pause {', '.join(str(n) for n in plan.steps)}")
+        out.append(
+            f"  peak: {plan.peak_pods} pods, {plan.peak_cpu_millis}m CPU, {plan.peak_memory_bytes} bytes requested"
+        )
+        out += [f"  warning: {w.text}" for w in plan.warnings]
+    if record.phase is Phase.AWAITING_APPROVAL:
+        out.append(f"  waits for {record.approvals_required} approval(s)")
+    return "\n".join(out)

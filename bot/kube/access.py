@@ -76,6 +76,8 @@ def needed(apps: Iterable[App], record_name: Callable[[str], str]) -> list[Right
         add("coordination.k8s.io", "leases", ("create",))  # driver leases
         add("coordination.k8s.io", "leases", ("get", "update"), record)
         add("", "events", ("create",))  # the audit trail on the Deployment
+        add("autoscaling", "horizontalpodautoscalers", ("list",))  # the pre-flight plan's warnings
+        add("", "resourcequotas", ("list",))
     return sorted(rights)
 
 

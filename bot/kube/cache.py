@@ -27,6 +27,15 @@ class Cluster(Protocol):
 
 log = logging.getLogger(__name__)
 
+# A watch stream that fails in a way it does not retry by itself is started again after this long:
+# doubling from the first, capped.
+RESTART_MIN_S, RESTART_MAX_S = 0.5, 30.0
+
+
+def restart_delay(attempt: int) -> float:
+    return float(min(RESTART_MAX_S, RESTART_MIN_S * 2**attempt))
+
+
 # kind, the object (or {} for "DOWN"/"UP"/"SYNCED")
 Listener = Callable[[str, Obj], None]
 
@@ -77,15 +86,21 @@ class Informer:
                 await task
 
     async def _run(self) -> None:
-        try:
-            async for kind, obj in self._events():
-                self._apply(kind, obj)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # never expected: stream() retries everything; keep the cache honest
-            log.exception("the watch behind %s ended", self.what)
-            self.down_since = self.down_since or datetime.now(UTC)
-            self._emit("DOWN", {})
+        attempt = 0
+        while True:
+            try:
+                async for kind, obj in self._events():
+                    self._apply(kind, obj)
+                    attempt = 0
+                log.error("the watch behind %s ended; listing again", self.what)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never expected: stream() retries everything; keep the cache honest
+                log.exception("the watch behind %s failed; listing again", self.what)
+            # Down until the new listing (SYNCED) says what is there: nobody decides meanwhile.
+            self._apply("DOWN", {})
+            await asyncio.sleep(restart_delay(attempt))
+            attempt += 1
 
     def _apply(self, kind: str, obj: Obj) -> None:
         if kind == "DOWN":

@@ -12,7 +12,8 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,12 +59,38 @@ class NotFound(KubeError):
 
 
 class KubeUnavailable(KubeError):
-    """The API server could not be reached or answered 5xx/429: the facts we have may be stale."""
+    """The API server could not be reached or answered 5xx/429: the facts we have may be stale.
+    `retry_after`: the seconds the server asked us to wait (API Priority and Fairness sends
+    Retry-After with its 429s), if it said."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
 
 
 def backoff(attempt: int) -> float:
     """Seconds to wait before attempt `attempt` (0-based) after a transport error: capped and jittered."""
     return random.uniform(BACKOFF_MIN_S, min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**attempt))  # noqa: S311
+
+
+# The longest Retry-After honoured: a server asking for more is waited on in steps of this.
+RETRY_AFTER_MAX_S = 30.0
+
+
+def retry_delay(error: BaseException, attempt: int) -> float:
+    """Seconds to wait before trying again after `error`: the backoff, or longer when the server said
+    how long to wait (Retry-After)."""
+    asked = getattr(error, "retry_after", None) or 0.0
+    return max(backoff(attempt), min(asked, RETRY_AFTER_MAX_S))
+
+
+def _retry_after(headers: Any) -> float | None:
+    """The Retry-After header in seconds (Kubernetes sends whole seconds), if any."""
+    try:
+        value = headers.get("Retry-After") if headers is not None else None
+        return float(value) if value is not None else None
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def transient_status(status: int | None) -> bool:
@@ -84,8 +111,53 @@ def _translate(e: ApiException, what: str) -> Exception:
     if e.status == 409:
         return KubeConflict(f"{what}: changed by someone else ({message})", 409)
     if transient_status(e.status):
-        return KubeUnavailable(f"{what}: the API server answered {e.status} ({message})", e.status)
+        return KubeUnavailable(
+            f"{what}: the API server answered {e.status} ({message})", e.status, _retry_after(e.headers)
+        )
     return KubeError(f"{what}: {message or e.status}", e.status)
+
+
+async def first_while_up(
+    events: AsyncGenerator[tuple[str, Obj], None], predicate: Callable[[Obj], T | None], timeout: float
+) -> T:
+    """The first `predicate(obj)` that is not None among a stream's added or modified objects.
+    TimeoutError after `timeout` seconds of the stream being up: time while it is DOWN (the API
+    server cannot be reached) does not count, so a deadline never passes on stale facts."""
+    left = timeout
+    down = False
+    async with contextlib.aclosing(events):
+        while True:
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(None if down else left):
+                    kind, obj = await anext(events)
+            finally:
+                if not down:
+                    left -= time.monotonic() - started
+            if kind == "DOWN":
+                down = True
+            elif kind in ("UP", "SYNCED"):
+                down = False
+            elif kind in ("ADDED", "MODIFIED"):
+                found = predicate(obj)
+                if found is not None:
+                    return found
+
+
+# The name every write of the bot carries, so managedFields show what release-bot changed.
+FIELD_MANAGER = "release-bot"
+
+
+def _writing(dry_run: bool = False) -> dict[str, str]:
+    """The query parameters of a write: the bot's field manager, and `dryRun=All` for a dry run
+    (admission, defaulting and validation run; nothing is stored)."""
+    return {"field_manager": FIELD_MANAGER, **({"dry_run": "All"} if dry_run else {})}
+
+
+def _api_error(status: int, reason: str, headers: Any) -> ApiException:
+    e = ApiException(status=status, reason=reason)
+    e.headers = headers
+    return e
 
 
 class Kube:
@@ -96,6 +168,7 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
+        self.autoscaling = client.AutoscalingV1Api(api)
         self.requests = 0  # API requests made, for the benchmarks
         self.metrics: Metrics | None = None  # counts failed calls when set
         # When the API server last stopped answering (None while it answers): cards say so.
@@ -144,7 +217,7 @@ class Kube:
                 resp = await fn(*args, _preload_content=False, **kwargs)
                 async with resp:
                     body = await resp.read()
-                    status = resp.status
+                    status, headers = resp.status, resp.headers
         except ApiException as e:
             self._failed(what, e.status)
             raise _translate(e, what) from e
@@ -155,7 +228,7 @@ class Kube:
             ) from e
         if not 200 <= status <= 299:
             self._failed(what, status)
-            raise _translate(ApiException(status=status, reason=body.decode(errors="replace")), what)
+            raise _translate(_api_error(status, body.decode(errors="replace"), headers), what)
         self._reached()
         return json.loads(body) if body else {}
 
@@ -165,18 +238,26 @@ class Kube:
         r: Obj = await self.call(f"deployment {ns}/{name}", self.apps.read_namespaced_deployment, name, ns)
         return r
 
-    async def patch_deployment(self, ns: str, name: str, patch: Obj | list[Obj]) -> Obj:
+    async def patch_deployment(
+        self, ns: str, name: str, patch: Obj | list[Obj], *, dry_run: bool = False
+    ) -> Obj:
         r: Obj = await self.call(
-            f"deployment {ns}/{name}", self.apps.patch_namespaced_deployment, name, ns, patch
+            f"deployment {ns}/{name}",
+            self.apps.patch_namespaced_deployment,
+            name,
+            ns,
+            patch,
+            **_writing(dry_run),
         )
         return r
 
-    async def create_deployment(self, ns: str, body: Obj) -> Obj:
+    async def create_deployment(self, ns: str, body: Obj, *, dry_run: bool = False) -> Obj:
         r: Obj = await self.call(
             f"deployment {ns}/{body['metadata']['name']}",
             self.apps.create_namespaced_deployment,
             ns,
             body,
+            **_writing(dry_run),
         )
         return r
 
@@ -239,13 +320,11 @@ class Kube:
         predicate: Callable[[Obj], T | None],
         timeout: float,
     ) -> T:
-        async with asyncio.timeout(timeout):
-            async for kind, obj in self.stream(what, lister, field_selector=field_selector):
-                if kind in ("ADDED", "MODIFIED"):
-                    found = predicate(obj)
-                    if found is not None:
-                        return found
-        raise AssertionError("unreachable: stream() only ends by cancellation")
+        """The first `predicate(obj)` that is not None, for the objects `field_selector` picks;
+        TimeoutError after `timeout` seconds of the watch being up (see `first_while_up`)."""
+        return await first_while_up(
+            self.stream(what, lister, field_selector=field_selector), predicate, timeout
+        )
 
     async def stream(
         self,
@@ -254,7 +333,7 @@ class Kube:
         *,
         field_selector: str | None = None,
         label_selector: str | None = None,
-    ) -> AsyncIterator[tuple[str, Obj]]:
+    ) -> AsyncGenerator[tuple[str, Obj], None]:
         """List, then watch, forever, whatever the transport does.
 
         Every listed object comes as ADDED, then ("SYNCED", the listing), then the watch's events. Any
@@ -297,7 +376,7 @@ class Kube:
                     yield "DOWN", {"error": str(e)}
                 if not isinstance(e, KubeUnavailable):
                     log.warning("watch of %s failed (%s); retrying", what, e)
-                await asyncio.sleep(backoff(attempt))
+                await asyncio.sleep(retry_delay(e, attempt))
                 attempt += 1
 
     async def _watch_once(
@@ -332,7 +411,7 @@ class Kube:
                     return
                 if not 200 <= resp.status <= 299:
                     self._failed(what, resp.status)
-                    raise _translate(ApiException(status=resp.status, reason=await resp.text()), what)
+                    raise _translate(_api_error(resp.status, await resp.text(), resp.headers), what)
                 self._reached()
                 yield "OPEN", {}
                 async for line in resp.content:
@@ -389,8 +468,12 @@ class Kube:
         r: Obj = await self.call(f"service {ns}/{name}", self.core.read_namespaced_service, name, ns)
         return r
 
-    async def patch_service(self, ns: str, name: str, patch: Obj | list[Obj]) -> Obj:
-        r: Obj = await self.call(f"service {ns}/{name}", self.core.patch_namespaced_service, name, ns, patch)
+    async def patch_service(
+        self, ns: str, name: str, patch: Obj | list[Obj], *, dry_run: bool = False
+    ) -> Obj:
+        r: Obj = await self.call(
+            f"service {ns}/{name}", self.core.patch_namespaced_service, name, ns, patch, **_writing(dry_run)
+        )
         return r
 
     async def watch_endpoints(
@@ -419,6 +502,7 @@ class Kube:
             self.core.create_namespaced_config_map,
             ns,
             body,
+            **_writing(),
         )
         return r
 
@@ -426,7 +510,7 @@ class Kube:
         """Replace, failing with KubeConflict unless body's resourceVersion is still current."""
         name = body["metadata"]["name"]
         r: Obj = await self.call(
-            f"configmap {ns}/{name}", self.core.replace_namespaced_config_map, name, ns, body
+            f"configmap {ns}/{name}", self.core.replace_namespaced_config_map, name, ns, body, **_writing()
         )
         return r
 
@@ -464,13 +548,14 @@ class Kube:
             self.coordination.create_namespaced_lease,
             ns,
             body,
+            **_writing(),
         )
         return r
 
     async def replace_lease(self, ns: str, body: Obj) -> Obj:
         name = body["metadata"]["name"]
         r: Obj = await self.call(
-            f"lease {ns}/{name}", self.coordination.replace_namespaced_lease, name, ns, body
+            f"lease {ns}/{name}", self.coordination.replace_namespaced_lease, name, ns, body, **_writing()
         )
         return r
 
@@ -501,8 +586,29 @@ class Kube:
             "count": 1,
         }
         await self.call(
-            f"event in {meta['namespace']}", self.core.create_namespaced_event, meta["namespace"], body
+            f"event in {meta['namespace']}",
+            self.core.create_namespaced_event,
+            meta["namespace"],
+            body,
+            **_writing(),
         )
+
+    # --- What the pre-flight plan reads: autoscalers and quotas ---------------------------------
+
+    async def autoscalers(self, ns: str) -> list[Obj]:
+        """The namespace's HorizontalPodAutoscalers (autoscaling/v1: every API server serves it)."""
+        r = await self.call(
+            f"horizontalpodautoscalers in {ns}",
+            self.autoscaling.list_namespaced_horizontal_pod_autoscaler,
+            ns,
+        )
+        items: list[Obj] = r.get("items", [])
+        return items
+
+    async def quotas(self, ns: str) -> list[Obj]:
+        r = await self.call(f"resourcequotas in {ns}", self.core.list_namespaced_resource_quota, ns)
+        items: list[Obj] = r.get("items", [])
+        return items
 
     # --- Blue-green: every Deployment of a namespace, and waiting for one to be gone ---------------
 

@@ -51,6 +51,7 @@ from bot.releases.objects import (
     serves_only,
 )
 from bot.releases.ports import Cluster
+from bot.releases.preflight import Write
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
 from bot.releases.run import Outcome, Plan, Run, Snapshot, cannot_start
 
@@ -180,6 +181,14 @@ async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
         "memory_bytes": size.memory_bytes,
     }
     return Plan(blue, fields, steps=(size.replicas,), peak_pods=size.during.replicas)
+
+
+def writes(app: App, record: Record, plan: Plan) -> list[Write]:
+    """Green, created beside blue, and later the Service's switch to it."""
+    return [
+        Write("deployment", "create", record.green or "", green_body(plan.deployment, record, app)),
+        Write("service", "patch", app.service or "", service_patch(record.selector, green_selector(record))),
+    ]
 
 
 # --- The driver ------------------------------------------------------------------------------------
@@ -340,12 +349,17 @@ async def _point_service(run: Run, frm: dict[str, str], to: dict[str, str]) -> b
         return True
     if current != frm:
         return False
-    patch = [
+    await run.kube.patch_service(ns, name, service_patch(frm, to))
+    return True
+
+
+def service_patch(frm: dict[str, str], to: dict[str, str]) -> list[Obj]:
+    """A JSON patch that moves a Service's selector from `frm` to `to`, and fails if it selects
+    anything else by then."""
+    return [
         {"op": "test", "path": "/spec/selector", "value": frm},
         {"op": "replace", "path": "/spec/selector", "value": to},
     ]
-    await run.kube.patch_service(ns, name, patch)
-    return True
 
 
 async def _endpoints_follow(run: Run, selector: dict[str, str]) -> int | None:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from bot.catalog import App
 from bot.releases import events, health, refusals, steps
 from bot.releases.ports import Cluster
+from bot.releases.preflight import Write
 from bot.releases.record import Phase, Record, Request, setting, utcnow
 from bot.releases.run import Outcome, Plan, Run, Snapshot, cannot_start
 
@@ -65,6 +66,11 @@ async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
         raise refusals.CanaryOfNothing(dep["metadata"]["name"])
     goal = tuple(targets(app, replicas))
     return Plan(dep, steps=goal, peak_pods=replicas + goal[0])
+
+
+def writes(app: App, record: Record, plan: Plan) -> list[Write]:
+    """The first step's patch: the image, held by the controller at the first step's pods."""
+    return [steps.set_image_write(app, record, hold_at=plan.steps[0])]
 
 
 async def drive(run: Run) -> None:
@@ -123,7 +129,7 @@ async def _advance(run: Run) -> None:
             "spec": {
                 "paused": True,
                 "minReadySeconds": record.min_ready_seconds,
-                "strategy": steps.rolling_params(run),
+                "strategy": steps.rolling_params(run.app),
             }
         }
         await run.kube.patch_deployment(record.namespace, record.deployment, pause)

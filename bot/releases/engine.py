@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,8 +22,8 @@ from bot import freeze
 from bot.catalog import Action, App, Catalog
 from bot.errors import Conflict, UserError
 from bot.kube.cache import Caches
-from bot.kube.client import KubeError, KubeUnavailable, backoff
-from bot.releases import bluegreen, canary, events, health, refusals, rolling, steps
+from bot.kube.client import KubeConflict, KubeError, KubeUnavailable, NotFound, backoff
+from bot.releases import bluegreen, canary, events, health, preflight, refusals, rolling, steps
 from bot.releases import undo as undo_driver
 from bot.releases.audit import Auditor
 from bot.releases.gate import Enqueued, Gate, Queued, new_queue_id
@@ -31,7 +31,7 @@ from bot.releases.history import Revision, revisions, undo
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import CardRefused, Cluster, Reporter
 from bot.releases.record import Actor, Phase, Record, Request, describe_phase, new_id, setting, utcnow
-from bot.releases.run import Run
+from bot.releases.run import Plan, Run
 from bot.releases.run import Strategy as StrategyPort
 from bot.releases.store import NOT_KNOWN, AppState, Leases, Store, Stored, busy, decode, is_record
 from bot.tasks import Tasks
@@ -285,7 +285,83 @@ class Engine:
                     "approvers": (*a.from_.users, *a.from_.usergroups),
                 }
             )
-        return record.model_copy(update=plan.fields)
+        record = record.model_copy(update=plan.fields)
+        owner = preflight.gitops_owner(dep)
+        if owner and app.gitops != "allow":
+            raise refusals.GitOpsManaged(app.name, dep["metadata"]["name"], owner)
+        planned = await self._preflight(app, record, plan, owner, from_image)
+        return record.model_copy(update={"preflight": planned})
+
+    async def _preflight(
+        self, app: App, record: Record, plan: Plan, gitops: str | None, from_image: str
+    ) -> preflight.Preflight:
+        """The plan, by server-side dry-run of exactly the writes that start the release: what the
+        API server would store (defaults and mutating webhooks included), or its refusal (a quota,
+        a validating webhook, validation) before anything is written."""
+        ns = app.namespace
+        after = plan.deployment.get("spec", {}).get("template", {})
+        for write in STRATEGIES[record.strategy].writes(app, record, plan):
+            try:
+                if write.kind == "service":
+                    await self.kube.patch_service(ns, write.name, write.body, dry_run=True)
+                elif write.verb == "create":
+                    assert isinstance(write.body, dict)
+                    after = (await self.kube.create_deployment(ns, write.body, dry_run=True))["spec"][
+                        "template"
+                    ]
+                else:
+                    after = (await self.kube.patch_deployment(ns, write.name, write.body, dry_run=True))[
+                        "spec"
+                    ]["template"]
+            except KubeConflict:
+                continue  # a left-over green the release replaces first: nothing to learn from it
+            except (KubeUnavailable, NotFound):
+                raise
+            except KubeError as e:
+                raise refusals.Rejected(f"{write.verb} {write.kind} {write.name}", str(e)) from e
+        autoscalers, quotas = await asyncio.gather(
+            self._optional(self.kube.autoscalers(ns), "horizontalpodautoscalers"),
+            self._optional(self.kube.quotas(ns), "resourcequotas"),
+        )
+        return preflight.build(
+            live=plan.deployment,
+            after=after,
+            steps=plan.steps,
+            peak_pods=plan.peak_pods,
+            catalog_image=app.image,
+            from_image=from_image,
+            gitops=gitops,
+            autoscalers=autoscalers,
+            quotas=quotas,
+        )
+
+    @staticmethod
+    async def _optional(read: Awaitable[list[dict[str, Any]]], what: str) -> list[dict[str, Any]]:
+        """What the plan only warns about: a read the bot may not be allowed (older charts) is skipped."""
+        try:
+            return await read
+        except KubeUnavailable:
+            raise
+        except KubeError as e:
+            log.info("the pre-flight plan skips %s: %s", what, e)
+            return []
+
+    async def preview(
+        self,
+        intent: Release,
+        actor: Actor,
+        channel_id: str,
+        channel_name: str,
+        front_end: str = "slack",
+        roles: Roles = frozenset(),
+    ) -> tuple[Record, AppState]:
+        """`--dry-run`: the record a release would start with, its plan computed by server-side
+        dry-run, and the app's state (a running release, the lock, the queue). Nothing is stored or
+        changed."""
+        app = self.app(intent.app)
+        _check_request(app, intent)
+        record = await self._prepare(app, intent, actor, channel_id, channel_name, "", front_end, roles)
+        return record, await self.store.state(app.namespace, app.name)
 
     async def _announce_break_glass(self, app: App, record: Record) -> None:
         event = events.BrokeGlass(by=record.requester.id, reason=record.break_glass)
@@ -650,9 +726,11 @@ class Engine:
             failing = time.monotonic() - renewed > self.lease_seconds / 3 + 1
             await asyncio.sleep(1.0 if failing else self.lease_seconds / 3)
             try:
-                held = await self.leases.acquire(namespace, app)
-            except KubeError as e:
-                log.warning("lease renewal for %s/%s failed: %s", namespace, app, e)
+                # A renewal that hangs must not outlive the lease: wait at most until it runs out.
+                async with asyncio.timeout(max(1.0, self.lease_seconds - (time.monotonic() - renewed))):
+                    held = await self.leases.acquire(namespace, app)
+            except (KubeError, TimeoutError) as e:
+                log.warning("lease renewal for %s/%s failed: %s", namespace, app, e or type(e).__name__)
                 if time.monotonic() - renewed >= self.lease_seconds and driver is not None:
                     log.warning("the lease of %s/%s ran out unrenewed; stepping down", namespace, app)
                     driver.cancel()

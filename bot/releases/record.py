@@ -16,6 +16,7 @@ from enum import StrEnum
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from bot.releases.events import Event
+from bot.releases.preflight import Preflight
 from bot.releases.refusals import (
     AlreadyApproved,
     NotAwaitingApproval,
@@ -127,6 +128,7 @@ class Record(BaseModel):
     approvers: tuple[str, ...] = ()  # who may approve: user ids and user-group ids
     break_glass: str = ""  # the reason given to skip approvals and freezes
     override: str = ""  # the reason given to release during a freeze
+    preflight: Preflight | None = None  # the plan, by server-side dry-run, before anything changed
     created_at: datetime
     phase_since: datetime
     finished_at: datetime | None = None

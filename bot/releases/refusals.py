@@ -69,6 +69,32 @@ class NoImageOverride(Refusal):
 
 
 @dataclass(eq=False)
+class GitOpsManaged(Refusal):
+    app: str
+    deployment: str
+    owner: str
+
+    def __str__(self) -> str:
+        return (
+            f"Deployment `{self.deployment}` is managed by {self.owner}: it would put the image back "
+            "to what Git says on its next sync (drift), undoing the release. Change the version in Git "
+            f"instead, or set `gitops: allow` for `{self.app}` in the catalog to release it here anyway."
+        )
+
+
+@dataclass(eq=False)
+class Rejected(Refusal):
+    """The API server refused a dry-run of the release's first writes (admission: a quota, a webhook,
+    validation): nothing was changed."""
+
+    what: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"The API server would refuse this release ({self.what}): {self.reason}. Nothing was changed."
+
+
+@dataclass(eq=False)
 class NoContainer(Refusal):
     deployment: str
     container: str

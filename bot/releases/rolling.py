@@ -8,7 +8,8 @@ import math
 from bot.catalog import App
 from bot.releases import steps
 from bot.releases.ports import Cluster
-from bot.releases.record import Phase
+from bot.releases.preflight import Write
+from bot.releases.record import Phase, Record
 from bot.releases.run import Plan, Run
 
 
@@ -19,6 +20,10 @@ async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
     surge = app.rolling.max_surge
     extra = surge if isinstance(surge, int) else math.ceil(replicas * int(str(surge).rstrip("%")) / 100)
     return Plan(dep, steps=(replicas,), peak_pods=replicas + extra)
+
+
+def writes(app: App, record: Record, plan: Plan) -> list[Write]:
+    return [steps.set_image_write(app, record)]
 
 
 async def drive(run: Run) -> None:

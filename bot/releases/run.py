@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 from bot import freeze
 from bot.catalog import App
 from bot.kube.cache import Caches, Informer
-from bot.kube.client import KubeUnavailable, Obj, backoff
+from bot.kube.client import KubeUnavailable, Obj, retry_delay
 from bot.releases import health
 from bot.releases.audit import Auditor
 from bot.releases.events import Event
@@ -32,6 +32,7 @@ from bot.releases.gate import Gate
 from bot.releases.health import Live
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import Cluster, Reporter
+from bot.releases.preflight import Write
 from bot.releases.record import Record, utcnow
 from bot.releases.store import Store, Stored, decode, object_name
 
@@ -76,9 +77,12 @@ class Plan:
 
 class Strategy(Protocol):
     """A release method of the guide: `plan` refuses (with a typed refusal) or says what will happen;
-    `drive` carries the release out from whatever phase its record is in (resumable, idempotent)."""
+    `writes` are the writes that start it, exactly as `drive` will send them (the pre-flight plan
+    dry-runs them on the API server); `drive` carries the release out from whatever phase its record
+    is in (resumable, idempotent)."""
 
     async def plan(self, kube: Cluster, app: App, to_image: str) -> Plan: ...
+    def writes(self, app: App, record: Record, plan: Plan) -> list[Write]: ...
     async def drive(self, run: Run) -> None: ...
 
 
@@ -304,7 +308,7 @@ class Run:
             except KubeUnavailable as e:
                 log.info("cannot confirm on fresh facts yet: %s", e)
                 self.refresh_card()
-                await asyncio.sleep(backoff(attempt))
+                await asyncio.sleep(retry_delay(e, attempt))
                 attempt += 1
 
     async def save(self, change: Callable[[Record], Record], note: Note | None = None) -> Record:
@@ -331,7 +335,7 @@ class Run:
             except KubeUnavailable as e:
                 log.info("cannot save the record yet: %s", e)
                 self.refresh_card()
-                await asyncio.sleep(backoff(attempt))
+                await asyncio.sleep(retry_delay(e, attempt))
                 attempt += 1
         self.snap.record = stored.record
         self._stored = stored

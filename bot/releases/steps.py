@@ -10,6 +10,7 @@ from bot.kube.client import CHANGE_CAUSE, NotFound, Obj
 from bot.releases import events, health, objects, refusals
 from bot.releases.history import undo
 from bot.releases.ports import Cluster
+from bot.releases.preflight import Write
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
 from bot.releases.run import Outcome, Run, Snapshot
 from commands.intents import Strategy
@@ -48,26 +49,26 @@ async def live_deployment(kube: Cluster, app: App) -> Obj:
         raise refusals.NoDeployment(app.namespace, app.deployment) from None
 
 
-def rolling_params(run: Run) -> dict[str, object]:
-    app = run.app
+def rolling_params(app: App) -> dict[str, object]:
     return {
         "type": "RollingUpdate",
         "rollingUpdate": {"maxSurge": app.rolling.max_surge, "maxUnavailable": app.rolling.max_unavailable},
     }
 
 
-def rollout_patch(run: Run, *, hold_at: int | None = None) -> dict[str, object]:
+def rollout_patch(app: App, record: Record, *, hold_at: int | None = None) -> dict[str, object]:
     """One strategic-merge patch: strategy, deadline, image and change-cause together (the
-    change-cause must land in the same patch as the image or it marks the old revision).
+    change-cause must land in the same patch as the image or it marks the old revision). A paused
+    Deployment is resumed in the same patch, or it would never roll out.
 
     `hold_at=N` makes the controller stop by itself at N new pods beside all the old ones: surge N,
     none unavailable, and a minReadySeconds so long that no new pod counts as available, so no old pod
     is removed. The canary pauses there and restores the real values, so nothing races.
     """
-    app, record = run.app, run.record
     spec: dict[str, object] = {
+        "paused": False,
         "progressDeadlineSeconds": app.progress_deadline_seconds,
-        "strategy": rolling_params(run),
+        "strategy": rolling_params(app),
         "template": {"spec": {"containers": [{"name": app.container, "image": record.to_image}]}},
     }
     if hold_at is not None:
@@ -79,9 +80,15 @@ def rollout_patch(run: Run, *, hold_at: int | None = None) -> dict[str, object]:
     return {"metadata": {"annotations": {CHANGE_CAUSE: change_cause(record)}}, "spec": spec}
 
 
+def set_image_write(app: App, record: Record, *, hold_at: int | None = None) -> Write:
+    """The first write of a rolling release or a canary: the image, on the live Deployment."""
+    return Write("deployment", "patch", record.deployment, rollout_patch(app, record, hold_at=hold_at))
+
+
 async def set_image(run: Run, *, hold_at: int | None = None) -> None:
     r = run.record
-    await run.kube.patch_deployment(r.namespace, r.deployment, rollout_patch(run, hold_at=hold_at))
+    write = set_image_write(run.app, r, hold_at=hold_at)
+    await run.kube.patch_deployment(r.namespace, write.name, write.body)
     await run.save(lambda rec: rec.to(Phase.ROLLING_OUT).entry("started", rec.requester))
     await run.audited("release", r.requester, "started")
 

@@ -12,7 +12,8 @@ from bot.releases.health import revision as revision_of
 from bot.releases.health import running
 from bot.releases.history import Revision, template_diff
 from bot.releases.record import Phase, Record, Request, describe_phase
-from bot.slack.mrkdwn import SECTION_MAX, Block, channel_link, clip, esc, mention, when, who_of
+from bot.slack.cards import plan_lines, warning_lines
+from bot.slack.mrkdwn import SECTION_MAX, Block, channel_link, clip, clip_mrkdwn, esc, mention, when, who_of
 from bot.slack.wire import UNDO_ACTION, undo_value
 from commands.parser import USAGE
 
@@ -136,6 +137,35 @@ def accepted(started: Record | Enqueued) -> str:
             f"{record.approvals_required} approval(s) from {who_of(record.approvers)}: follow the card."
         )
     return f":rocket: Releasing `{esc(record.app)}` `{esc(record.to_version)}` ({esc(record.strategy.value)}): follow the card in this channel."
+
+
+def dry_run(record: Record, running: Record | None, gate: Gate) -> str:
+    """`--dry-run`: what the release would do, and what would hold it back now. Nothing changed."""
+    lines = [
+        f":mag: *Dry run* of `{esc(record.app)}` `{esc(record.from_version)}` → `{esc(record.to_version)}` "
+        f"({esc(record.strategy.value)}) on Deployment `{esc(record.namespace)}/{esc(record.deployment)}`: "
+        "checked by the API server, nothing was changed.",
+        *plan_lines(record),
+    ]
+    if record.preflight is not None:
+        lines += warning_lines(record.preflight)
+    if record.phase is Phase.AWAITING_APPROVAL:
+        lines.append(
+            f":raised_hand: It would wait for {record.approvals_required} approval(s) from "
+            f"{who_of(record.approvers)}."
+        )
+    if record.override:
+        lines.append(":snowflake: It would go ahead past a freeze, with your reason.")
+    if running is not None:
+        lines.append(
+            f":hourglass_flowing_sand: `{esc(running.to_version)}` is being released now: it would be "
+            f"refused (add `--queue` to wait for your turn)."
+        )
+    lines += gate_text(gate)
+    lines.append(
+        f"Release it: `/release {esc(record.app)} {esc(record.to_version)} --{esc(record.strategy.value)}`"
+    )
+    return clip_mrkdwn("\n".join(lines), SECTION_MAX)
 
 
 def queued_refused(entry: Queued, app: str, refusal: Exception) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.releases import events
 from bot.releases.health import Live, PodHealth, Progress
+from bot.releases.preflight import Preflight
 from bot.releases.record import Phase, Record, Request, describe_phase
 from bot.slack.mrkdwn import (
     CONTEXT_MAX,
@@ -75,6 +76,10 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
         )
     if live.unreachable_since is not None and not record.finished:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": unreachable_line(live)}})
+    warned = warning_lines(record.preflight) if record.preflight else []
+    if warned:
+        text = "\n".join(warned)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip_mrkdwn(text, SECTION_MAX)}})
     gates = _gate_lines(record, live)
     if gates:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip(gates, SECTION_MAX)}})
@@ -137,6 +142,7 @@ def _gate_lines(record: Record, live: Live) -> str:
             f"*Who may approve* {who_of(record.approvers)}{self_note}\n"
             f"*Plan* {_plan(record)}"
         )
+        lines.extend(plan_lines(record))
     if live.freeze is not None and not record.finished:
         step = {
             Phase.CANARY: "Promote",
@@ -155,6 +161,42 @@ def _gate_lines(record: Record, live: Live) -> str:
         more = f" and {len(live.queue) - 5} more" if len(live.queue) > 5 else ""
         lines.append(f":busts_in_silhouette: *Queued next* {shown}{more}")
     return "\n".join(lines)
+
+
+WARNING_ICON = {
+    "gitops": ":arrows_clockwise:",
+    "autoscaler": ":chart_with_upwards_trend:",
+    "quota": ":bar_chart:",
+    "image": ":label:",
+    "paused": ":double_vertical_bar:",
+}
+
+
+def warning_lines(plan: Preflight) -> list[str]:
+    """The plan's warnings, one line each."""
+    return [f"{WARNING_ICON[w.kind]} *Note:* {esc(w.text)}" for w in plan.warnings]
+
+
+def plan_lines(record: Record) -> list[str]:
+    """The pre-flight plan in words: the template changes, the steps, the footprint."""
+    plan = record.preflight
+    if plan is None:
+        return []
+    shown = [f"• `{esc(clip(c, 200))}`" for c in plan.changes[:8]]
+    if len(plan.changes) > 8:
+        shown.append(f"• and {len(plan.changes) - 8} more")
+    lines = ["*Changes to the pod template*", *(shown or ["• none"])]
+    total = plan.steps[-1] if plan.steps else record.replicas
+    if record.strategy.value == "canary" and len(plan.steps) > 0:
+        path = " → ".join(str(n) for n in plan.steps)
+        lines.append(f"*Steps* new pods at each pause: {path} of {total}, each after Promote")
+    elif record.strategy.value == "bluegreen":
+        lines.append(f"*Steps* green with {plural(total, 'pod')}, then Switch traffic, then blue retired")
+    else:
+        lines.append(f"*Steps* one rolling update of {plural(total, 'pod')}")
+    requests = _requests_text(plan.peak_cpu_millis, plan.peak_memory_bytes)
+    lines.append(f"*Footprint* at most {plural(plan.peak_pods, 'pod')} at once, requesting {requests}")
+    return lines
 
 
 def _plan(record: Record) -> str:

@@ -384,6 +384,13 @@ class Handlers:
         self, app: App, intent: intents.AppIntent, actor: Actor, channel_id: str, body: dict[str, Any]
     ) -> Answer | None:
         match intent:
+            case intents.Release(dry_run=True):
+                roles = await self._roles(app, actor.id, channel_id)
+                record, state = await self.engine.preview(
+                    intent, actor, channel_id, body.get("channel_name", ""), roles=roles
+                )
+                running = state.record if state.record is not None and state.record.active else None
+                return answers.dry_run(record, running, state.gate)
             case intents.Release():
                 started = await self._begin(
                     intent,

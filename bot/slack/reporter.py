@@ -32,6 +32,7 @@ from bot.slack.outbox import Card, Outbox, Post
 log = logging.getLogger(__name__)
 
 SLACK = "slack"  # the front-end name in the records this reporter shows
+ANSWER_ATTEMPTS = 3  # tries of a private answer through response_url
 ANSWER_TIMEOUT_S = 5.0  # permalinks and private answers are best effort
 CHANNEL_CHECK_S = 60.0  # a channel found to take the bot's messages is not asked again for this long
 CHANNEL_GONE = frozenset(
@@ -194,11 +195,19 @@ class SlackReporter:
             log.warning("cannot tell %s about %s: no response_url", record.requester.id, record.id)
             return
         hook = AsyncWebhookClient(record.reply_to, session=self.client.session)
-        try:
-            async with asyncio.timeout(ANSWER_TIMEOUT_S):
-                await hook.send(text=text, response_type="ephemeral")
-        except Exception as e:
-            log.warning("could not answer %s through response_url: %s", record.requester.id, type(e).__name__)
+        for attempt in range(ANSWER_ATTEMPTS):  # a response_url takes five answers in 30 minutes
+            if attempt:
+                await asyncio.sleep(2**attempt)
+            try:
+                async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                    sent = await hook.send(text=text, response_type="ephemeral")
+            except Exception as e:
+                why = type(e).__name__
+            else:
+                if sent.status_code < 500 and sent.status_code != 429:
+                    return  # delivered, or refused for good (expired_url, used_url): trying cannot help
+                why = f"HTTP {sent.status_code}"
+            log.warning("could not answer %s through response_url (%s)", record.requester.id, why)
 
     async def announce(self, channel: str, text: str) -> None:
         """A message of its own in the channel (for actions that have no card)."""

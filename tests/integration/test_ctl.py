@@ -63,6 +63,20 @@ async def ctl(
     return proc.returncode, out.decode(), err.decode()
 
 
+async def test_ctl_dry_run_prints_the_plan_and_changes_nothing(
+    bots: Bots, control_plane: ClusterInfo
+) -> None:
+    before = kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")
+    code, out, err = await ctl(bots, "release", "hexo", "v2.0", "--canary", "--dry-run")
+    assert code == 0, (out, err)
+    assert "dry run: hexo v1.0 -> v2.0 (canary)" in out and "nothing was changed" in out
+    assert "change spec.containers[hexo].image" in out and "peak: 7 pods" in out
+    after = kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    configmaps = kubectl_json(control_plane, "-n", bots.namespace, "get", "configmaps")["items"]
+    assert "release-bot.hexo" not in {c["metadata"]["name"] for c in configmaps}
+
+
 async def test_ctl_releases_from_a_terminal(bots: Bots, control_plane: ClusterInfo) -> None:
     code, out, err = await ctl(bots, "release", "hexo", "v2.0")
     assert code == 0, (out, err)

@@ -207,10 +207,14 @@ async def test_a_hang_longer_than_the_client_timeout_is_abandoned_and_retried(
     ns = bots.namespace
     await bots.start()
     slack_sim.fault("chat.update", 1, hang_seconds=15)  # the client gives up after 10 s
+    start = time.monotonic()
     await command(slack_sim, "alice", "hexo v2.0")
     card = await wait_card(slack_sim, "Succeeded", timeout=120)
     await thread_with(slack_sim, card, "now runs", timeout=60)
     assert_runs(control_plane, ns, V2)
+    print(
+        f"\nhang: card and thread complete {time.monotonic() - start:.2f} s after the command (10 s abandoned)"
+    )
 
 
 async def test_bot_not_in_the_channel_ends_the_release_untouched_and_tells_the_requester(
@@ -307,10 +311,12 @@ async def test_sigkill_between_cluster_success_and_the_card_update_is_healed(
     stale = card_of(slack_sim, slack_sim.channels["releases"])
     assert stale is not None and "Succeeded" not in card_text(stale)
     slack_sim.clear_faults()
+    restarted = time.monotonic()
     await bots.restart(bot)
     card = await wait_card(slack_sim, "Succeeded", timeout=60)
     await thread_with(slack_sim, card, "now runs", timeout=60)
     assert card["ts"] == stale["ts"]  # the same card, healed
+    print(f"\nSIGKILL: the same card healed {time.monotonic() - restarted:.2f} s after the restart began")
     assert_runs(control_plane, ns, V2)
     await wait_record(control_plane, ns, lambda r: r["synced"])
 

@@ -387,15 +387,15 @@ async def test_http_mode_the_bot_releases_as_the_chart_installs_it(
     await wait_for_deployment(kube_admin, hexo, "hexo", rollout_complete, timeout=60)
     assert await hexo_image(kube_admin, hexo) == f"{hexo_app.IMAGE_REPO}:v2.0"
     inst.assert_never_forbidden()
-    # docs/gitops.md: the bot's image patch is recorded under the client library's default field
-    # manager, as an Update (what Argo CD's managedFieldsManagers or a field-ownership check sees).
+    # docs/gitops.md: the bot's image patch is recorded under its own field manager, `release-bot`,
+    # as an Update (what Argo CD's managedFieldsManagers or a field-ownership check sees).
     dep = await client.AppsV1Api(kube_admin).read_namespaced_deployment("hexo", hexo)
     image_managers = {
         (m.manager, m.operation)
         for m in dep.metadata.managed_fields or []
         if '"f:image"' in json.dumps(m.fields_v1)
     }
-    assert image_managers == {("OpenAPI-Generator", "Update")}
+    assert image_managers == {("release-bot", "Update")}
 
     passed = inst.helm_test()
     assert passed.returncode == 0, passed.stderr

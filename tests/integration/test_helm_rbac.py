@@ -54,6 +54,8 @@ NEEDED: list[tuple[str, str, str, str]] = [
     ("coordination.k8s.io", "leases", "get", "release-bot.hexo"),
     ("coordination.k8s.io", "leases", "update", "release-bot.hexo"),
     ("", "events", "create", ""),
+    ("autoscaling", "horizontalpodautoscalers", "list", ""),
+    ("", "resourcequotas", "list", ""),
 ]
 
 # ... and for the rolling/canary-only app hexo1 (Deployment hexo) in its own namespace.
@@ -74,6 +76,8 @@ NEEDED_ROLLING: list[tuple[str, str, str, str]] = [
     ("coordination.k8s.io", "leases", "get", "release-bot.hexo1"),
     ("coordination.k8s.io", "leases", "update", "release-bot.hexo1"),
     ("", "events", "create", ""),
+    ("autoscaling", "horizontalpodautoscalers", "list", ""),
+    ("", "resourcequotas", "list", ""),
 ]
 
 # Inside the blue-green app's namespace, but outside the Role.
@@ -287,6 +291,11 @@ async def test_the_bots_own_calls_work_with_its_token(bot: Bot, kube_admin: clie
         },
     )
     assert (await kube.deployment(ns, "hexo-green"))["metadata"]["uid"] == dep["metadata"]["uid"]
+    planned = await kube.patch_deployment(ns, "hexo-green", {"spec": {"paused": True}}, dry_run=True)
+    assert planned["spec"]["paused"] is True and not (await kube.deployment(ns, "hexo-green"))["spec"].get(
+        "paused"
+    )
+    assert await kube.autoscalers(ns) == [] and await kube.quotas(ns) == []
     patched = await kube.patch_deployment(ns, "hexo-green", {"spec": {"paused": True}})
     assert patched["spec"]["paused"] is True
     assert isinstance(await kube.replica_sets(patched), list)

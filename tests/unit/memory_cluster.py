@@ -67,7 +67,17 @@ class MemoryCluster:
     def __init__(self) -> None:
         self.unreachable_since: datetime | None = None
         self.objects: dict[str, dict[tuple[str, str], Obj]] = {
-            k: {} for k in ("deployments", "replicasets", "pods", "services", "configmaps", "leases")
+            k: {}
+            for k in (
+                "deployments",
+                "replicasets",
+                "pods",
+                "services",
+                "configmaps",
+                "leases",
+                "autoscalers",
+                "quotas",
+            )
         }
         self.events: list[Obj] = []
         self.writes: list[tuple[str, str]] = []  # (verb, what), for tests that count changes
@@ -174,9 +184,13 @@ class MemoryCluster:
     async def deployments(self, ns: str) -> list[Obj]:
         return [copy.deepcopy(o) for (n, _), o in self.objects["deployments"].items() if n == ns]
 
-    async def patch_deployment(self, ns: str, name: str, patch: Obj | list[Obj]) -> Obj:
+    async def patch_deployment(
+        self, ns: str, name: str, patch: Obj | list[Obj], *, dry_run: bool = False
+    ) -> Obj:
         dep = self._get("deployments", ns, name)
         new = json_patch(dep, patch) if isinstance(patch, list) else merge(dep, patch)
+        if dry_run:
+            return copy.deepcopy(new)
         if new.get("spec") != dep.get("spec"):
             new["metadata"]["generation"] = dep["metadata"].get("generation", 1) + 1
         self.writes.append(("patch", f"deployment {name}"))
@@ -184,10 +198,12 @@ class MemoryCluster:
         self._reconcile(ns, name)
         return await self.deployment(ns, name)
 
-    async def create_deployment(self, ns: str, body: Obj) -> Obj:
+    async def create_deployment(self, ns: str, body: Obj, *, dry_run: bool = False) -> Obj:
         name = body["metadata"]["name"]
         if (ns, name) in self.objects["deployments"]:
             raise KubeConflict(f"deployment {name} exists", 409)
+        if dry_run:
+            return copy.deepcopy(body)
         dep = copy.deepcopy(body)
         dep["metadata"].update({"namespace": ns, "generation": 1, "uid": f"uid-{name}"})
         dep.setdefault("status", {})
@@ -317,9 +333,13 @@ class MemoryCluster:
     async def service(self, ns: str, name: str) -> Obj:
         return copy.deepcopy(self._get("services", ns, name))
 
-    async def patch_service(self, ns: str, name: str, patch: Obj | list[Obj]) -> Obj:
+    async def patch_service(
+        self, ns: str, name: str, patch: Obj | list[Obj], *, dry_run: bool = False
+    ) -> Obj:
         svc = self._get("services", ns, name)
         new = json_patch(svc, patch) if isinstance(patch, list) else merge(svc, patch)
+        if dry_run:
+            return copy.deepcopy(new)
         self.writes.append(("patch", f"service {name}"))
         return self._put("services", new, "MODIFIED")
 
@@ -372,6 +392,12 @@ class MemoryCluster:
         obj["metadata"]["namespace"] = ns
         self.writes.append(("replace", kind))
         return self._put(kind, obj, "MODIFIED")
+
+    async def autoscalers(self, ns: str) -> list[Obj]:
+        return [o for (n, _), o in self.objects["autoscalers"].items() if n == ns]
+
+    async def quotas(self, ns: str) -> list[Obj]:
+        return [o for (n, _), o in self.objects["quotas"].items() if n == ns]
 
     async def event(self, involved: Obj, reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append({"reason": reason, "message": message, "warning": warning})

@@ -1,0 +1,144 @@
+"""The pre-flight plan on the real control plane: `--dry-run` shows the plan privately and changes
+nothing; a dry-run the API server refuses (a quota) refuses the release before any write; a GitOps
+managed Deployment is refused unless the catalog allows it, and then the card warns; every write
+carries the bot's field manager."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.controlplane.launcher import ClusterInfo
+from sandbox.slack import SlackSimulator
+from tests.fixtures.bot import (
+    Bots,
+    card_of,
+    card_text,
+    command,
+    kubectl,
+    kubectl_json,
+    pods_by_image,
+    wait_card,
+    wait_ephemeral,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def versions(cluster: ClusterInfo, ns: str) -> dict[str, str]:
+    """resourceVersion of every object the bot could write in the namespace, by kind and name."""
+    out = {}
+    for kind in ("deployments", "services", "configmaps", "leases.coordination.k8s.io", "events"):
+        for item in kubectl_json(cluster, "-n", ns, "get", kind)["items"]:
+            out[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
+    return out
+
+
+def written(cluster: ClusterInfo, ns: str) -> dict[str, str]:
+    """`versions` without Events (a refusal is audited as an Event on the Deployment)."""
+    return {k: v for k, v in versions(cluster, ns).items() if not k.startswith("events/")}
+
+
+def create(cluster: ClusterInfo, tmp_path: Path, doc: dict[str, Any]) -> None:
+    path = tmp_path / f"{doc['kind']}.json"
+    path.write_text(json.dumps(doc))
+    kubectl(cluster, "create", "-f", str(path))
+
+
+def autoscaler(ns: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v1",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "hexo", "namespace": ns},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hexo"},
+            "minReplicas": 6,
+            "maxReplicas": 10,
+            "targetCPUUtilizationPercentage": 80,
+        },
+    }
+
+
+async def test_dry_run_shows_the_plan_privately_and_changes_nothing(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Path
+) -> None:
+    ns = bots.namespace
+    create(control_plane, tmp_path, autoscaler(ns))
+    await bots.start()
+    before = versions(control_plane, ns)
+
+    await command(slack_sim, "alice", "hexo v2.0 --canary --dry-run")
+    text = await wait_ephemeral(slack_sim, "alice", "Dry run")
+    assert "nothing was changed" in text
+    assert "v1.0" in text and "v2.0" in text and "containers[hexo].image" in text
+    assert "new pods at each pause: 1 → 6 of 6" in text
+    assert "at most 7 pods at once" in text  # six old plus the canary
+    assert "HorizontalPodAutoscaler hexo scales it (6 to 10 pods" in text
+    assert "Release it: `/release hexo v2.0 --canary`" in text
+
+    await command(slack_sim, "alice", "hexo v2.0 --bluegreen --dry-run")
+    text = await wait_ephemeral(slack_sim, "alice", "(bluegreen)")
+    assert "at most 12 pods at once" in text and "metadata.labels.version" in text
+
+    assert versions(control_plane, ns) == before  # no write, not even an audit Event
+    assert card_of(slack_sim, slack_sim.channels["releases"]) is None
+    assert pods_by_image(control_plane, ns) == {"v1.0": 6}
+
+
+async def test_a_quota_the_green_deployment_would_exceed_refuses_before_any_write(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Path
+) -> None:
+    ns = bots.namespace
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "one-deployment", "namespace": ns},
+        "spec": {"hard": {"count/deployments.apps": "1"}},
+    }
+    create(control_plane, tmp_path, quota)
+    await bots.start()
+    # Admission judges against the usage the quota controller counted: wait until it has.
+    async with asyncio.timeout(60):
+        while "count/deployments.apps" not in (
+            kubectl_json(control_plane, "-n", ns, "get", "resourcequota", "one-deployment")
+            .get("status", {})
+            .get("used", {})
+        ):
+            await asyncio.sleep(0.5)
+    before = written(control_plane, ns)
+    await command(slack_sim, "alice", "hexo v2.0 --bluegreen")
+    text = await wait_ephemeral(slack_sim, "alice", "The API server would refuse this release")
+    assert "create deployment hexo-v2.0" in text and "exceeded quota" in text and "one-deployment" in text
+    assert "Nothing was changed" in text
+    assert written(control_plane, ns) == before  # no green, no record, no lease
+    assert card_of(slack_sim, slack_sim.channels["releases"]) is None
+    # A rolling release writes no new Deployment: the same quota lets it through.
+    await command(slack_sim, "alice", "hexo v2.0")
+    await wait_card(slack_sim, "Succeeded", timeout=120)
+
+
+async def test_gitops_managed_is_refused_unless_allowed_then_the_card_warns(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    ns = bots.namespace
+    kubectl(control_plane, "-n", ns, "label", "deployment", "hexo", "argocd.argoproj.io/instance=shop")
+    bot = await bots.start()
+    before = written(control_plane, ns)
+    await command(slack_sim, "alice", "hexo v2.0")
+    text = await wait_ephemeral(slack_sim, "alice", "is managed by Argo CD application shop")
+    assert "gitops: allow" in text and "drift" in text
+    assert written(control_plane, ns) == before
+    assert pods_by_image(control_plane, ns) == {"v1.0": 6}
+    await bot.stop()
+
+    allowed = await bots.start(extra={"gitops": "allow"})
+    await command(slack_sim, "alice", "hexo v2.0", bot_url=allowed.url)
+    card = await wait_card(slack_sim, "Succeeded", timeout=120)
+    assert "managed by Argo CD application shop: it may set the image back" in card_text(card)
+    dep = kubectl_json(control_plane, "-n", ns, "get", "deployment", "hexo", "--show-managed-fields")
+    managers = {f["manager"] for f in dep["metadata"].get("managedFields") or []}
+    assert "release-bot" in managers

@@ -1,0 +1,179 @@
+"""The pre-flight plan: GitOps owners, warnings from autoscalers and quotas, and the engine's dry-run
+that plans on the cluster without changing it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from bot.releases import preflight, refusals
+from bot.releases.health import Live
+from bot.slack import answers, cards
+from commands.intents import Release, Strategy
+from tests.unit.test_engine import NS
+from tests.unit.test_governance import ALICE, world_of
+
+DEPLOYMENT: dict[str, Any] = {
+    "metadata": {"name": "hexo", "namespace": NS, "labels": {"app": "hexo"}},
+    "spec": {
+        "replicas": 6,
+        "template": {
+            "metadata": {"labels": {"app": "hexo"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "hexo",
+                        "image": "registry.example/hexo:v1.0",
+                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                    }
+                ]
+            },
+        },
+    },
+}
+
+
+def labelled(labels: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
+    dep = copy.deepcopy(DEPLOYMENT)
+    dep["metadata"]["labels"].update(labels or {})
+    dep["metadata"].update(meta)
+    return dep
+
+
+@pytest.mark.parametrize(
+    ("dep", "owner"),
+    [
+        (
+            labelled(annotations={"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:ns/hexo"}),
+            "Argo CD application shop",
+        ),
+        (labelled({"argocd.argoproj.io/instance": "shop"}), "Argo CD application shop"),
+        (labelled({"app.kubernetes.io/instance": "shop"}), "Argo CD application shop"),
+        (
+            labelled(
+                {
+                    "kustomize.toolkit.fluxcd.io/name": "apps",
+                    "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+                }
+            ),
+            "Flux Kustomization flux-system/apps",
+        ),
+        (labelled({"helm.toolkit.fluxcd.io/name": "hexo"}), "Flux HelmRelease hexo"),
+        (
+            labelled(
+                managedFields=[
+                    {
+                        "manager": "gitops-applier",
+                        "operation": "Apply",
+                        "fieldsV1": {
+                            "f:spec": {
+                                "f:template": {
+                                    "f:spec": {"f:containers": {'k:{"name":"hexo"}': {"f:image": {}}}}
+                                }
+                            }
+                        },
+                    }
+                ]
+            ),
+            "field manager gitops-applier (server-side apply)",
+        ),
+    ],
+)
+def test_gitops_owners_are_found_by_their_marks(dep: dict[str, Any], owner: str) -> None:
+    assert preflight.gitops_owner(dep) == owner
+
+
+def test_what_is_not_gitops_is_not_flagged() -> None:
+    helm = labelled({"app.kubernetes.io/instance": "hexo", "app.kubernetes.io/managed-by": "Helm"})
+    kubectl = labelled(
+        managedFields=[
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "fieldsV1": {"f:spec": {}}},
+            {"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {"f:template": {}}}},
+            {"manager": "release-bot", "operation": "Update", "fieldsV1": {}},
+        ]
+    )
+    assert preflight.gitops_owner(DEPLOYMENT) is None
+    assert preflight.gitops_owner(helm) is None
+    assert preflight.gitops_owner(kubectl) is None
+
+
+def test_the_plan_names_changes_footprint_and_every_warning() -> None:
+    after = copy.deepcopy(DEPLOYMENT["spec"]["template"])
+    after["spec"]["containers"][0]["image"] = "registry.example/hexo:v2.0"
+    hpa = {
+        "metadata": {"name": "hexo-hpa"},
+        "spec": {
+            "scaleTargetRef": {"kind": "Deployment", "name": "hexo"},
+            "minReplicas": 2,
+            "maxReplicas": 9,
+        },
+        "status": {"currentReplicas": 6},
+    }
+    quota = {
+        "metadata": {"name": "team"},
+        "status": {"hard": {"pods": "6", "requests.cpu": "1"}, "used": {"pods": "6", "requests.cpu": "600m"}},
+    }
+    paused = labelled()
+    paused["spec"]["paused"] = True
+    plan = preflight.build(
+        live=paused,
+        after=after,
+        steps=(1, 6),
+        peak_pods=7,
+        catalog_image="registry.example/other",
+        from_image="registry.example/hexo:v1.0",
+        gitops="Argo CD application shop",
+        autoscalers=[
+            hpa,
+            {"metadata": {"name": "x"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "y"}}},
+        ],
+        quotas=[quota],
+    )
+    assert plan.changes == (
+        "spec.containers[hexo].image: 'registry.example/hexo:v1.0' -> 'registry.example/hexo:v2.0'",
+    )
+    assert (plan.peak_pods, plan.peak_cpu_millis, plan.peak_memory_bytes) == (7, 700, 7 * 64 * 2**20)
+    kinds = [w.kind for w in plan.warnings]
+    assert kinds == ["gitops", "autoscaler", "quota", "image", "paused"]
+    texts = " | ".join(w.text for w in plan.warnings)
+    assert "HorizontalPodAutoscaler hexo-hpa scales it (2 to 9 pods, 6 now)" in texts
+    assert "quota team: pods 6 of 6 used; the release needs 1 more" in texts
+    assert "CPU" not in texts  # 600m + 100m fits in 1 CPU
+    assert "not an image of the catalog's registry.example/other" in texts
+
+
+async def test_a_dry_run_plans_on_the_cluster_and_writes_nothing() -> None:
+    cluster, engine, _ = await world_of({})
+    try:
+        writes = list(cluster.writes)
+        record, state = await engine.preview(
+            Release(app="hexo", version="v2.0", strategy=Strategy.CANARY, dry_run=True),
+            ALICE,
+            "C1",
+            "releases",
+        )
+        assert cluster.writes == writes
+        assert (NS, "release-bot.hexo") not in cluster.objects["configmaps"]
+        assert record.preflight is not None and record.preflight.steps == (1, 6)
+        assert any("image" in c and "v2.0" in c for c in record.preflight.changes)
+        text = answers.dry_run(record, None, state.gate)
+        assert "Dry run" in text and "1 → 6 of 6" in text
+        _, blocks = cards.card(record, Live())
+        assert "Changes to the pod template" not in str(blocks)  # the card shows warnings only
+    finally:
+        await engine.stop(0)
+
+
+async def test_a_gitops_managed_deployment_is_refused_before_anything_is_written() -> None:
+    cluster, engine, _ = await world_of({})
+    try:
+        meta = cluster.objects["deployments"][(NS, "hexo")]["metadata"]
+        meta.setdefault("labels", {})["argocd.argoproj.io/instance"] = "shop"
+        with pytest.raises(refusals.GitOpsManaged) as refused:
+            await engine.begin(Release(app="hexo", version="v2.0"), ALICE, "C1", "releases")
+        assert "Argo CD application shop" in str(refused.value) and "gitops: allow" in str(refused.value)
+        assert cluster.writes == []
+    finally:
+        await engine.stop(0)
