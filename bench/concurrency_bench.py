@@ -39,7 +39,7 @@ import yaml
 
 from bench.audit import AuditLog, kubeconfig_user
 from bench.figures import ratios, spread
-from bench.release_bench import bench_client, clean_env, metric, rss_mib, start_bot, stop_process
+from bench.release_bench import bench_client, clean_env, loop_lag, metric, rss_mib, start_bot, stop_process
 from bot.kube.client import Kube, KubeConflict, connected
 from bot.releases.health import container_image, progress
 from bot.slack import outbox
@@ -252,6 +252,7 @@ async def run_one(
             f"correct in {wall:.1f} s; {limited} answered 429; {len(calls) / n:.1f} Slack calls and "
             f"{(after - before) / n:.1f} Kubernetes requests per release; bot RSS {rss_mib(bot.pid):.0f} MiB"
         )
+        print(f"     {await loop_lag(metrics_url)}")
         if rolled_out:
             last = max(rolled_out.values()) - started
             print(

@@ -86,6 +86,24 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+async def loop_lag(url: str) -> str:
+    """The bot's event-loop lag so far, from its /metrics: the worst, and the bucket bound that holds
+    99% of the half-second samples."""
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        text = await r.text()
+    buckets: list[tuple[float, float]] = []
+    worst = 0.0
+    for line in text.splitlines():
+        if line.startswith("release_bot_event_loop_lag_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+        elif line.startswith("release_bot_event_loop_lag_max_seconds "):
+            worst = float(line.rsplit(" ", 1)[1])
+    total = buckets[-1][1] if buckets else 0.0
+    p99 = next((bound for bound, count in buckets if total and count >= 0.99 * total), float("nan"))
+    return f"event-loop lag: worst {worst * 1000:.0f} ms, 99% of {total:.0f} samples under {p99 * 1000:g} ms"
+
+
 async def metric(url: str, name: str, match: str = "") -> float | None:
     """The sum of the samples of `name` on a /metrics page (those whose line holds `match`)."""
     async with aiohttp.ClientSession() as s, s.get(url) as r:
@@ -518,6 +536,7 @@ async def main(args: argparse.Namespace) -> None:
                 rounds=args.rounds,
             )
             print(f"bot RSS after the acks: {rss_mib(bot.pid):.0f} MiB")
+            print(await loop_lag(f"http://127.0.0.1:{port}/metrics"))
             await rolling_vs_kubectl(
                 sim,
                 player,
@@ -529,6 +548,7 @@ async def main(args: argparse.Namespace) -> None:
                 args.repeats,
             )
             print(f"bot RSS after the releases: {rss_mib(bot.pid):.0f} MiB")
+            print(await loop_lag(f"http://127.0.0.1:{port}/metrics"))
         finally:
             await player.close()
     finally:

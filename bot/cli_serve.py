@@ -28,7 +28,7 @@ from bot.kube import access
 from bot.kube.client import Kube, KubeError
 from bot.logs import configure as configure_logging
 from bot.manifest import needed_scopes
-from bot.metrics import Metrics
+from bot.metrics import Metrics, watch_loop_lag
 from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
 from bot.releases.store import object_name
@@ -258,6 +258,7 @@ async def _serve(
     await site.start()
     try:
         background.spawn("probe-kubernetes", probe_kubernetes(kube))
+        background.spawn("loop-lag", watch_loop_lag(metrics))
         await engine.start()
         if socket is not None:
             await socket.start()

@@ -22,7 +22,9 @@ labels and buckets of every series in one place:
 - `release_bot_ack_seconds{mode,kind}`: from receiving a Slack request (HTTP) or envelope (Socket Mode)
   to the ack, the number Slack's 3-second limit is about;
 - `release_bot_slack_rejected_total{reason}`: requests to /slack/events refused before Bolt saw them
-  (bad signature, malformed body, too large, ...; the reasons are `bot.slack.edge`'s fixed labels).
+  (bad signature, malformed body, too large, ...; the reasons are `bot.slack.edge`'s fixed labels);
+- `release_bot_event_loop_lag_seconds` and `release_bot_event_loop_lag_max_seconds`: how late the
+  event loop runs a half-second timer (`watch_loop_lag`), the delay everything in the process shares.
 
 Label values are bounded (sanitised, truncated words) so no user input can grow the series count.
 This module imports no Slack or Kubernetes library (checked by import-linter).
@@ -30,13 +32,21 @@ This module imports no Slack or Kubernetes library (checked by import-linter).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -44,6 +54,10 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 # Seconds. A rolling release of a few pods takes tens of seconds; a canary can wait hours for Promote.
 RELEASE_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, 24 * 3600.0)
+
+# Seconds. A loop that answers acks in milliseconds lags well under 10 ms; above 100 ms it is busy.
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LOOP_LAG_PERIOD_S = 0.5
 
 TERMINAL_OUTCOMES = frozenset({"succeeded", "failed", "rolled_back", "aborted", "finished"})
 RELEASE_ACTIONS = frozenset({"release", "rollback", "abort", "finish"})
@@ -112,6 +126,18 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
+        self.loop_lag = Histogram(
+            "release_bot_event_loop_lag_seconds",
+            "How late the event loop ran a timer (sampled every half second): time no request, watch "
+            "event or release step could be served.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag_max = Gauge(
+            "release_bot_event_loop_lag_max_seconds",
+            "The longest event-loop lag seen since start.",
+            registry=r,
+        )
         self.releases = Counter(
             "release_bot_releases",
             "Release lifecycle events by strategy and outcome (from the audit trail).",
@@ -243,3 +269,17 @@ class Metrics:
     def value(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
         """One sample's current value (e.g. "release_bot_releases_total"), None when absent."""
         return self.registry.get_sample_value(name, dict(labels or {}))
+
+
+async def watch_loop_lag(metrics: Metrics, period: float = LOOP_LAG_PERIOD_S) -> None:
+    """Sample the event loop's lag for ever: how much later than asked a timer fires."""
+    loop = asyncio.get_running_loop()
+    worst = 0.0
+    while True:
+        asked = loop.time() + period
+        await asyncio.sleep(period)
+        lag = max(0.0, loop.time() - asked)
+        metrics.loop_lag.observe(lag)
+        if lag > worst:
+            worst = lag
+            metrics.loop_lag_max.set(lag)

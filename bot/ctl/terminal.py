@@ -80,6 +80,13 @@ def line(record: Record, event: events.Event) -> str:
             return f"freeze {event.window} overridden by {event.by} to {event.action}: {event.reason}"
         case events.QueuePaused():
             return f"queue paused: {event.waiting} release(s) wait until a release of {record.app} succeeds"
+        case events.AutoscalerHeld():
+            return f"autoscaler {event.name} held at {event.replicas} pod(s) while the release runs"
+        case events.AutoscalerRestored():
+            return (
+                f"autoscaler {event.name} back to {event.min_replicas}..{event.max_replicas} pods, "
+                f"scaling {event.target}"
+            )
     raise AssertionError(f"no wording for {event!r}")
 
 

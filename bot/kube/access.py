@@ -76,7 +76,9 @@ def needed(apps: Iterable[App], record_name: Callable[[str], str]) -> list[Right
         add("coordination.k8s.io", "leases", ("create",))  # driver leases
         add("coordination.k8s.io", "leases", ("get", "update"), record)
         add("", "events", ("create",))  # the audit trail on the Deployment
-        add("autoscaling", "horizontalpodautoscalers", ("list",))  # the pre-flight plan's warnings
+        # the pre-flight plan's warnings; a canary or blue-green holds the app's autoscaler (names are
+        # not in the catalog)
+        add("autoscaling", "horizontalpodautoscalers", ("list", "patch"))
         add("", "resourcequotas", ("list",))
     return sorted(rights)
 

@@ -605,6 +605,17 @@ class Kube:
         items: list[Obj] = r.get("items", [])
         return items
 
+    async def patch_autoscaler(self, ns: str, name: str, patch: Obj) -> Obj:
+        r: Obj = await self.call(
+            f"horizontalpodautoscaler {ns}/{name}",
+            self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
+            name,
+            ns,
+            patch,
+            **_writing(),
+        )
+        return r
+
     async def quotas(self, ns: str) -> list[Obj]:
         r = await self.call(f"resourcequotas in {ns}", self.core.list_namespaced_resource_quota, ns)
         items: list[Obj] = r.get("items", [])

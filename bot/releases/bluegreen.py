@@ -267,6 +267,7 @@ async def _create_green(run: Run) -> None:
         await run.note(events.LeftOver(name=name, release_id=release_of(existing)))
         await run.kube.delete_deployment(ns, name)  # ours: green_action checked the mark
         await run.kube.wait_deployment_gone(ns, name, timeout=GONE_TIMEOUT)
+    await steps.hold_autoscaler(run, r.replicas)  # blue must not change size while both run
     if action != "reuse":
         try:
             await run.kube.create_deployment(ns, green_body(blue, r, run.app))
@@ -399,6 +400,7 @@ async def _switch(run: Run) -> None:
         await _give_up(run, reason, switched=True)
         return
     seconds = time.monotonic() - started
+    await steps.retarget_autoscaler(run, r.green or "")
     bg = run.app.bluegreen
     await run.save(
         lambda rec: rec.consume_request().to(Phase.SWITCHED),
@@ -528,6 +530,7 @@ async def _clean_up(run: Run) -> None:
         await run.note(events.SwitchedBack(service=service, pods=pods, seconds=time.monotonic() - started))
     elif current != r.selector:
         await run.note(events.ServiceChanged(service=service, selector=current))
+    await steps.retarget_autoscaler(run, r.deployment)  # before green, which it may scale, goes
     green = await _green_or_none(run)
     deleted = False
     if green is not None and is_ours(green, r.app) and release_of(green) == r.id:

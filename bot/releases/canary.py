@@ -80,6 +80,7 @@ async def drive(run: Run) -> None:
             case Phase.PENDING:
                 current = (run.snap.deployment or {}).get("spec", {}).get("minReadySeconds", 0)
                 await run.save(setting(min_ready_seconds=current))
+                await steps.hold_autoscaler(run, _desired(run))  # the stable set keeps its size
                 await steps.set_image(run, hold_at=targets(run.app, _desired(run))[0])
             case Phase.ROLLING_OUT:
                 await _advance(run)

@@ -751,6 +751,12 @@ class Engine:
                 return
             record = stored.record
             if not record.active:
+                if record.autoscaler is not None and not record.autoscaler.restored:
+                    async with Run(
+                        self.kube, self.caches, self.store, self.reporter, self.audit, app, record, stored
+                    ) as run:  # ended by a driver that stopped before giving the autoscaler back
+                        await steps.restore_autoscaler(run, _live_name(record))
+                    continue
                 if not record.synced:  # finished, but the channel may not show it yet
                     self.reporter.show(record, health.Live(now=utcnow()), final=True)
                 if stored.gate.queue and await self._next_in_queue(app, stored):
@@ -769,6 +775,8 @@ class Engine:
                     await steps.abort_unstarted(run)
                 elif run.record.active:  # not ended while it waited for approval
                     await drive(run)
+                if run.record.finished:
+                    await steps.restore_autoscaler(run, _live_name(run.record))
                 posting = self._posting.get(run.record.id)
                 if posting is not None:  # the end is shown on the card: let it be posted first
                     await asyncio.shield(posting)
@@ -956,6 +964,13 @@ class Engine:
 
         with contextlib.suppress(Conflict, KubeError):
             await self.store.update(record.namespace, record.app, change)
+
+
+def _live_name(record: Record) -> str:
+    """The Deployment that runs the app once `record` has ended."""
+    if record.strategy is Strategy.BLUEGREEN and record.phase is Phase.SUCCEEDED and record.green:
+        return record.green
+    return record.deployment
 
 
 def stale_card(record: Record) -> refusals.StaleCard:

@@ -201,6 +201,25 @@ class QueuePaused(_Event):
     waiting: int
 
 
+class AutoscalerHeld(_Event):
+    """An autoscaler of the Deployment is held at its current size while the release runs, so it
+    cannot resize the old version (a canary's stable set, blue) behind the release's back."""
+
+    kind: Literal["autoscaler-held"] = "autoscaler-held"
+    name: str
+    replicas: int
+
+
+class AutoscalerRestored(_Event):
+    """The autoscaler is given back its own bounds, on the Deployment that runs the app now."""
+
+    kind: Literal["autoscaler-restored"] = "autoscaler-restored"
+    name: str
+    min_replicas: int
+    max_replicas: int
+    target: str
+
+
 Event = Annotated[
     Started
     | CanaryStep
@@ -225,7 +244,9 @@ Event = Annotated[
     | ApprovalExpired
     | BrokeGlass
     | Overridden
-    | QueuePaused,
+    | QueuePaused
+    | AutoscalerHeld
+    | AutoscalerRestored,
     Field(discriminator="kind"),
 ]
 

@@ -190,3 +190,12 @@ def serves_only(endpoints: Obj, pods: Sequence[Obj]) -> bool:
     ready_ips = {p.get("status", {}).get("podIP") for p in live if pod_ready(p)} - {None, ""}
     ready, not_ready = endpoint_ips(endpoints)
     return bool(ready) and (ready | not_ready) <= ips and ready_ips <= ready
+
+
+def autoscaler_of(autoscalers: Sequence[Obj], deployment: str) -> Obj | None:
+    """The HorizontalPodAutoscaler that scales `deployment`, if any."""
+    for hpa in autoscalers:
+        ref = hpa.get("spec", {}).get("scaleTargetRef", {})
+        if ref.get("kind") == "Deployment" and ref.get("name") == deployment:
+            return hpa
+    return None

@@ -52,6 +52,7 @@ class Cluster(Protocol):
         self, ns: str, name: str, patch: Obj | list[Obj], *, dry_run: bool = False
     ) -> Obj: ...
     async def autoscalers(self, ns: str) -> list[Obj]: ...  # HorizontalPodAutoscalers (autoscaling/v1)
+    async def patch_autoscaler(self, ns: str, name: str, patch: Obj) -> Obj: ...
     async def quotas(self, ns: str) -> list[Obj]: ...  # ResourceQuotas
     async def watch_endpoints(
         self, ns: str, name: str, predicate: Callable[[Obj], T | None], timeout: float

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from bot.releases.history import template_diff
-from bot.releases.objects import pod_requests, quantity
+from bot.releases.objects import autoscaler_of, pod_requests, quantity
 
 Obj = dict[str, Any]
 
@@ -53,6 +53,18 @@ class Warning(_Model):
     text: str
 
 
+class Pin(_Model):
+    """An autoscaler held at `held` replicas while a release runs (min = max = held), and the bounds
+    it had before, given back when the release ends."""
+
+    name: str
+    min_replicas: int
+    max_replicas: int
+    held: int
+    target: str  # the Deployment it scales now
+    restored: bool = False
+
+
 class Preflight(_Model):
     """What a release will do, worked out by server-side dry-run before anything changes."""
 
@@ -62,6 +74,7 @@ class Preflight(_Model):
     peak_cpu_millis: int = 0  # CPU the peak's pods request
     peak_memory_bytes: int = 0
     warnings: tuple[Warning, ...] = ()
+    autoscaler: str = ""  # the HorizontalPodAutoscaler of the Deployment, if any
 
 
 def gitops_owner(deployment: Obj) -> str | None:
@@ -104,14 +117,6 @@ def changes(before: Obj, after: Obj) -> tuple[str, ...]:
     """The pod template's differences, as the API server would store it (`after` comes from a dry-run,
     so defaults and mutating webhooks are in it)."""
     return tuple(template_diff(before, after))
-
-
-def autoscaler_of(autoscalers: Sequence[Obj], deployment: str) -> Obj | None:
-    for hpa in autoscalers:
-        ref = hpa.get("spec", {}).get("scaleTargetRef", {})
-        if ref.get("kind") == "Deployment" and ref.get("name") == deployment:
-            return hpa
-    return None
 
 
 # What a quota limits, and the word for it.
@@ -196,7 +201,8 @@ def build(
                 text=(
                     f"HorizontalPodAutoscaler {hpa['metadata']['name']} scales it "
                     f"({spec.get('minReplicas', 1)} to {spec.get('maxReplicas')} pods, "
-                    f"{status.get('currentReplicas', replicas)} now)"
+                    f"{status.get('currentReplicas', replicas)} now); a canary or blue-green release holds "
+                    "it at its current size until it ends"
                 ),
             )
         )
@@ -221,4 +227,5 @@ def build(
         peak_cpu_millis=cpu * peak_pods,
         peak_memory_bytes=memory * peak_pods,
         warnings=tuple(warnings),
+        autoscaler=hpa["metadata"]["name"] if hpa is not None else "",
     )

@@ -16,7 +16,7 @@ from enum import StrEnum
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from bot.releases.events import Event
-from bot.releases.preflight import Preflight
+from bot.releases.preflight import Pin, Preflight
 from bot.releases.refusals import (
     AlreadyApproved,
     NotAwaitingApproval,
@@ -129,6 +129,7 @@ class Record(BaseModel):
     break_glass: str = ""  # the reason given to skip approvals and freezes
     override: str = ""  # the reason given to release during a freeze
     preflight: Preflight | None = None  # the plan, by server-side dry-run, before anything changed
+    autoscaler: Pin | None = None  # an autoscaler the release holds at a fixed size, to give back
     created_at: datetime
     phase_since: datetime
     finished_at: datetime | None = None

@@ -4,13 +4,15 @@ that restarts in the middle carries on from the recorded phase."""
 
 from __future__ import annotations
 
+import contextlib
+
 from bot.catalog import App
 from bot.errors import UserError
 from bot.kube.client import CHANGE_CAUSE, NotFound, Obj
 from bot.releases import events, health, objects, refusals
 from bot.releases.history import undo
 from bot.releases.ports import Cluster
-from bot.releases.preflight import Write
+from bot.releases.preflight import Pin, Write
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
 from bot.releases.run import Outcome, Run, Snapshot
 from commands.intents import Strategy
@@ -275,6 +277,73 @@ async def roll_back(run: Run) -> None:
         note=events.RolledBack(by=actor.id if actor else None),
     )
     await run.audited("rollback", actor, f"rolled back to {done.from_version}")
+
+
+# --- an autoscaler of the Deployment -----------------------------------------------------------------
+
+
+async def hold_autoscaler(run: Run, replicas: int) -> None:
+    """An autoscaler of the Deployment would resize the old version behind the release's back (a
+    canary's stable set, blue before the switch): hold it at `replicas` (min = max) until the release
+    ends. Its own bounds are read and recorded first, so they can be given back after any restart."""
+    record = run.record
+    if record.autoscaler is None:
+        if record.preflight is None or not record.preflight.autoscaler:
+            return
+        hpa = objects.autoscaler_of(await run.kube.autoscalers(record.namespace), record.deployment)
+        if hpa is None:
+            return
+        spec = hpa.get("spec", {})
+        pin = Pin(
+            name=hpa["metadata"]["name"],
+            min_replicas=int(spec.get("minReplicas", 1)),
+            max_replicas=int(spec["maxReplicas"]),
+            held=replicas,
+            target=record.deployment,
+        )
+        await run.save(
+            lambda rec: rec.model_copy(update={"autoscaler": pin}),
+            note=events.AutoscalerHeld(name=pin.name, replicas=replicas),
+        )
+    held = run.record.autoscaler
+    assert held is not None
+    with contextlib.suppress(NotFound):  # deleted since: nothing to hold
+        await run.kube.patch_autoscaler(
+            record.namespace, held.name, {"spec": {"minReplicas": held.held, "maxReplicas": held.held}}
+        )
+
+
+async def retarget_autoscaler(run: Run, deployment: str) -> None:
+    """Point the held autoscaler at `deployment` (blue-green's switch and switch back)."""
+    pin = run.record.autoscaler
+    if pin is None or pin.restored or pin.target == deployment:
+        return
+    with contextlib.suppress(NotFound):
+        await run.kube.patch_autoscaler(
+            run.record.namespace, pin.name, {"spec": {"scaleTargetRef": {"name": deployment}}}
+        )
+    moved = pin.model_copy(update={"target": deployment})
+    await run.save(lambda rec: rec.model_copy(update={"autoscaler": moved}))
+
+
+async def restore_autoscaler(run: Run, live: str) -> None:
+    """The release has ended: give the autoscaler back its own bounds, on `live`, the Deployment that
+    runs the app now. Idempotent, and done by whoever drives the record next after a crash."""
+    pin = run.record.autoscaler
+    if pin is None or pin.restored:
+        return
+    spec: dict[str, object] = {"minReplicas": pin.min_replicas, "maxReplicas": pin.max_replicas}
+    if pin.target != live:
+        spec["scaleTargetRef"] = {"name": live}
+    with contextlib.suppress(NotFound):  # someone deleted it meanwhile: nothing to give back
+        await run.kube.patch_autoscaler(run.record.namespace, pin.name, {"spec": spec})
+    done = pin.model_copy(update={"restored": True, "target": live})
+    await run.save(
+        lambda rec: rec.model_copy(update={"autoscaler": done}),
+        note=events.AutoscalerRestored(
+            name=pin.name, min_replicas=pin.min_replicas, max_replicas=pin.max_replicas, target=live
+        ),
+    )
 
 
 # --- approvals -------------------------------------------------------------------------------------

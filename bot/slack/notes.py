@@ -89,6 +89,16 @@ def note(record: Record, event: events.Event) -> str:
                 f"({event.waiting} waiting) is paused. It moves again after a release succeeds, or "
                 f"`/release unlock {esc(record.app)}`."
             )
+        case events.AutoscalerHeld():
+            return (
+                f":pushpin: Autoscaler `{esc(event.name)}` is held at {plural(event.replicas, 'pod')} while "
+                "the release runs, so it does not resize the old version behind it."
+            )
+        case events.AutoscalerRestored():
+            return (
+                f":pushpin: Autoscaler `{esc(event.name)}` has its own bounds back ({event.min_replicas} to "
+                f"{event.max_replicas} pods), scaling `{esc(event.target)}`."
+            )
         case _:
             return _bluegreen_note(record, event)
 

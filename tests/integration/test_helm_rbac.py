@@ -55,6 +55,7 @@ NEEDED: list[tuple[str, str, str, str]] = [
     ("coordination.k8s.io", "leases", "update", "release-bot.hexo"),
     ("", "events", "create", ""),
     ("autoscaling", "horizontalpodautoscalers", "list", ""),
+    ("autoscaling", "horizontalpodautoscalers", "patch", ""),
     ("", "resourcequotas", "list", ""),
 ]
 
@@ -77,6 +78,7 @@ NEEDED_ROLLING: list[tuple[str, str, str, str]] = [
     ("coordination.k8s.io", "leases", "update", "release-bot.hexo1"),
     ("", "events", "create", ""),
     ("autoscaling", "horizontalpodautoscalers", "list", ""),
+    ("autoscaling", "horizontalpodautoscalers", "patch", ""),
     ("", "resourcequotas", "list", ""),
 ]
 

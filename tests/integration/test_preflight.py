@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ from tests.fixtures.bot import (
     Bots,
     card_of,
     card_text,
+    click,
     command,
     kubectl,
     kubectl_json,
     pods_by_image,
+    thread_with,
     wait_card,
     wait_ephemeral,
 )
@@ -142,3 +145,65 @@ async def test_gitops_managed_is_refused_unless_allowed_then_the_card_warns(
     dep = kubectl_json(control_plane, "-n", ns, "get", "deployment", "hexo", "--show-managed-fields")
     managers = {f["manager"] for f in dep["metadata"].get("managedFields") or []}
     assert "release-bot" in managers
+
+
+def hpa_spec(cluster: ClusterInfo, ns: str) -> tuple[int, int, str]:
+    spec = kubectl_json(cluster, "-n", ns, "get", "hpa", "hexo")["spec"]
+    return spec["minReplicas"], spec["maxReplicas"], spec["scaleTargetRef"]["name"]
+
+
+async def test_a_canary_holds_the_autoscaler_and_blue_green_moves_it_to_green(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Path
+) -> None:
+    """A real HorizontalPodAutoscaler under the real controller-manager. Nothing serves metrics here,
+    so the controller only enforces the bounds: the test shows what the bot does to them (held at the
+    Deployment's size while a release runs, given back after, on the Deployment that runs) and that
+    the Deployment never grows past what the plan said."""
+    ns = bots.namespace
+    doc = autoscaler(ns)
+    doc["spec"]["minReplicas"] = 2
+    create(control_plane, tmp_path, doc)
+    await bots.start(extra={"bluegreen": {"grace_seconds": 1}})
+
+    await command(slack_sim, "alice", "hexo v2.0 --canary")
+    card = await wait_card(slack_sim, "Promote", timeout=90)
+    assert hpa_spec(control_plane, ns) == (6, 6, "hexo")
+    dep = kubectl_json(control_plane, "-n", ns, "get", "deployment", "hexo")
+    assert dep["spec"]["replicas"] == 6
+    assert await click(slack_sim, "alice", card, "release:promote") == 200
+    card = await wait_card(slack_sim, "Succeeded", timeout=120)
+    await thread_with(slack_sim, card, "has its own bounds back (2 to 10 pods)", timeout=30)
+    assert hpa_spec(control_plane, ns) == (2, 10, "hexo")
+    assert "held at 6 pods" in await thread_with(slack_sim, card, "held at")
+
+    await command(slack_sim, "alice", "hexo v3.0 --bluegreen")
+    card = await wait_card(slack_sim, "Switch traffic", timeout=90)
+    assert hpa_spec(control_plane, ns) == (6, 6, "hexo")
+    green = kubectl_json(control_plane, "-n", ns, "get", "deployment", "hexo-v3.0")
+    assert green["spec"]["replicas"] == 6  # green starts at the size the autoscaler keeps now
+    assert await click(slack_sim, "alice", card, "release:promote") == 200
+    await wait_card(slack_sim, "Succeeded", timeout=120)
+    async with asyncio.timeout(30):
+        while hpa_spec(control_plane, ns) != (2, 10, "hexo-v3.0"):
+            await asyncio.sleep(0.5)
+
+
+async def test_a_bot_killed_while_it_holds_the_autoscaler_gives_it_back_after_its_restart(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Path
+) -> None:
+    ns = bots.namespace
+    doc = autoscaler(ns)
+    doc["spec"]["minReplicas"] = 2
+    create(control_plane, tmp_path, doc)
+    bot = await bots.start()
+    await command(slack_sim, "alice", "hexo v2.0 --canary")
+    card = await wait_card(slack_sim, "Promote", timeout=90)
+    assert hpa_spec(control_plane, ns) == (6, 6, "hexo")
+    await bot.stop(signal.SIGKILL)
+    await bots.restart(bot)
+    assert await click(slack_sim, "alice", card, "release:rollback") == 200
+    await wait_card(slack_sim, "Rolled back", timeout=120)
+    async with asyncio.timeout(30):
+        while hpa_spec(control_plane, ns) != (2, 10, "hexo"):
+            await asyncio.sleep(0.5)
+    assert pods_by_image(control_plane, ns) == {"v1.0": 6}

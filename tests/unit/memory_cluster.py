@@ -396,6 +396,11 @@ class MemoryCluster:
     async def autoscalers(self, ns: str) -> list[Obj]:
         return [o for (n, _), o in self.objects["autoscalers"].items() if n == ns]
 
+    async def patch_autoscaler(self, ns: str, name: str, patch: Obj) -> Obj:
+        hpa = self._get("autoscalers", ns, name)
+        self.writes.append(("patch", f"horizontalpodautoscaler {name}"))
+        return self._put("autoscalers", merge(hpa, patch), "MODIFIED")
+
     async def quotas(self, ns: str) -> list[Obj]:
         return [o for (n, _), o in self.objects["quotas"].items() if n == ns]
 

@@ -52,7 +52,7 @@ NEEDED_BLUEGREEN: dict[Rule, set[str]] = {
     ("coordination.k8s.io", "leases", ()): {"create"},
     ("coordination.k8s.io", "leases", ("release-bot.hexo",)): {"get", "update"},
     ("", "events", ()): {"create"},
-    ("autoscaling", "horizontalpodautoscalers", ()): {"list"},
+    ("autoscaling", "horizontalpodautoscalers", ()): {"list", "patch"},
     ("", "resourcequotas", ()): {"list"},
 }
 
@@ -424,7 +424,7 @@ def test_without_bluegreen_deployments_are_named_and_never_created() -> None:
         ("coordination.k8s.io", "leases", ()): {"create"},
         ("coordination.k8s.io", "leases", ("release-bot.hexo",)): {"get", "update"},
         ("", "events", ()): {"create"},
-        ("autoscaling", "horizontalpodautoscalers", ()): {"list"},
+        ("autoscaling", "horizontalpodautoscalers", ()): {"list", "patch"},
         ("", "resourcequotas", ()): {"list"},
     }
 

@@ -3,6 +3,9 @@ the aiohttp TraceConfig against a loopback server answering 200 and 429."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,6 +21,7 @@ from bot.metrics import (
     payload_kind,
     release_outcome,
     slack_method,
+    watch_loop_lag,
 )
 
 
@@ -197,3 +201,20 @@ def test_slack_results_are_labelled_by_slacks_code() -> None:
     assert value("release_bot_slack_api_results_total", {"method": "chat.update", "error": "http_503"}) == 1
     assert value("release_bot_slack_api_results_total", {"method": "chat.update", "error": "other"}) == 1
     assert value("release_bot_slack_api_results_total", {"method": "other", "error": "ok"}) == 1
+
+
+async def test_event_loop_lag_is_sampled_and_its_worst_kept() -> None:
+    metrics = Metrics()
+    sampler = asyncio.create_task(watch_loop_lag(metrics, period=0.01))
+    try:
+        await asyncio.sleep(0.03)
+        time.sleep(0.1)  # the loop blocked: the next sample is about 0.1 s late
+        await asyncio.sleep(0.03)
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+    worst = metrics.registry.get_sample_value("release_bot_event_loop_lag_max_seconds")
+    count = metrics.registry.get_sample_value("release_bot_event_loop_lag_seconds_count")
+    assert worst is not None and worst >= 0.08
+    assert count is not None and count >= 3

@@ -8,11 +8,15 @@ from typing import Any
 
 import pytest
 
-from bot.releases import preflight, refusals
+from bot.releases import events, preflight, refusals
+from bot.releases.audit import Auditor
+from bot.releases.engine import Engine
 from bot.releases.health import Live
+from bot.releases.record import Phase, Request
 from bot.slack import answers, cards
 from commands.intents import Release, Strategy
-from tests.unit.test_engine import NS
+from tests.unit.memory_cluster import MemoryCluster
+from tests.unit.test_engine import NS, until
 from tests.unit.test_governance import ALICE, world_of
 
 DEPLOYMENT: dict[str, Any] = {
@@ -177,3 +181,83 @@ async def test_a_gitops_managed_deployment_is_refused_before_anything_is_written
         assert cluster.writes == []
     finally:
         await engine.stop(0)
+
+
+def add_autoscaler(cluster: MemoryCluster, target: str = "hexo") -> None:
+    cluster.objects["autoscalers"][(NS, "hexo")] = {
+        "metadata": {"name": "hexo", "namespace": NS, "resourceVersion": "1"},
+        "spec": {
+            "scaleTargetRef": {"kind": "Deployment", "name": target},
+            "minReplicas": 2,
+            "maxReplicas": 10,
+        },
+    }
+
+
+def bounds(cluster: MemoryCluster) -> tuple[int, int, str]:
+    spec = cluster.objects["autoscalers"][(NS, "hexo")]["spec"]
+    return spec["minReplicas"], spec["maxReplicas"], spec["scaleTargetRef"]["name"]
+
+
+async def test_a_canary_holds_the_autoscaler_at_its_size_and_gives_it_back() -> None:
+    cluster, engine, _ = await world_of({})
+    add_autoscaler(cluster)
+    try:
+        await engine.begin(Release(app="hexo", version="v2.0", strategy=Strategy.CANARY), ALICE, "C1", "r")
+        waiting = await until(cluster, lambda r: r.phase is Phase.CANARY)
+        assert bounds(cluster) == (6, 6, "hexo")  # the stable set cannot be resized under the canary
+        assert waiting.autoscaler is not None and not waiting.autoscaler.restored
+        await engine.request("hexo", Request.PROMOTE, ALICE)
+        done = await until(cluster, lambda r: r.autoscaler is not None and r.autoscaler.restored)
+        assert done.phase is Phase.SUCCEEDED
+        assert bounds(cluster) == (2, 10, "hexo")
+        kinds = [type(e) for e in done.notes]
+        assert events.AutoscalerHeld in kinds and events.AutoscalerRestored in kinds
+    finally:
+        await engine.stop(0)
+
+
+async def test_a_rolled_back_canary_gives_the_autoscaler_back_too() -> None:
+    cluster, engine, _ = await world_of({})
+    add_autoscaler(cluster)
+    try:
+        await engine.begin(Release(app="hexo", version="v2.0", strategy=Strategy.CANARY), ALICE, "C1", "r")
+        await until(cluster, lambda r: r.phase is Phase.CANARY)
+        await engine.request("hexo", Request.ROLLBACK, ALICE)
+        done = await until(cluster, lambda r: r.autoscaler is not None and r.autoscaler.restored)
+        assert done.phase is Phase.ROLLED_BACK and bounds(cluster) == (2, 10, "hexo")
+    finally:
+        await engine.stop(0)
+
+
+async def test_blue_green_moves_the_autoscaler_to_green_at_the_switch() -> None:
+    cluster, engine, _ = await world_of({"bluegreen": {"grace_seconds": 0}})
+    add_autoscaler(cluster)
+    try:
+        await engine.begin(Release(app="hexo", version="v2.0", strategy=Strategy.BLUEGREEN), ALICE, "C1", "r")
+        ready = await until(cluster, lambda r: r.phase is Phase.AWAITING_SWITCH)
+        assert bounds(cluster) == (6, 6, "hexo")
+        await engine.request("hexo", Request.PROMOTE, ALICE)
+        done = await until(cluster, lambda r: r.autoscaler is not None and r.autoscaler.restored)
+        assert done.phase is Phase.SUCCEEDED and bounds(cluster) == (2, 10, ready.green)
+    finally:
+        await engine.stop(0)
+
+
+async def test_a_driver_restarted_mid_canary_still_gives_the_autoscaler_back() -> None:
+    cluster, first, reporter = await world_of({})
+    add_autoscaler(cluster)
+    await first.begin(Release(app="hexo", version="v2.0", strategy=Strategy.CANARY), ALICE, "C1", "r")
+    await until(cluster, lambda r: r.phase is Phase.CANARY)
+    assert bounds(cluster) == (6, 6, "hexo")
+    await first.stop(0)  # the process goes away with the autoscaler held
+    second = Engine(
+        cluster, first.catalog, reporter, identity="unit-2", lease_seconds=15, audit=Auditor(cluster)
+    )
+    await second.start(sync_timeout=1)
+    try:
+        await second.request("hexo", Request.ABORT, ALICE)
+        done = await until(cluster, lambda r: r.autoscaler is not None and r.autoscaler.restored)
+        assert done.phase in (Phase.ABORTED, Phase.ROLLED_BACK) and bounds(cluster) == (2, 10, "hexo")
+    finally:
+        await second.stop(0)
