@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.freeze import Active
+from bot.releases.objects import label_value
 
 Obj = dict[str, Any]
 
@@ -197,3 +198,16 @@ def pods_running(pods: list[Obj], container: str, image: str) -> list[Obj]:
             if c.get("name") == container and c.get("image") == image:
                 out.append(pod)
     return out
+
+
+def stale_selector_label(deployment: Obj, container: str, label: str = "version") -> tuple[str, str] | None:
+    """(the selector's `label`, the version `container` runs) when they disagree: a selector is
+    immutable, so the guide's `version` label in it cannot follow a rolling release or a canary."""
+    selected = (deployment.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    image = container_image(deployment, container)
+    if label not in selected or image is None:
+        return None
+    running = version_of(image)
+    if selected[label] == label_value(running):
+        return None
+    return str(selected[label]), running

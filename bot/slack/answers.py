@@ -9,7 +9,7 @@ from bot.catalog import App, Rule
 from bot.releases import refusals
 from bot.releases.gate import Enqueued, Gate, Queued
 from bot.releases.health import revision as revision_of
-from bot.releases.health import running
+from bot.releases.health import running, stale_selector_label
 from bot.releases.history import Revision, template_diff
 from bot.releases.record import Phase, Record, Request, describe_phase
 from bot.slack.cards import plan_lines, warning_lines
@@ -277,6 +277,12 @@ def status(
         + (" · *paused*" if p.paused else ""),
     ]
     lines += [f"Condition {esc(t)}={esc(st)} ({esc(reason)})" for t, st, reason in now.conditions]
+    stale = stale_selector_label(deployment, app.container)
+    if stale is not None:
+        lines.append(
+            f":label: Selector label `version={esc(stale[0])}`, running `{esc(stale[1])}`: a Deployment's "
+            "selector cannot change, so its `version` label keeps the version it was created with."
+        )
     if record is not None:
         link = f" <{esc(card_link)}|card>" if card_link.startswith("http") else ""
         state = "current" if record.active else "last"

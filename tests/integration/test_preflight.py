@@ -122,6 +122,10 @@ async def test_a_quota_the_green_deployment_would_exceed_refuses_before_any_writ
     # A rolling release writes no new Deployment: the same quota lets it through.
     await command(slack_sim, "alice", "hexo v2.0")
     await wait_card(slack_sim, "Succeeded", timeout=120)
+    # The guide's `version` label is in the immutable selector: status says it is stale.
+    await command(slack_sim, "alice", "status hexo")
+    status = await wait_ephemeral(slack_sim, "alice", "Selector label")
+    assert "Selector label `version=v1.0`, running `v2.0`" in status
 
 
 async def test_gitops_managed_is_refused_unless_allowed_then_the_card_warns(

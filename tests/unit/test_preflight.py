@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.releases import events, preflight, refusals
+from bot.catalog import App
+from bot.releases import events, health, preflight, refusals
 from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
 from bot.releases.health import Live
@@ -261,3 +262,15 @@ async def test_a_driver_restarted_mid_canary_still_gives_the_autoscaler_back() -
         assert done.phase in (Phase.ABORTED, Phase.ROLLED_BACK) and bounds(cluster) == (2, 10, "hexo")
     finally:
         await second.stop(0)
+
+
+def test_a_selector_label_that_no_longer_names_the_running_version_is_said() -> None:
+    dep = labelled()
+    dep["spec"]["selector"] = {"matchLabels": {"app": "hexo", "version": "v1.0"}}
+    assert health.stale_selector_label(dep, "hexo") is None  # it runs v1.0
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example/hexo:v2.1"
+    assert health.stale_selector_label(dep, "hexo") == ("v1.0", "v2.1")
+    assert health.stale_selector_label(DEPLOYMENT, "hexo") is None  # no version in the selector
+    app = App(namespace=NS, deployment="hexo", container="hexo", image="registry.example/hexo", name="hexo")
+    text = answers.status(app, dep, None, "")
+    assert "Selector label `version=v1.0`, running `v2.1`" in text
