@@ -38,6 +38,7 @@ from bot.kube.client import CHANGE_CAUSE, KubeConflict, NotFound, Obj
 from bot.releases import events, health, refusals, steps
 from bot.releases.objects import (
     APP_ANNOTATION,
+    APP_VERSION_LABEL,
     MANAGED_BY,
     RELEASE_ID,
     REPLICAS_BEFORE,
@@ -115,7 +116,8 @@ def green_body(blue: Obj, record: Record, app: App) -> Obj:
     spec["selector"]["matchLabels"][VERSION_LABEL] = label
     template = spec.setdefault("template", {})
     template_meta = template.setdefault("metadata", {})
-    template_meta["labels"] = {**(template_meta.get("labels") or {}), VERSION_LABEL: label}
+    version = {APP_VERSION_LABEL: label_value(record.to_version)}
+    template_meta["labels"] = {**(template_meta.get("labels") or {}), VERSION_LABEL: label, **version}
     for container in template.get("spec", {}).get("containers", []):
         if container.get("name") == app.container:
             container["image"] = record.to_image
@@ -131,7 +133,7 @@ def green_body(blue: Obj, record: Record, app: App) -> Obj:
         "metadata": {
             "name": record.green,
             "namespace": record.namespace,
-            "labels": {**(blue_meta.get("labels") or {}), VERSION_LABEL: label, **MANAGED_BY},
+            "labels": {**(blue_meta.get("labels") or {}), VERSION_LABEL: label, **version, **MANAGED_BY},
             "annotations": {
                 **annotations,
                 CHANGE_CAUSE: steps.change_cause(record),

@@ -22,6 +22,9 @@ Obj = dict[str, Any]
 MANAGED_BY = {"app.kubernetes.io/managed-by": "release-bot"}  # label on everything the bot creates
 MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 VERSION_LABEL = "version"  # the label the Service selector switches on (guide §1.3)
+# The running version, on the Deployment and on its pod template, kept true by every release and
+# rollback (the guide's `version` label sits in the immutable selector and cannot follow).
+APP_VERSION_LABEL = "app.kubernetes.io/version"
 RELEASE_ID = "release-bot.io/release-id"  # annotation: the release that created an object
 APP_ANNOTATION = "release-bot.io/app"  # annotation: the catalog app an object belongs to
 REPLICAS_BEFORE = "release-bot.io/replicas-before-retire"  # annotation on a blue scaled to 0
@@ -199,3 +202,11 @@ def autoscaler_of(autoscalers: Sequence[Obj], deployment: str) -> Obj | None:
         if ref.get("kind") == "Deployment" and ref.get("name") == deployment:
             return hpa
     return None
+
+
+def version_label_op(deployment: Obj, version: str) -> Obj:
+    """A JSON patch operation that sets the Deployment's own `app.kubernetes.io/version` label."""
+    if deployment.get("metadata", {}).get("labels"):
+        path = "/metadata/labels/" + APP_VERSION_LABEL.replace("~", "~0").replace("/", "~1")
+        return {"op": "add", "path": path, "value": label_value(version)}
+    return {"op": "add", "path": "/metadata/labels", "value": {APP_VERSION_LABEL: label_value(version)}}

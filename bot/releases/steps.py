@@ -67,11 +67,15 @@ def rollout_patch(app: App, record: Record, *, hold_at: int | None = None) -> di
     none unavailable, and a minReadySeconds so long that no new pod counts as available, so no old pod
     is removed. The canary pauses there and restores the real values, so nothing races.
     """
+    labels = {objects.APP_VERSION_LABEL: objects.label_value(record.to_version)}
     spec: dict[str, object] = {
         "paused": False,
         "progressDeadlineSeconds": app.progress_deadline_seconds,
         "strategy": rolling_params(app),
-        "template": {"spec": {"containers": [{"name": app.container, "image": record.to_image}]}},
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": app.container, "image": record.to_image}]},
+        },
     }
     if hold_at is not None:
         spec["strategy"] = {
@@ -79,7 +83,7 @@ def rollout_patch(app: App, record: Record, *, hold_at: int | None = None) -> di
             "rollingUpdate": {"maxSurge": hold_at, "maxUnavailable": 0},
         }
         spec["minReadySeconds"] = max(record.min_ready_seconds, app.progress_deadline_seconds - 1)
-    return {"metadata": {"annotations": {CHANGE_CAUSE: change_cause(record)}}, "spec": spec}
+    return {"metadata": {"labels": labels, "annotations": {CHANGE_CAUSE: change_cause(record)}}, "spec": spec}
 
 
 def set_image_write(app: App, record: Record, *, hold_at: int | None = None) -> Write:
@@ -251,7 +255,8 @@ async def roll_back(run: Run) -> None:
         rs = await run.kube.replica_sets(dep)
         target = record.from_revision if any(health.revision(r) == record.from_revision for r in rs) else None
         plan = undo(dep, rs, target, unpause=True)
-        await run.kube.patch_deployment(record.namespace, record.deployment, plan.patch)
+        patch = [*plan.patch, objects.version_label_op(dep, record.from_version)]
+        await run.kube.patch_deployment(record.namespace, record.deployment, patch)
     elif dep["spec"].get("paused"):
         await run.kube.patch_deployment(record.namespace, record.deployment, {"spec": {"paused": False}})
 

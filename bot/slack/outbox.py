@@ -137,6 +137,17 @@ class ChannelSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    def post_card(self, post: Post) -> None:
+        """Queue a new card: ahead of the thread notes waiting here (a release never waits behind
+        other releases' notes), behind the channel messages already waiting (the channel's own order
+        of cards and announcements is the audit trail)."""
+        at = 0
+        for i, queued in enumerate(self.posts):
+            if queued.release_id is None:
+                at = i + 1
+        self.posts.insert(at, post)
+        self.kick()
+
     def kick(self) -> None:
         self._wake.set()
         if self._task is None or self._task.done():

@@ -111,9 +111,7 @@ class SlackReporter:
             return f"{record.front_end}:not-shown"
         text, blocks = cards.card(record, live)
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        sender = self.outbox.sender(record.channel_id)
-        sender.posts.appendleft(Post(text=text, blocks=blocks, done=done))
-        sender.kick()
+        self.outbox.sender(record.channel_id).post_card(Post(text=text, blocks=blocks, done=done))
         ts = await done
         self._posted[record.channel_id] = time.monotonic()
         return ts

@@ -94,8 +94,13 @@ async def kubectl_release(cluster: ClusterInfo, kube_admin: client.ApiClient, ns
 
 
 def template_and_revision(cluster: ClusterInfo, ns: str) -> tuple[Any, str]:
+    """The pod template and revision, without the `app.kubernetes.io/version` label the bot's own
+    releases add to the template (kubectl set image adds none; undo brings back whatever the
+    revision had, which the twin checks below)."""
     dep = kubectl_json(cluster, "-n", ns, "get", "deployment", "hexo")
-    return dep["spec"]["template"], dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+    template = dep["spec"]["template"]
+    template["metadata"].get("labels", {}).pop("app.kubernetes.io/version", None)
+    return template, dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
 
 
 async def test_rollback_matches_kubectl_rollout_undo_on_a_twin(
@@ -128,6 +133,9 @@ async def test_rollback_matches_kubectl_rollout_undo_on_a_twin(
         )
         assert ours == theirs
         assert ours[0]["spec"]["containers"][0]["image"].endswith(":v3.0")
+        dep = kubectl_json(control_plane, "-n", bots.namespace, "get", "deployment", "hexo")
+        assert dep["metadata"]["labels"]["app.kubernetes.io/version"] == "v3.0"
+        assert dep["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "v3.0"
 
         history = kubectl_ns(control_plane, bots.namespace, "rollout", "history", "deployment/hexo")
         assert "bob" in history and "rolled back to revision" in history

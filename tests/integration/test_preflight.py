@@ -122,6 +122,9 @@ async def test_a_quota_the_green_deployment_would_exceed_refuses_before_any_writ
     # A rolling release writes no new Deployment: the same quota lets it through.
     await command(slack_sim, "alice", "hexo v2.0")
     await wait_card(slack_sim, "Succeeded", timeout=120)
+    dep = kubectl_json(control_plane, "-n", ns, "get", "deployment", "hexo")
+    assert dep["metadata"]["labels"]["app.kubernetes.io/version"] == "v2.0"
+    assert dep["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "v2.0"
     # The guide's `version` label is in the immutable selector: status says it is stale.
     await command(slack_sim, "alice", "status hexo")
     status = await wait_ephemeral(slack_sim, "alice", "Selector label")

@@ -45,7 +45,7 @@ def merge(into: Any, patch: Any) -> Any:
 def json_patch(obj: Obj, ops: list[Obj]) -> Obj:
     out = copy.deepcopy(obj)
     for op in ops:
-        *parents, last = [p for p in op["path"].split("/") if p]
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/") if p]
         target = out
         for p in parents:
             target = target.setdefault(p, {})

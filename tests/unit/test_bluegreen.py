@@ -261,14 +261,15 @@ def test_green_body_is_blue_with_the_new_version_and_our_mark() -> None:
     assert blue == before  # blue itself is not changed
     meta, spec = body["metadata"], body["spec"]
     assert meta["name"] == "hexo-v2.0"
-    assert meta["labels"] == {"app": "hexo-server", "version": "v2.0", **OURS}
+    running = {objects.APP_VERSION_LABEL: "v2.0"}  # names the version green runs, like its name
+    assert meta["labels"] == {"app": "hexo-server", "version": "v2.0", **running, **OURS}
     assert meta["annotations"][objects.RELEASE_ID] == "hexo-20240501-120000-abcd"
     assert meta["annotations"][objects.APP_ANNOTATION] == "hexo"
     assert meta["annotations"]["team"] == "web"
     assert "deployment.kubernetes.io/revision" not in meta["annotations"]
     assert "(bluegreen)" in meta["annotations"]["kubernetes.io/change-cause"]
     assert spec["selector"]["matchLabels"] == V2
-    assert spec["template"]["metadata"]["labels"] == V2
+    assert spec["template"]["metadata"]["labels"] == {**V2, **running}
     assert spec["template"]["spec"]["containers"][0]["image"] == "registry.sword.org/nginx:v2.0"
     assert spec["replicas"] == 6 and spec["progressDeadlineSeconds"] == 120 and "paused" not in spec
     assert objects.is_ours(body, "hexo") and not objects.is_ours(blue, "hexo")

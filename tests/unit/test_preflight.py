@@ -274,3 +274,26 @@ def test_a_selector_label_that_no_longer_names_the_running_version_is_said() -> 
     app = App(namespace=NS, deployment="hexo", container="hexo", image="registry.example/hexo", name="hexo")
     text = answers.status(app, dep, None, "")
     assert "Selector label `version=v1.0`, running `v2.1`" in text
+
+
+def version_labels(cluster: MemoryCluster) -> tuple[str | None, str | None]:
+    dep = cluster.objects["deployments"][(NS, "hexo")]
+    own = (dep["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
+    pods = (dep["spec"]["template"]["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
+    return own, pods
+
+
+async def test_the_version_labels_name_what_runs_after_a_release_and_a_rollback() -> None:
+    cluster, engine, _ = await world_of({})
+    try:
+        await engine.begin(Release(app="hexo", version="v2.0"), ALICE, "C1", "r")
+        await until(cluster, lambda r: r.phase is Phase.SUCCEEDED)
+        assert version_labels(cluster) == ("v2.0", "v2.0")
+        await engine.begin(Release(app="hexo", version="v3.0", strategy=Strategy.CANARY), ALICE, "C1", "r")
+        await until(cluster, lambda r: r.phase is Phase.CANARY)
+        assert version_labels(cluster) == ("v3.0", "v3.0")
+        await engine.request("hexo", Request.ROLLBACK, ALICE)
+        await until(cluster, lambda r: r.phase is Phase.ROLLED_BACK)
+        assert version_labels(cluster) == ("v2.0", "v2.0")  # v2.0's own template came back
+    finally:
+        await engine.stop(0)
