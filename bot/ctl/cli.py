@@ -155,12 +155,12 @@ async def _act(
     front_end = "slack" if channel else CLI
     match intent:
         case intents.Release(dry_run=True):
-            record, state = await engine.preview(intent, actor, channel, "", front_end=front_end)
+            record, running, gate = await engine.preview(intent, actor, channel, "", front_end=front_end)
             print(plan_text(record))
-            if state.record is not None and state.record.active:
-                print(f"note: {state.record.to_version} is being released now; this would be refused")
-            if state.gate.lock is not None:
-                print(f"note: locked by {state.gate.lock.holder.name}: {state.gate.lock.reason}")
+            if running is not None:
+                print(f"note: {running.to_version} is being released now; this would be refused")
+            if gate.lock is not None:
+                print(f"note: locked by {gate.lock.holder.name}: {gate.lock.reason}")
             return 0
         case intents.Release():
             started = await engine.begin(intent, actor, channel, "", front_end=front_end)

@@ -302,23 +302,15 @@ class Engine:
         after = plan.deployment.get("spec", {}).get("template", {})
         for write in STRATEGIES[record.strategy].writes(app, record, plan):
             try:
-                if write.kind == "service":
-                    await self.kube.patch_service(ns, write.name, write.body, dry_run=True)
-                elif write.verb == "create":
-                    assert isinstance(write.body, dict)
-                    after = (await self.kube.create_deployment(ns, write.body, dry_run=True))["spec"][
-                        "template"
-                    ]
-                else:
-                    after = (await self.kube.patch_deployment(ns, write.name, write.body, dry_run=True))[
-                        "spec"
-                    ]["template"]
+                stored = await self._dry_run(ns, write)
             except KubeConflict:
                 continue  # a left-over green the release replaces first: nothing to learn from it
             except (KubeUnavailable, NotFound):
                 raise
             except KubeError as e:
                 raise refusals.Rejected(f"{write.verb} {write.kind} {write.name}", str(e)) from e
+            if write.kind == "deployment":
+                after = stored["spec"]["template"]
         autoscalers, quotas = await asyncio.gather(
             self._optional(self.kube.autoscalers(ns), "horizontalpodautoscalers"),
             self._optional(self.kube.quotas(ns), "resourcequotas"),
@@ -334,6 +326,15 @@ class Engine:
             autoscalers=autoscalers,
             quotas=quotas,
         )
+
+    async def _dry_run(self, ns: str, write: preflight.Write) -> dict[str, Any]:
+        """`write` sent with dryRun=All: the object as the API server would store it."""
+        if write.kind == "service":
+            return await self.kube.patch_service(ns, write.name, write.body, dry_run=True)
+        if write.verb == "create":
+            assert isinstance(write.body, dict)
+            return await self.kube.create_deployment(ns, write.body, dry_run=True)
+        return await self.kube.patch_deployment(ns, write.name, write.body, dry_run=True)
 
     @staticmethod
     async def _optional(read: Awaitable[list[dict[str, Any]]], what: str) -> list[dict[str, Any]]:
@@ -354,14 +355,16 @@ class Engine:
         channel_name: str,
         front_end: str = "slack",
         roles: Roles = frozenset(),
-    ) -> tuple[Record, AppState]:
-        """`--dry-run`: the record a release would start with, its plan computed by server-side
-        dry-run, and the app's state (a running release, the lock, the queue). Nothing is stored or
+    ) -> tuple[Record, Record | None, Gate]:
+        """`--dry-run`: the record a release would start with (its plan computed by server-side
+        dry-run), the release running now if any, and the app's lock and queue. Nothing is stored or
         changed."""
         app = self.app(intent.app)
         _check_request(app, intent)
         record = await self._prepare(app, intent, actor, channel_id, channel_name, "", front_end, roles)
-        return record, await self.store.state(app.namespace, app.name)
+        state = await self.store.state(app.namespace, app.name)
+        running = state.record if state.record is not None and state.record.active else None
+        return record, running, state.gate
 
     async def _announce_break_glass(self, app: App, record: Record) -> None:
         event = events.BrokeGlass(by=record.requester.id, reason=record.break_glass)

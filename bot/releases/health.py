@@ -169,6 +169,13 @@ def container_image(deployment_or_template: Obj, container: str) -> str | None:
     return None
 
 
+def repository_of(image: str) -> str:
+    """An image reference without its tag or digest (`registry:5000/team/hexo:v2` -> `registry:5000/team/hexo`)."""
+    name = image.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
 def version_of(image: str) -> str:
     """The part of an image reference a person calls its version (tag or digest)."""
     if "@" in image:

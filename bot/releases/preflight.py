@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.releases.health import repository_of
 from bot.releases.history import template_diff
 from bot.releases.objects import autoscaler_of, pod_requests, quantity
 
@@ -113,12 +114,6 @@ def image_applier(deployment: Obj) -> str | None:
     return None
 
 
-def changes(before: Obj, after: Obj) -> tuple[str, ...]:
-    """The pod template's differences, as the API server would store it (`after` comes from a dry-run,
-    so defaults and mutating webhooks are in it)."""
-    return tuple(template_diff(before, after))
-
-
 # What a quota limits, and the word for it.
 _QUOTA_RESOURCES = {
     "pods": "pods",
@@ -131,7 +126,7 @@ _QUOTA_RESOURCES = {
 
 def _amount(value: Decimal, what: str) -> str:
     if what == "memory":
-        return f"{int(value)} bytes"
+        return f"{value / 2**20:.0f} MiB"
     return f"{value.normalize():f}"
 
 
@@ -207,11 +202,7 @@ def build(
             )
         )
     warnings += _quota_warnings(quotas, extra, extra * cpu, extra * memory)
-    repository = from_image.split("@", 1)[0]
-    last = repository.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository = repository[: len(repository) - len(last)] + last.split(":", 1)[0]
-    if repository != catalog_image:
+    if repository_of(from_image) != catalog_image:
         warnings.append(
             Warning(
                 kind="image",
@@ -221,7 +212,7 @@ def build(
     if live.get("spec", {}).get("paused"):
         warnings.append(Warning(kind="paused", text="the Deployment is paused: the release resumes it"))
     return Preflight(
-        changes=changes(template, after),
+        changes=tuple(template_diff(template, after)),  # `after` as the server would store it
         steps=steps,
         peak_pods=peak_pods,
         peak_cpu_millis=cpu * peak_pods,

@@ -13,7 +13,7 @@ from bot.releases import events, health, objects, refusals
 from bot.releases.history import undo
 from bot.releases.ports import Cluster
 from bot.releases.preflight import Pin, Write
-from bot.releases.record import Actor, Phase, Record, Request, utcnow
+from bot.releases.record import Actor, Phase, Record, Request, setting, utcnow
 from bot.releases.run import Outcome, Run, Snapshot
 from commands.intents import Strategy
 
@@ -306,16 +306,10 @@ async def hold_autoscaler(run: Run, replicas: int) -> None:
             held=replicas,
             target=record.deployment,
         )
-        await run.save(
-            lambda rec: rec.model_copy(update={"autoscaler": pin}),
-            note=events.AutoscalerHeld(name=pin.name, replicas=replicas),
-        )
+        await run.save(setting(autoscaler=pin), note=events.AutoscalerHeld(name=pin.name, replicas=replicas))
     held = run.record.autoscaler
     assert held is not None
-    with contextlib.suppress(NotFound):  # deleted since: nothing to hold
-        await run.kube.patch_autoscaler(
-            record.namespace, held.name, {"spec": {"minReplicas": held.held, "maxReplicas": held.held}}
-        )
+    await _patch_autoscaler(run, held, {"minReplicas": held.held, "maxReplicas": held.held})
 
 
 async def retarget_autoscaler(run: Run, deployment: str) -> None:
@@ -323,12 +317,8 @@ async def retarget_autoscaler(run: Run, deployment: str) -> None:
     pin = run.record.autoscaler
     if pin is None or pin.restored or pin.target == deployment:
         return
-    with contextlib.suppress(NotFound):
-        await run.kube.patch_autoscaler(
-            run.record.namespace, pin.name, {"spec": {"scaleTargetRef": {"name": deployment}}}
-        )
-    moved = pin.model_copy(update={"target": deployment})
-    await run.save(lambda rec: rec.model_copy(update={"autoscaler": moved}))
+    await _patch_autoscaler(run, pin, {"scaleTargetRef": {"name": deployment}})
+    await run.save(setting(autoscaler=pin.model_copy(update={"target": deployment})))
 
 
 async def restore_autoscaler(run: Run, live: str) -> None:
@@ -340,15 +330,18 @@ async def restore_autoscaler(run: Run, live: str) -> None:
     spec: dict[str, object] = {"minReplicas": pin.min_replicas, "maxReplicas": pin.max_replicas}
     if pin.target != live:
         spec["scaleTargetRef"] = {"name": live}
-    with contextlib.suppress(NotFound):  # someone deleted it meanwhile: nothing to give back
-        await run.kube.patch_autoscaler(run.record.namespace, pin.name, {"spec": spec})
-    done = pin.model_copy(update={"restored": True, "target": live})
+    await _patch_autoscaler(run, pin, spec)
     await run.save(
-        lambda rec: rec.model_copy(update={"autoscaler": done}),
+        setting(autoscaler=pin.model_copy(update={"restored": True, "target": live})),
         note=events.AutoscalerRestored(
             name=pin.name, min_replicas=pin.min_replicas, max_replicas=pin.max_replicas, target=live
         ),
     )
+
+
+async def _patch_autoscaler(run: Run, pin: Pin, spec: dict[str, object]) -> None:
+    with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to hold or give back
+        await run.kube.patch_autoscaler(run.record.namespace, pin.name, {"spec": spec})
 
 
 # --- approvals -------------------------------------------------------------------------------------

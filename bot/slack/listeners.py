@@ -386,11 +386,10 @@ class Handlers:
         match intent:
             case intents.Release(dry_run=True):
                 roles = await self._roles(app, actor.id, channel_id)
-                record, state = await self.engine.preview(
+                record, running, gate = await self.engine.preview(
                     intent, actor, channel_id, body.get("channel_name", ""), roles=roles
                 )
-                running = state.record if state.record is not None and state.record.active else None
-                return answers.dry_run(record, running, state.gate)
+                return answers.dry_run(record, running, gate)
             case intents.Release():
                 started = await self._begin(
                     intent,

@@ -153,7 +153,7 @@ async def test_a_dry_run_plans_on_the_cluster_and_writes_nothing() -> None:
     cluster, engine, _ = await world_of({})
     try:
         writes = list(cluster.writes)
-        record, state = await engine.preview(
+        record, running, gate = await engine.preview(
             Release(app="hexo", version="v2.0", strategy=Strategy.CANARY, dry_run=True),
             ALICE,
             "C1",
@@ -163,7 +163,8 @@ async def test_a_dry_run_plans_on_the_cluster_and_writes_nothing() -> None:
         assert (NS, "release-bot.hexo") not in cluster.objects["configmaps"]
         assert record.preflight is not None and record.preflight.steps == (1, 6)
         assert any("image" in c and "v2.0" in c for c in record.preflight.changes)
-        text = answers.dry_run(record, None, state.gate)
+        assert running is None
+        text = answers.dry_run(record, running, gate)
         assert "Dry run" in text and "1 → 6 of 6" in text
         _, blocks = cards.card(record, Live())
         assert "Changes to the pod template" not in str(blocks)  # the card shows warnings only
