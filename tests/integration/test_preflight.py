@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.controlplane.launcher import ClusterInfo
+from sandbox.controlplane.launcher import ClusterInfo, ControlPlane
 from sandbox.slack import SlackSimulator
 from tests.fixtures.bot import (
     Bots,
@@ -213,4 +213,44 @@ async def test_a_bot_killed_while_it_holds_the_autoscaler_gives_it_back_after_it
     async with asyncio.timeout(30):
         while hpa_spec(control_plane, ns) != (2, 10, "hexo"):
             await asyncio.sleep(0.5)
+    assert pods_by_image(control_plane, ns) == {"v1.0": 6}
+
+
+async def test_an_apiserver_restart_while_the_autoscaler_is_held_still_ends_with_its_bounds_back(
+    bots: Bots,
+    slack_sim: SlackSimulator,
+    control_plane: ClusterInfo,
+    control_plane_process: ControlPlane,
+    tmp_path: Path,
+) -> None:
+    ns = bots.namespace
+    doc = autoscaler(ns)
+    doc["spec"]["minReplicas"] = 2
+    create(control_plane, tmp_path, doc)
+    await bots.start(env={"RELEASE_BOT_LEASE_SECONDS": "30"})
+    await command(slack_sim, "alice", "hexo v2.0 --canary")
+    card = await wait_card(slack_sim, "Promote", timeout=90)
+    assert hpa_spec(control_plane, ns) == (6, 6, "hexo")
+    await asyncio.to_thread(control_plane_process.restart, "kube-apiserver", 2.0)
+    assert await click(slack_sim, "alice", card, "release:promote") == 200
+    card = await wait_card(slack_sim, "Succeeded", timeout=120)
+    await thread_with(slack_sim, card, "has its own bounds back (2 to 10 pods)", timeout=60)
+    assert hpa_spec(control_plane, ns) == (2, 10, "hexo")
+    assert pods_by_image(control_plane, ns) == {"v2.0": 6}
+    assert "Failed" not in card_text(card) and "Rolled back" not in card_text(card)
+
+
+async def test_a_dry_run_answer_slack_fails_to_take_comes_through_response_url_and_changes_nothing(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo
+) -> None:
+    ns = bots.namespace
+    await bots.start()
+    before = versions(control_plane, ns)
+    slack_sim.fault("chat.postEphemeral", 1, status=500)
+    await command(slack_sim, "alice", "hexo v2.0 --dry-run")
+    text = await wait_ephemeral(slack_sim, "alice", "Dry run", timeout=30)
+    assert "nothing was changed" in text
+    assert [c.ok for c in slack_sim.calls if c.method == "chat.postEphemeral"] == [False]
+    assert versions(control_plane, ns) == before
+    assert card_of(slack_sim, slack_sim.channels["releases"]) is None
     assert pods_by_image(control_plane, ns) == {"v1.0": 6}
