@@ -148,7 +148,22 @@ class BlueGreen(_Model):
     grace_seconds: float = Field(default=300, ge=0)  # old colour kept for instant rollback this long
     retire: Retire = Retire.SCALE_DOWN
     max_replicas: int | None = Field(default=None, ge=1)  # refuse when both colours exceed this
-    name_template: str = "{deployment}-{version}"
+    # The green's name. `{colour}` alternates `blue` and `green`, so no Deployment name claims a
+    # version: a later rolling release on `hexo-green` keeps its name true. `{version}` (the guide's
+    # `hexo-v2.0`) is still accepted, but a rolling or canary release on such a colour is refused.
+    name_template: str = "{deployment}-{colour}"
+
+
+class Workload(_Model):
+    """One more Deployment released with the app's own, to the same version (`deployments:`)."""
+
+    name: str = Field(pattern=_DNS1123)
+    container: str | None = Field(default=None, pattern=_NAME)  # default: the app's `container`
+    containers: tuple[Annotated[str, Field(pattern=_NAME)], ...] = ()  # several, all set to the version
+    image: str | None = Field(default=None, min_length=1)  # its own repository (default: the app's)
+
+    def names(self, default: str) -> tuple[str, ...]:
+        return self.containers or (self.container or default,)
 
 
 class App(_Model):
@@ -156,6 +171,13 @@ class App(_Model):
     namespace: str = Field(pattern=_NAME)
     deployment: str = Field(pattern=_DNS1123)
     container: str = Field(pattern=_NAME)
+    # Several containers of the Deployment set to the version (the first is `container` unless given).
+    containers: tuple[Annotated[str, Field(pattern=_NAME)], ...] = ()
+    # Several Deployments released as one app: the first is the app's own (`deployment`, which it sets
+    # when not given), the others follow it to the same version, one after another or all at once
+    # (`order`); if any fails, all are rolled back.
+    deployments: tuple[Workload, ...] = ()
+    order: Literal["serial", "parallel"] = "serial"
     image: str = Field(min_length=1, description="repository the version tag is appended to")
     service: str | None = Field(default=None, pattern=_NAME)
     strategies: tuple[Strategy, ...] = (Strategy.ROLLING,)
@@ -174,6 +196,32 @@ class App(_Model):
     break_glass: BreakGlass | None = None
     freeze: tuple[Window, ...] = ()  # the catalog's global windows and the app's own
     freeze_override: People | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_deployment(cls, data: Any) -> Any:
+        """`deployments: [{name, container}, ...]` names the app's own Deployment first."""
+        if isinstance(data, dict) and isinstance(data.get("deployments"), list) and data["deployments"]:
+            first = data["deployments"][0]
+            if isinstance(first, dict):
+                data = {**data}
+                data.setdefault("deployment", first.get("name"))
+                if first.get("containers"):
+                    data.setdefault("containers", first["containers"])
+                    data.setdefault("container", first["containers"][0])
+                elif first.get("container"):
+                    data.setdefault("container", first["container"])
+        return data
+
+    @property
+    def own_containers(self) -> tuple[str, ...]:
+        """The containers of the app's own Deployment set to the version; the first is `container`."""
+        return (self.container, *(c for c in self.containers if c != self.container))
+
+    @property
+    def followers(self) -> tuple[Workload, ...]:
+        """The Deployments released after (or with) the app's own, in order."""
+        return tuple(w for w in self.deployments if w.name != self.deployment)
 
     def rule(self, action: Action) -> Rule:
         """Who may do `action` to this app (nobody when the catalog names no one)."""
@@ -196,15 +244,35 @@ class App(_Model):
             )
         if Strategy.BLUEGREEN in self.strategies and not self.service:
             raise ValueError("blue-green needs `service` (the Service whose selector is switched)")
-        if any(c in self.image for c in "@ ") or ":" in self.image.rsplit("/", 1)[-1]:
-            raise ValueError("image is a repository without tag or digest, e.g. registry.example.org/hexo")
+        if self.followers and Strategy.BLUEGREEN in self.strategies:
+            raise ValueError(
+                "blue-green releases one Deployment; an app with several `deployments` uses rolling "
+                "and canary releases"
+            )
+        names = [w.name for w in self.deployments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"`deployments` names a Deployment twice: {names}")
+        if self.deployments and self.deployments[0].name != self.deployment:
+            raise ValueError(
+                f"the first of `deployments` ({self.deployments[0].name}) must be `deployment` "
+                f"({self.deployment}), the app's own"
+            )
+        if self.containers and self.container not in self.containers:
+            raise ValueError(
+                f"`containers` {list(self.containers)} must include `container` ({self.container})"
+            )
+        for image in (self.image, *(w.image for w in self.followers if w.image)):
+            if any(c in image for c in "@ ") or ":" in image.rsplit("/", 1)[-1]:
+                raise ValueError(
+                    f"image is a repository without tag or digest, e.g. registry.example.org/hexo (not {image!r})"
+                )
         return self
 
-    def image_for(self, version: str, *, full_reference: bool) -> str:
+    def image_for(self, version: str, *, full_reference: bool, repository: str | None = None) -> str:
         if full_reference:
             return version
         sep = "@" if version.startswith("sha256:") else ":"
-        return f"{self.image}{sep}{version}"
+        return f"{repository or self.image}{sep}{version}"
 
 
 # Top-level keys besides `apps`: defaults for every app. `freeze` windows add to an app's own; the

@@ -121,16 +121,24 @@ async def cluster_problems(catalog: Catalog, kubeconfig: Path) -> tuple[list[str
 
 async def app_problems(kube: Kube, app: App) -> list[str]:
     where = f"{app.name}: "
-    try:
-        dep = await kube.deployment(app.namespace, app.deployment)
-    except NotFound:
-        return [f"{where}Deployment {app.namespace}/{app.deployment} does not exist"]
-    except KubeError as e:
-        return [f"{where}cannot read Deployment {app.namespace}/{app.deployment}: {e}"]
     out = []
-    if health.container_image(dep, app.container) is None:
+    workloads = [
+        (app.deployment, app.own_containers),
+        *((w.name, w.names(app.container)) for w in app.followers),
+    ]
+    for name, containers in workloads:
+        try:
+            dep = await kube.deployment(app.namespace, name)
+        except NotFound:
+            out.append(f"{where}Deployment {app.namespace}/{name} does not exist")
+            continue
+        except KubeError as e:
+            out.append(f"{where}cannot read Deployment {app.namespace}/{name}: {e}")
+            continue
         names = [c.get("name") for c in dep["spec"]["template"]["spec"].get("containers", [])]
-        out.append(f"{where}Deployment {app.deployment} has no container {app.container} (it has {names})")
+        for container in containers:
+            if health.container_image(dep, container) is None:
+                out.append(f"{where}Deployment {name} has no container {container} (it has {names})")
     if Strategy.BLUEGREEN in app.strategies:
         if not app.service:
             out.append(f"{where}blue-green needs `service:` (the Service whose selector is switched)")

@@ -87,6 +87,8 @@ def line(record: Record, event: events.Event) -> str:
                 f"autoscaler {event.name} back to {event.min_replicas}..{event.max_replicas} pods, "
                 f"scaling {event.target}"
             )
+        case events.FollowerRolledOut():
+            return f"{event.name} runs {record.to_version}" + (f" ({event.health})" if event.health else "")
     raise AssertionError(f"no wording for {event!r}")
 
 

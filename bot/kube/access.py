@@ -62,10 +62,11 @@ def needed(apps: Iterable[App], record_name: Callable[[str], str]) -> list[Right
             rights.update(Right(ns, group, resource, verb, name) for verb in verbs)
 
         add("apps", "deployments", ("list", "watch"))  # the shared Deployment cache
-        if bluegreen:  # colours are named after versions: any Deployment of the namespace
+        if bluegreen:  # the colours the bot creates and retires: any Deployment of the namespace
             add("apps", "deployments", ("get", "patch", "create", "delete"))
         else:
-            add("apps", "deployments", ("get", "patch"), app.deployment)
+            for name in (app.deployment, *(w.name for w in app.followers)):
+                add("apps", "deployments", ("get", "patch"), name)
         add("apps", "replicasets", ("list",))  # revisions, for history and rollback
         add("", "pods", ("list", "watch"))  # the health gate
         if bluegreen and app.service:
@@ -80,6 +81,7 @@ def needed(apps: Iterable[App], record_name: Callable[[str], str]) -> list[Right
         # not in the catalog)
         add("autoscaling", "horizontalpodautoscalers", ("list", "patch"))
         add("", "resourcequotas", ("list",))
+        add("policy", "poddisruptionbudgets", ("list",))
     return sorted(rights)
 
 

@@ -169,6 +169,8 @@ class Kube:
         self.apps = client.AppsV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
         self.autoscaling = client.AutoscalingV1Api(api)
+        self.policy = client.PolicyV1Api(api)
+        self._budgets_v1: bool | None = None  # whether the API server serves policy/v1 budgets
         self.requests = 0  # API requests made, for the benchmarks
         self.metrics: Metrics | None = None  # counts failed calls when set
         # When the API server last stopped answering (None while it answers): cards say so.
@@ -615,6 +617,32 @@ class Kube:
             **_writing(),
         )
         return r
+
+    async def disruption_budgets(self, ns: str) -> list[Obj]:
+        """The namespace's PodDisruptionBudgets: policy/v1, or policy/v1beta1 on API servers before
+        1.21 (remembered after the first answer)."""
+        what = f"poddisruptionbudgets in {ns}"
+        if self._budgets_v1 is not False:
+            try:
+                r = await self.call(what, self.policy.list_namespaced_pod_disruption_budget, ns)
+                self._budgets_v1 = True
+                items: list[Obj] = r.get("items", [])
+                return items
+            except NotFound:
+                self._budgets_v1 = False
+        path = "/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets"
+        r = await self.call(
+            what,
+            self.api.call_api,
+            path,
+            "GET",
+            path_params={"namespace": ns},
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+        )
+        old: list[Obj] = r.get("items", [])
+        return old
 
     async def quotas(self, ns: str) -> list[Obj]:
         r = await self.call(f"resourcequotas in {ns}", self.core.list_namespaced_resource_quota, ns)

@@ -43,9 +43,9 @@ from bot.releases.objects import (
     RELEASE_ID,
     REPLICAS_BEFORE,
     VERSION_LABEL,
-    dns_name,
     find_live,
     footprint,
+    green_name,
     is_ours,
     label_value,
     release_of,
@@ -63,19 +63,6 @@ GONE_TIMEOUT = 60.0  # seconds for a deleted Deployment (and its pods) to go
 BOT = Actor(id="release-bot", name="release-bot")  # holds the request while the grace period retires blue
 
 # --- Blue-green names and objects (pure) ----------------------------------------------------------
-
-
-def green_name(app: App, version: str) -> str:
-    """The green Deployment's name from the catalog's `name_template` (e.g. `hexo-v2.0`)."""
-    template = app.bluegreen.name_template
-    try:
-        raw = template.format_map({"deployment": app.deployment, "version": version, "app": app.name})
-    except (KeyError, ValueError, IndexError) as e:
-        raise refusals.BadNameTemplate(template) from e
-    name = dns_name(raw)
-    if not name:
-        raise refusals.BadNameTemplate(template)
-    return name
 
 
 def green_label(record: Record) -> str:
@@ -119,7 +106,7 @@ def green_body(blue: Obj, record: Record, app: App) -> Obj:
     version = {APP_VERSION_LABEL: label_value(record.to_version)}
     template_meta["labels"] = {**(template_meta.get("labels") or {}), VERSION_LABEL: label, **version}
     for container in template.get("spec", {}).get("containers", []):
-        if container.get("name") == app.container:
+        if container.get("name") in app.own_containers:
             container["image"] = record.to_image
     blue_meta = blue.get("metadata", {})
     annotations = {
@@ -171,7 +158,7 @@ async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
     version = health.version_of(to_image)
     if label_value(version) == selector[VERSION_LABEL]:
         raise refusals.SameVersion(service_name, VERSION_LABEL, selector[VERSION_LABEL])
-    name = green_name(app, version)
+    name = green_name(app, version, blue_name)
     existing = next((d for d in deployments if d["metadata"]["name"] == name), None)
     green_action(existing, None, blue_name, app.name)  # refuses names that are not ours to take
     fields: dict[str, object] = {

@@ -61,16 +61,21 @@ def healthy(pods: health.PodHealth | None, expected: int) -> bool:
 async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
     """The live Deployment; the new version on `targets` pods at each pause, beside all the old ones."""
     dep = await steps.live_deployment(kube, app)
+    steps.truthful_name(app, dep, to_image)
     replicas = int(dep.get("spec", {}).get("replicas", 1) or 0)
     if not replicas:
         raise refusals.CanaryOfNothing(dep["metadata"]["name"])
+    others, followers = await steps.plan_followers(kube, app, to_image)
     goal = tuple(targets(app, replicas))
-    return Plan(dep, steps=goal, peak_pods=replicas + goal[0])
+    fields: dict[str, object] = {"followers": followers} if followers else {}
+    return Plan(dep, fields, steps=goal, peak_pods=replicas + goal[0], others=tuple(others))
 
 
 def writes(app: App, record: Record, plan: Plan) -> list[Write]:
-    """The first step's patch: the image, held by the controller at the first step's pods."""
-    return [steps.set_image_write(app, record, hold_at=plan.steps[0])]
+    """The first step's patch: the image, held by the controller at the first step's pods (and the
+    patches of the app's other Deployments, which follow on the last Promote)."""
+    first = steps.set_image_write(app, record, plan.deployment, hold_at=plan.steps[0])
+    return [first, *steps.follower_writes(app, record, plan)]
 
 
 async def drive(run: Run) -> None:
@@ -102,6 +107,8 @@ async def _advance(run: Run) -> None:
         await run.kube.patch_deployment(record.namespace, record.deployment, {"spec": {"paused": False}})
     if last:
         outcome = await steps.follow(run)
+        if outcome.kind == "complete":
+            outcome = await steps.roll_followers(run)
     else:
 
         def reached(snap: Snapshot) -> Outcome | None:
@@ -119,12 +126,8 @@ async def _advance(run: Run) -> None:
             outcome = await run.wait(reached, timeout=deadline)
         except TimeoutError:
             outcome = Outcome("failed", f"the canary step did not start within {int(deadline)} s")
-    if outcome.kind == "request":
-        await steps.take_request(run)
-    elif outcome.kind == "failed":
-        await steps.fail(run, outcome.reason)
-    elif last:
-        await steps.succeed(run)
+    if last or outcome.kind != "complete":
+        await steps.conclude(run, outcome)
     else:
         pause = {
             "spec": {

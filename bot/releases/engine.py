@@ -238,9 +238,10 @@ class Engine:
         to_image = app.image_for(intent.version, full_reference=full)
         plan = await STRATEGIES[strategy].plan(self.kube, app, to_image)
         dep = plan.deployment
-        from_image = health.container_image(dep, app.container)
-        if from_image is None:
-            raise refusals.NoContainer(dep["metadata"]["name"], app.container)
+        missing = next((c for c in app.own_containers if health.container_image(dep, c) is None), None)
+        if missing is not None:
+            raise refusals.NoContainer(dep["metadata"]["name"], missing)
+        from_image = health.container_image(dep, app.container) or ""
         if from_image == to_image and not dep["spec"].get("paused"):
             raise refusals.AlreadyRuns(app.name, intent.version)
         now = utcnow()
@@ -300,6 +301,7 @@ class Engine:
         a validating webhook, validation) before anything is written."""
         ns = app.namespace
         after = plan.deployment.get("spec", {}).get("template", {})
+        first = True  # the template diff is the app's own Deployment's (the first write)
         for write in STRATEGIES[record.strategy].writes(app, record, plan):
             try:
                 stored = await self._dry_run(ns, write)
@@ -309,11 +311,12 @@ class Engine:
                 raise
             except KubeError as e:
                 raise refusals.Rejected(f"{write.verb} {write.kind} {write.name}", str(e)) from e
-            if write.kind == "deployment":
-                after = stored["spec"]["template"]
-        autoscalers, quotas = await asyncio.gather(
+            if write.kind == "deployment" and first:
+                after, first = stored["spec"]["template"], False
+        autoscalers, quotas, budgets = await asyncio.gather(
             self._optional(self.kube.autoscalers(ns), "horizontalpodautoscalers"),
             self._optional(self.kube.quotas(ns), "resourcequotas"),
+            self._optional(self.kube.disruption_budgets(ns), "poddisruptionbudgets"),
         )
         return preflight.build(
             live=plan.deployment,
@@ -325,6 +328,10 @@ class Engine:
             gitops=gitops,
             autoscalers=autoscalers,
             quotas=quotas,
+            budgets=budgets,
+            unavailable=_unavailable(
+                app, record.strategy, int(plan.deployment["spec"].get("replicas", 1) or 0)
+            ),
         )
 
     async def _dry_run(self, ns: str, write: preflight.Write) -> dict[str, Any]:
@@ -967,6 +974,15 @@ class Engine:
 
         with contextlib.suppress(Conflict, KubeError):
             await self.store.update(record.namespace, record.app, change)
+
+
+def _unavailable(app: App, strategy: Strategy, replicas: int) -> int:
+    """Old pods the rollout may take down at once: rolling's maxUnavailable (a canary ends with the same
+    rolling update); none for blue-green, whose old colour serves until the switch."""
+    if strategy is Strategy.BLUEGREEN:
+        return 0
+    value = app.rolling.max_unavailable
+    return value if isinstance(value, int) else replicas * int(value.rstrip("%")) // 100
 
 
 def _live_name(record: Record) -> str:

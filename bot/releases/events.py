@@ -220,6 +220,14 @@ class AutoscalerRestored(_Event):
     target: str
 
 
+class FollowerRolledOut(_Event):
+    """Another Deployment of the app (`deployments:`) runs the version on all its pods."""
+
+    kind: Literal["follower-rolled-out"] = "follower-rolled-out"
+    name: str
+    health: str = ""  # its pods in words ("2/2 ready")
+
+
 Event = Annotated[
     Started
     | CanaryStep
@@ -246,7 +254,8 @@ Event = Annotated[
     | Overridden
     | QueuePaused
     | AutoscalerHeld
-    | AutoscalerRestored,
+    | AutoscalerRestored
+    | FollowerRolledOut,
     Field(discriminator="kind"),
 ]
 

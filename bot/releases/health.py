@@ -195,6 +195,9 @@ class Live:
     freeze: Active | None = None  # a freeze window of the app is on now: its next steps need an override
     queue: tuple[str, ...] = ()  # the releases waiting for this one, in order ("v2.1 by bob")
     locked: str = ""  # who locked the app and why, when it is locked
+    deployment: str = ""  # the Deployment `progress` is of (one of the app's several, `deployments:`)
+    # (the immutable selector's `version`, the version running) when they disagree (see below)
+    selector_label: tuple[str, str] | None = None
 
 
 def pods_running(pods: list[Obj], container: str, image: str) -> list[Obj]:

@@ -165,7 +165,8 @@ def find_live(app: App, service: Obj, deployments: Sequence[Obj]) -> Obj:
         raise refusals.Ambiguous(service_name, sorted(d["metadata"]["name"] for d in matching))
     live = matching[0]
     name = live["metadata"]["name"]
-    if name != app.deployment and not is_ours(live, app.name):
+    # The guide's own colours (`hexo-v2.0`, made by hand) count as the app's: the bot moves them.
+    if name != app.deployment and not is_ours(live, app.name) and claimed_version(app, name) is None:
         raise refusals.LiveNotOurs(service_name, name, app.name, app.deployment)
     return live
 
@@ -204,9 +205,58 @@ def autoscaler_of(autoscalers: Sequence[Obj], deployment: str) -> Obj | None:
     return None
 
 
-def version_label_op(deployment: Obj, version: str) -> Obj:
-    """A JSON patch operation that sets the Deployment's own `app.kubernetes.io/version` label."""
-    if deployment.get("metadata", {}).get("labels"):
-        path = "/metadata/labels/" + APP_VERSION_LABEL.replace("~", "~0").replace("/", "~1")
-        return {"op": "add", "path": path, "value": label_value(version)}
-    return {"op": "add", "path": "/metadata/labels", "value": {APP_VERSION_LABEL: label_value(version)}}
+def own_labels(deployment: Obj, version: str) -> dict[str, str]:
+    """The Deployment's own labels that name its version, set to `version`: always
+    `app.kubernetes.io/version`, and the guide's `version` where the Deployment carries it (its own
+    labels, unlike its selector, can follow a rolling release)."""
+    value = label_value(version)
+    labels = {APP_VERSION_LABEL: value}
+    if VERSION_LABEL in (deployment.get("metadata", {}).get("labels") or {}):
+        labels[VERSION_LABEL] = value
+    return labels
+
+
+def version_label_ops(deployment: Obj, version: str) -> list[Obj]:
+    """JSON patch operations that set the Deployment's own version labels (`own_labels`)."""
+    labels = own_labels(deployment, version)
+    if not deployment.get("metadata", {}).get("labels"):
+        return [{"op": "add", "path": "/metadata/labels", "value": labels}]
+    return [
+        {"op": "add", "path": "/metadata/labels/" + k.replace("~", "~0").replace("/", "~1"), "value": v}
+        for k, v in labels.items()
+    ]
+
+
+COLOURS = ("blue", "green")
+
+
+def green_name(app: App, version: str, live: str) -> str:
+    """The green Deployment's name from the catalog's `name_template`: by default the colour that is
+    not live (`hexo` -> `hexo-green` -> `hexo-blue` -> `hexo-green`), so no name claims a version."""
+    template = app.bluegreen.name_template
+
+    def render(colour: str) -> str:
+        fields = {"deployment": app.deployment, "version": version, "app": app.name, "colour": colour}
+        try:
+            raw = template.format_map(fields)
+        except (KeyError, ValueError, IndexError) as e:
+            raise refusals.BadNameTemplate(template) from e
+        name = dns_name(raw)
+        if not name:
+            raise refusals.BadNameTemplate(template)
+        return name
+
+    green = render("green")
+    return render("blue") if green == live else green
+
+
+def claimed_version(app: App, name: str) -> str | None:
+    """The version a guide-style colour's name claims (`hexo-v2.0` -> `v2.0`), or None for the app's
+    own name and the colour names the bot gives (`hexo-green`), which claim none."""
+    prefix = f"{app.deployment}-"
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix) :]
+    if rest in COLOURS or not re.fullmatch(r"v?[0-9][a-z0-9.-]*", rest):
+        return None
+    return rest

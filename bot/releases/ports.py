@@ -54,6 +54,7 @@ class Cluster(Protocol):
     async def autoscalers(self, ns: str) -> list[Obj]: ...  # HorizontalPodAutoscalers (autoscaling/v1)
     async def patch_autoscaler(self, ns: str, name: str, patch: Obj) -> Obj: ...
     async def quotas(self, ns: str) -> list[Obj]: ...  # ResourceQuotas
+    async def disruption_budgets(self, ns: str) -> list[Obj]: ...  # PodDisruptionBudgets (policy)
     async def watch_endpoints(
         self, ns: str, name: str, predicate: Callable[[Obj], T | None], timeout: float
     ) -> T: ...

@@ -50,7 +50,7 @@ class _Model(BaseModel):
 class Warning(_Model):
     """Something the release can do despite, but that people should know before they confirm."""
 
-    kind: Literal["gitops", "autoscaler", "quota", "image", "paused"]
+    kind: Literal["gitops", "autoscaler", "quota", "image", "paused", "budget"]
     text: str
 
 
@@ -161,6 +161,39 @@ def _quota_warnings(
     return out
 
 
+def _budget_warnings(budgets: Sequence[Obj], template: Obj, unavailable: int) -> list[Warning]:
+    """PodDisruptionBudgets of the app's pods that allow no eviction now, or fewer than the rollout
+    takes down at once. A rollout does not ask the budget (only evictions do), so it is never
+    blocked by one; but a node drain during the release is, and the budget's promise is broken."""
+    labels = template.get("metadata", {}).get("labels") or {}
+    out = []
+    for pdb in budgets:
+        selector = pdb.get("spec", {}).get("selector") or {}
+        match = selector.get("matchLabels") or {}
+        if selector.get("matchExpressions") or not match or any(labels.get(k) != v for k, v in match.items()):
+            continue  # expressions are not evaluated here: only plain label selectors are checked
+        status = pdb.get("status", {})
+        if "disruptionsAllowed" not in status:
+            continue  # not yet counted by the disruption controller
+        allowed = int(status["disruptionsAllowed"])
+        name = pdb["metadata"]["name"]
+        if allowed == 0:
+            text = (
+                f"PodDisruptionBudget {name} allows no eviction now ({status.get('currentHealthy', 0)} of "
+                f"{status.get('desiredHealthy', 0)} healthy pods needed): a node drain during the release "
+                "would block"
+            )
+        elif unavailable > allowed:
+            text = (
+                f"the rolling update takes up to {unavailable} pods down at once, more than "
+                f"PodDisruptionBudget {name} allows ({allowed}); rollouts do not ask the budget"
+            )
+        else:
+            continue
+        out.append(Warning(kind="budget", text=text))
+    return out
+
+
 def build(
     *,
     live: Obj,
@@ -172,9 +205,13 @@ def build(
     gitops: str | None,
     autoscalers: Sequence[Obj],
     quotas: Sequence[Obj],
+    budgets: Sequence[Obj] = (),
+    unavailable: int = 0,
 ) -> Preflight:
     """The plan from its facts: `live`, the Deployment as it runs; `after`, the pod template the
-    release will run (from the dry-run); `gitops`, the GitOps owner the catalog allows, if any."""
+    release will run (from the dry-run); `gitops`, the GitOps owner the catalog allows, if any;
+    `budgets`, the namespace's PodDisruptionBudgets; `unavailable`, the old pods the rollout may take
+    down at once."""
     template = live.get("spec", {}).get("template", {})
     cpu, memory = pod_requests(after)
     replicas = int(live.get("spec", {}).get("replicas", 1) or 0)
@@ -211,6 +248,7 @@ def build(
         )
     if live.get("spec", {}).get("paused"):
         warnings.append(Warning(kind="paused", text="the Deployment is paused: the release resumes it"))
+    warnings += _budget_warnings(budgets, template, unavailable)
     return Preflight(
         changes=tuple(template_diff(template, after)),  # `after` as the server would store it
         steps=steps,

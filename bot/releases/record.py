@@ -82,6 +82,18 @@ class Entry(BaseModel):
     detail: str = ""
 
 
+class Follower(BaseModel):
+    """A Deployment released with the app's own (`deployments:`), as it was before the release: what
+    an all-or-nothing rollback puts back."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    containers: tuple[str, ...]
+    from_image: str
+    to_image: str
+    from_revision: int | None = None
+
+
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -111,6 +123,9 @@ class Record(BaseModel):
     request_by: Actor | None = None
     step: int = 0  # canary: index of the current step
     green: str | None = None  # blue-green: the Deployment this release created
+    followers: tuple[Follower, ...] = ()  # the app's other Deployments, released after `deployment`
+    # (the selector's `version`, the version running) when the release ended, if they disagree
+    stale_selector: tuple[str, str] | None = None
     # Blue-green: `deployment` is the live colour ("blue") found at the start; these say how the Service
     # selected it (the rollback target) and what one colour requests (the card shows twice that).
     selector: dict[str, str] = Field(default_factory=dict)

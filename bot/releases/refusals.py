@@ -539,7 +539,7 @@ class GreenIsLive(BlueGreenRefusal):
     def __str__(self) -> str:
         return (
             f"The green Deployment's name `{self.name}` is the live colour's own name: change "
-            "`bluegreen.name_template` so that it includes `{version}`."
+            "`bluegreen.name_template` so that it includes `{colour}`."
         )
 
 
@@ -550,5 +550,26 @@ class BadNameTemplate(BlueGreenRefusal):
     def __str__(self) -> str:
         return (
             f"The catalog's `bluegreen.name_template` `{self.template}` does not give a valid Deployment "
-            "name; use `{deployment}` and `{version}`, e.g. `{deployment}-{version}`."
+            "name; use `{deployment}` and `{colour}`, e.g. `{deployment}-{colour}`."
+        )
+
+
+@dataclass(eq=False)
+class NameClaimsVersion(Refusal):
+    """A rolling release or canary on a colour whose name claims a version (the guide's `hexo-v2.0`)
+    would leave that name claiming a version it no longer runs."""
+
+    app: str
+    name: str
+    claimed: str
+    version: str
+    moves_to: str
+
+    def __str__(self) -> str:
+        return (
+            f"`{self.name}` serves `{self.app}`, and its name says `{self.claimed}`: a release of "
+            f"`{self.version}` on it would leave a name that claims a version it does not run. Move the "
+            f"app to a name without a version once, by blue-green: `/release {self.app} {self.version} "
+            f"--bluegreen` creates `{self.moves_to}`, switches traffic to it and retires `{self.name}`; "
+            "rolling releases and canaries work on it from then on."
         )

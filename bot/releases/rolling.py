@@ -16,14 +16,17 @@ from bot.releases.run import Plan, Run
 async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
     """The live Deployment, replaced pod by pod: at most maxSurge extra pods at any time."""
     dep = await steps.live_deployment(kube, app)
+    steps.truthful_name(app, dep, to_image)
+    others, followers = await steps.plan_followers(kube, app, to_image)
     replicas = int(dep.get("spec", {}).get("replicas", 1) or 0)
     surge = app.rolling.max_surge
     extra = surge if isinstance(surge, int) else math.ceil(replicas * int(str(surge).rstrip("%")) / 100)
-    return Plan(dep, steps=(replicas,), peak_pods=replicas + extra)
+    fields: dict[str, object] = {"followers": followers} if followers else {}
+    return Plan(dep, fields, steps=(replicas,), peak_pods=replicas + extra, others=tuple(others))
 
 
 def writes(app: App, record: Record, plan: Plan) -> list[Write]:
-    return [steps.set_image_write(app, record)]
+    return [steps.set_image_write(app, record, plan.deployment), *steps.follower_writes(app, record, plan)]
 
 
 async def drive(run: Run) -> None:

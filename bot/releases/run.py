@@ -71,6 +71,7 @@ class Plan:
 
     deployment: Obj
     fields: dict[str, object] = field(default_factory=dict)
+    others: tuple[Obj, ...] = ()  # the app's other Deployments (`deployments:`), as they run now
     steps: tuple[int, ...] = ()
     peak_pods: int = 0
 
@@ -91,6 +92,11 @@ class Snapshot:
     record: Record
     deployment: Obj | None = None
     pods: dict[str, Obj] = field(default_factory=dict)
+    image: str = ""  # what the followed Deployment is to run, when not the record's `to_image`
+
+    @property
+    def to_image(self) -> str:
+        return self.image or self.record.to_image
 
 
 def _matches(pod: Obj, selector: dict[str, str]) -> bool:
@@ -120,6 +126,7 @@ class Run:
         self._records = caches.configmaps(ns, MANAGED_SELECTOR)
         self._unsubscribe: list[Callable[[], None]] = []
         self.deployment_name = record.deployment
+        self._container = app.container  # the container of the followed Deployment that runs the version
         self._selector: dict[str, str] = {}
         self._blind_since: float | None = None  # monotonic, while the caches are stale
         self.blind_seconds = 0.0  # time spent without fresh facts since the run began
@@ -253,12 +260,25 @@ class Run:
         self.snap.deployment, self.snap.pods = None, {}
         self._wake()
 
+    async def follow_deployment(self, name: str, deployment: Obj | None = None) -> None:
+        """Follow another Deployment of the app that exists (`deployments:`), or the app's own again."""
+        if name == self.deployment_name and deployment is None:
+            return
+        dep = deployment or await self.kube.deployment(self.record.namespace, name)
+        follower = next((f for f in self.record.followers if f.name == name), None)
+        self._container = follower.containers[0] if follower else self.app.container
+        await self.follow(name, dep["spec"]["selector"]["matchLabels"])
+        self.snap.image = follower.to_image if follower else ""
+
     def live(self) -> Live:
         gate = self._stored.gate if self._stored is not None else Gate()
         dep = self.snap.deployment
         progress = health.progress(dep) if dep else None
-        new = health.pods_running(list(self.snap.pods.values()), self.app.container, self.record.to_image)
+        new = health.pods_running(list(self.snap.pods.values()), self._container, self.snap.to_image)
+        own = dep is not None and self.deployment_name == self.record.deployment
         return Live(
+            deployment=self.deployment_name,
+            selector_label=health.stale_selector_label(dep, self.app.container) if own and dep else None,
             progress=progress,
             new_pods=health.pod_health(new) if new else None,
             now=utcnow(),

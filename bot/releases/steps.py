@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import contextlib
 
-from bot.catalog import App
+from bot.catalog import App, Workload
 from bot.errors import UserError
 from bot.kube.client import CHANGE_CAUSE, NotFound, Obj
-from bot.releases import events, health, objects, refusals
+from bot.releases import events, health, objects, preflight, refusals
 from bot.releases.history import undo
 from bot.releases.ports import Cluster
 from bot.releases.preflight import Pin, Write
-from bot.releases.record import Actor, Phase, Record, Request, setting, utcnow
-from bot.releases.run import Outcome, Run, Snapshot
+from bot.releases.record import Actor, Follower, Phase, Record, Request, setting, utcnow
+from bot.releases.run import Outcome, Plan, Run, Snapshot
 from commands.intents import Strategy
 
 SAFETY_MARGIN = 60.0  # seconds beyond progressDeadlineSeconds before we stop trusting the controller
@@ -51,6 +51,17 @@ async def live_deployment(kube: Cluster, app: App) -> Obj:
         raise refusals.NoDeployment(app.namespace, app.deployment) from None
 
 
+def truthful_name(app: App, live: Obj, to_image: str) -> None:
+    """Refuse a release on the live Deployment when its name claims a version other than the one the
+    release puts on it (a guide-style blue-green colour, `hexo-v2.0`)."""
+    name = live["metadata"]["name"]
+    claimed = objects.claimed_version(app, name)
+    version = health.version_of(to_image)
+    if claimed is not None and claimed != objects.dns_name(version):
+        moves_to = objects.green_name(app, version, name)
+        raise refusals.NameClaimsVersion(app.name, name, claimed, version, moves_to)
+
+
 def rolling_params(app: App) -> dict[str, object]:
     return {
         "type": "RollingUpdate",
@@ -58,23 +69,30 @@ def rolling_params(app: App) -> dict[str, object]:
     }
 
 
-def rollout_patch(app: App, record: Record, *, hold_at: int | None = None) -> dict[str, object]:
-    """One strategic-merge patch: strategy, deadline, image and change-cause together (the
-    change-cause must land in the same patch as the image or it marks the old revision). A paused
-    Deployment is resumed in the same patch, or it would never roll out.
+def rollout_patch(
+    app: App,
+    record: Record,
+    live: Obj,
+    containers: tuple[str, ...],
+    *,
+    hold_at: int | None = None,
+    image: str | None = None,
+) -> dict[str, object]:
+    """One strategic-merge patch: strategy, deadline, image (of each of `containers`), version labels
+    and change-cause together (the change-cause must land in the same patch as the image or it marks
+    the old revision). A paused Deployment is resumed in the same patch, or it would never roll out.
 
     `hold_at=N` makes the controller stop by itself at N new pods beside all the old ones: surge N,
     none unavailable, and a minReadySeconds so long that no new pod counts as available, so no old pod
     is removed. The canary pauses there and restores the real values, so nothing races.
     """
-    labels = {objects.APP_VERSION_LABEL: objects.label_value(record.to_version)}
     spec: dict[str, object] = {
         "paused": False,
         "progressDeadlineSeconds": app.progress_deadline_seconds,
         "strategy": rolling_params(app),
         "template": {
-            "metadata": {"labels": labels},
-            "spec": {"containers": [{"name": app.container, "image": record.to_image}]},
+            "metadata": {"labels": {objects.APP_VERSION_LABEL: objects.label_value(record.to_version)}},
+            "spec": {"containers": [{"name": c, "image": image or record.to_image} for c in containers]},
         },
     }
     if hold_at is not None:
@@ -83,20 +101,110 @@ def rollout_patch(app: App, record: Record, *, hold_at: int | None = None) -> di
             "rollingUpdate": {"maxSurge": hold_at, "maxUnavailable": 0},
         }
         spec["minReadySeconds"] = max(record.min_ready_seconds, app.progress_deadline_seconds - 1)
-    return {"metadata": {"labels": labels, "annotations": {CHANGE_CAUSE: change_cause(record)}}, "spec": spec}
+    metadata = {
+        "labels": objects.own_labels(live, record.to_version),
+        "annotations": {CHANGE_CAUSE: change_cause(record)},
+    }
+    return {"metadata": metadata, "spec": spec}
 
 
-def set_image_write(app: App, record: Record, *, hold_at: int | None = None) -> Write:
+def set_image_write(app: App, record: Record, live: Obj, *, hold_at: int | None = None) -> Write:
     """The first write of a rolling release or a canary: the image, on the live Deployment."""
-    return Write("deployment", "patch", record.deployment, rollout_patch(app, record, hold_at=hold_at))
+    patch = rollout_patch(app, record, live, app.own_containers, hold_at=hold_at)
+    return Write("deployment", "patch", record.deployment, patch)
+
+
+def follower_write(app: App, record: Record, follower: Follower, live: Obj) -> Write:
+    """The image on one of the app's other Deployments (`deployments:`)."""
+    patch = rollout_patch(app, record, live, follower.containers, image=follower.to_image)
+    return Write("deployment", "patch", follower.name, patch)
+
+
+def follower_writes(app: App, record: Record, plan: Plan) -> list[Write]:
+    live = {d["metadata"]["name"]: d for d in plan.others}
+    return [follower_write(app, record, f, live[f.name]) for f in record.followers]
 
 
 async def set_image(run: Run, *, hold_at: int | None = None) -> None:
+    """The image on the app's Deployment (with `order: parallel`, on its other Deployments too)."""
     r = run.record
-    write = set_image_write(run.app, r, hold_at=hold_at)
+    write = set_image_write(run.app, r, run.snap.deployment or {}, hold_at=hold_at)
     await run.kube.patch_deployment(r.namespace, write.name, write.body)
+    if run.app.order == "parallel" and hold_at is None:
+        for follower in r.followers:
+            await _set_follower_image(run, follower)
     await run.save(lambda rec: rec.to(Phase.ROLLING_OUT).entry("started", rec.requester))
     await run.audited("release", r.requester, "started")
+
+
+async def _set_follower_image(run: Run, follower: Follower) -> Obj:
+    """The follower's Deployment, after setting the version on it unless it has it already."""
+    r = run.record
+    dep = await run.kube.deployment(r.namespace, follower.name)
+    if health.container_image(dep, follower.containers[0]) != follower.to_image:
+        write = follower_write(run.app, r, follower, dep)
+        dep = await run.kube.patch_deployment(r.namespace, follower.name, write.body)
+    return dep
+
+
+async def plan_followers(kube: Cluster, app: App, to_image: str) -> tuple[list[Obj], tuple[Follower, ...]]:
+    """The app's other Deployments as they run now (refused when one is missing, lacks a container,
+    or is managed by a GitOps tool the catalog does not allow)."""
+    live, followers = [], []
+    for workload in app.followers:
+        try:
+            dep = await kube.deployment(app.namespace, workload.name)
+        except NotFound:
+            raise refusals.NoDeployment(app.namespace, workload.name) from None
+        containers = workload.names(app.container)
+        images = [health.container_image(dep, c) for c in containers]
+        missing = next((c for c, image in zip(containers, images, strict=True) if image is None), None)
+        if missing is not None:
+            raise refusals.NoContainer(workload.name, missing)
+        owner = preflight.gitops_owner(dep)
+        if owner and app.gitops != "allow":
+            raise refusals.GitOpsManaged(app.name, workload.name, owner)
+        live.append(dep)
+        followers.append(
+            Follower(
+                name=workload.name,
+                containers=containers,
+                from_image=images[0] or "",
+                to_image=_follower_image(app, workload, to_image),
+                from_revision=health.revision(dep) or None,
+            )
+        )
+    return live, tuple(followers)
+
+
+def _follower_image(app: App, workload: Workload, to_image: str) -> str:
+    """The app's image for `workload`: the same tag or digest in its own repository, if it has one."""
+    own = to_image.startswith(app.image) and to_image[len(app.image) : len(app.image) + 1] in (":", "@")
+    if not workload.image or not own:
+        return to_image  # the same repository, or a full image reference given with the release
+    return workload.image + to_image[len(app.image) :]
+
+
+async def roll_followers(run: Run) -> Outcome:
+    """The app's own Deployment runs the version: now its other Deployments, in order (with
+    `order: parallel` they were all started with it), each followed to its end. The first that fails
+    or is interrupted by a request decides; "complete" when all run the version."""
+    r = run.record
+    try:
+        for follower in r.followers:
+            dep = await _set_follower_image(run, follower)
+            await run.follow_deployment(follower.name, dep)
+            outcome = await follow(run)
+            if outcome.kind != "complete":
+                if outcome.failed:
+                    return Outcome("failed", f"`{follower.name}`: {outcome.reason}")
+                return outcome
+            if not any(isinstance(n, events.FollowerRolledOut) and n.name == follower.name for n in r.notes):
+                new = new_pod_health(run.snap)
+                await run.note(events.FollowerRolledOut(name=follower.name, health=new.describe()))
+    finally:
+        await run.follow_deployment(r.deployment)
+    return Outcome("complete")
 
 
 def rollout_outcome(snap: Snapshot) -> Outcome | None:
@@ -119,7 +227,7 @@ def rollout_outcome(snap: Snapshot) -> Outcome | None:
 
 
 def new_pod_health(snap: Snapshot) -> health.PodHealth:
-    image = snap.record.to_image
+    image = snap.to_image
     return health.pod_health(
         [
             p
@@ -137,7 +245,7 @@ def runs_new_template(snap: Snapshot) -> bool:
     images = [
         c.get("image") for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
     ]
-    return snap.record.to_image in images
+    return snap.to_image in images
 
 
 def failure_reason(snap: Snapshot, headline: str) -> str:
@@ -165,8 +273,10 @@ def _elapsed(record: Record) -> float:
 
 
 async def succeed(run: Run) -> None:
+    stale = run.live().selector_label  # the card keeps saying it once the release has ended
     record = await run.save(
-        lambda rec: rec.to(Phase.SUCCEEDED), note=lambda rec: events.Succeeded(seconds=_elapsed(rec))
+        lambda rec: rec.to(Phase.SUCCEEDED).model_copy(update={"stale_selector": stale}),
+        note=lambda rec: events.Succeeded(seconds=_elapsed(rec)),
     )
     action = "rollback" if record.undo_to is not None else "release"
     await run.audited(action, record.requester, f"succeeded in {_elapsed(record):.1f} s")
@@ -191,8 +301,16 @@ async def fail(run: Run, reason: str) -> None:
 
 
 async def complete_rollout(run: Run) -> None:
-    """Follow the rollout to its end: success, failure, or a Rollback/Abort request."""
+    """Follow the rollout to its end (the app's other Deployments' too): success, failure, or a
+    Rollback/Abort request."""
     outcome = await follow(run)
+    if outcome.kind == "complete":
+        outcome = await roll_followers(run)
+    await conclude(run, outcome)
+
+
+async def conclude(run: Run, outcome: Outcome) -> None:
+    """Act on how the rollout to every pod ended."""
     if outcome.kind == "complete":
         await succeed(run)
     elif outcome.kind == "failed":
@@ -246,32 +364,38 @@ async def abort_unstarted(run: Run) -> None:
 
 async def roll_back(run: Run) -> None:
     """Put the revision that ran before the release back (kubectl rollout undo --to-revision), even if
-    the Deployment is paused, and wait for it to finish."""
+    the Deployment is paused, and wait for it to finish; all or nothing: the app's other Deployments
+    first, newest change first, then its own."""
     record = run.record
     actor = next((e.actor for e in reversed(record.history) if e.action in ("rollback", "abort")), None)
-    dep = await run.kube.deployment(record.namespace, record.deployment)
-    current = health.container_image(dep, run.app.container)
-    if current != record.from_image:
-        rs = await run.kube.replica_sets(dep)
-        target = record.from_revision if any(health.revision(r) == record.from_revision for r in rs) else None
-        plan = undo(dep, rs, target, unpause=True)
-        patch = [*plan.patch, objects.version_label_op(dep, record.from_version)]
-        await run.kube.patch_deployment(record.namespace, record.deployment, patch)
-    elif dep["spec"].get("paused"):
-        await run.kube.patch_deployment(record.namespace, record.deployment, {"spec": {"paused": False}})
-
-    def back(snap: Snapshot) -> bool | None:
-        if snap.deployment is None:
-            return None
-        p = health.progress(snap.deployment)
-        image = health.container_image(snap.deployment, run.app.container)
-        return True if (image == record.from_image and p.complete) else None
-
+    own = Follower(
+        name=record.deployment,
+        containers=(run.app.container,),
+        from_image=record.from_image,
+        to_image=record.to_image,
+        from_revision=record.from_revision,
+    )
+    every = (*reversed(record.followers), own)
+    for workload in every:
+        await _undo(run, workload)
     deadline = run.app.progress_deadline_seconds + SAFETY_MARGIN
     try:
-        await run.wait(back, timeout=deadline)
+        for workload in every:
+            await run.follow_deployment(workload.name)
+
+            def back(snap: Snapshot, workload: Follower = workload) -> bool | None:
+                if snap.deployment is None:
+                    return None
+                p = health.progress(snap.deployment)
+                image = health.container_image(snap.deployment, workload.containers[0])
+                return True if (image == workload.from_image and p.complete) else None
+
+            await run.wait(back, timeout=deadline)
     except TimeoutError:
         reason = f"the rollback did not finish within {int(deadline)} s"
+        if record.followers:
+            reason += f" (`{run.deployment_name}`)"
+        await run.follow_deployment(record.deployment)
         await run.save(
             lambda rec: rec.to(Phase.FAILED, reason=reason),
             note=events.Failed(reason=reason, auto_rollback=False),
@@ -282,6 +406,23 @@ async def roll_back(run: Run) -> None:
         note=events.RolledBack(by=actor.id if actor else None),
     )
     await run.audited("rollback", actor, f"rolled back to {done.from_version}")
+
+
+async def _undo(run: Run, workload: Follower) -> None:
+    """One Deployment back on its revision from before the release (resumed if paused)."""
+    ns, name = run.record.namespace, workload.name
+    dep = await run.kube.deployment(ns, name)
+    if health.container_image(dep, workload.containers[0]) != workload.from_image:
+        rs = await run.kube.replica_sets(dep)
+        revision = workload.from_revision
+        target = revision if any(health.revision(r) == revision for r in rs) else None
+        plan = undo(dep, rs, target, unpause=True)
+        version = health.version_of(workload.from_image)
+        if name == run.record.deployment:
+            version = run.record.from_version
+        await run.kube.patch_deployment(ns, name, [*plan.patch, *objects.version_label_ops(dep, version)])
+    elif dep["spec"].get("paused"):
+        await run.kube.patch_deployment(ns, name, {"spec": {"paused": False}})
 
 
 # --- an autoscaler of the Deployment -----------------------------------------------------------------

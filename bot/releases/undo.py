@@ -13,7 +13,7 @@ from typing import Any
 from bot.kube.client import CHANGE_CAUSE
 from bot.releases import steps
 from bot.releases.history import undo
-from bot.releases.objects import version_label_op
+from bot.releases.objects import version_label_ops
 from bot.releases.record import Phase, Record
 from bot.releases.run import Run
 
@@ -26,7 +26,7 @@ def undo_patch(
     for op in patch:
         if op["path"] == "/metadata/annotations":
             op["value"] = {**op["value"], CHANGE_CAUSE: steps.change_cause(record)}
-    return [*patch, version_label_op(deployment, record.to_version)]
+    return [*patch, *version_label_ops(deployment, record.to_version)]
 
 
 async def drive(run: Run) -> None:

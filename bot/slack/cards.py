@@ -69,7 +69,7 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
             "text": {"type": "mrkdwn", "text": clip_mrkdwn(_status_line(record, elapsed, live), SECTION_MAX)},
         },
     ]
-    detail = _live_line(record, live)
+    detail = "\n".join(x for x in (_workloads_line(record, live), _live_line(record, live)) if x)
     if detail:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": clip_mrkdwn(detail, SECTION_MAX)}}
@@ -169,6 +169,7 @@ WARNING_ICON = {
     "quota": ":bar_chart:",
     "image": ":label:",
     "paused": ":double_vertical_bar:",
+    "budget": ":shield:",
 }
 
 
@@ -194,6 +195,10 @@ def plan_lines(record: Record) -> list[str]:
         lines.append(f"*Steps* green with {plural(total, 'pod')}, then Switch traffic, then blue retired")
     else:
         lines.append(f"*Steps* one rolling update of {plural(total, 'pod')}")
+    if record.followers:
+        others = ", ".join(f"`{esc(f.name)}`" for f in record.followers)
+        when = "after the last Promote" if record.strategy.value == "canary" else "then"
+        lines.append(f"*Then* {others} ({when}); if any fails, all are rolled back")
     requests = _requests_text(plan.peak_cpu_millis, plan.peak_memory_bytes)
     lines.append(f"*Footprint* at most {plural(plan.peak_pods, 'pod')} at once, requesting {requests}")
     return lines
@@ -319,12 +324,29 @@ def canary_words(record: Record, live: Live) -> str:
     return f"*Canary* {count} new ({_new_pods_state(new)}) + {plural(old, 'old pod')} · {watched}"
 
 
+def _workloads_line(record: Record, live: Live) -> str:
+    """The app's Deployments when it has several, and the selector label that no longer says what runs."""
+    lines = []
+    if record.followers:
+        names = " → ".join(f"`{esc(n)}`" for n in (record.deployment, *(f.name for f in record.followers)))
+        lines.append(f"*Deployments* {names}, all or nothing")
+    label = record.stale_selector if record.finished else live.selector_label
+    if label is not None:
+        selected, running = label
+        lines.append(
+            f"*Selector label* `version={esc(selected)}`, running `{esc(running)}` (a selector cannot change)"
+        )
+    return "\n".join(lines)
+
+
 def _live_line(record: Record, live: Live) -> str:
     if record.strategy.value == "bluegreen":
         return _bluegreen_live(record, live)
     if record.finished or live.progress is None:
         return ""
     p = live.progress
+    if record.followers and live.deployment:
+        return f"*Progress of `{esc(live.deployment)}`* " + progress_words(p) + _health(record, live, p)
     if record.phase is Phase.CANARY:
         rollout = ["paused at this step" if p.paused else "not paused"]
         if p.total > p.desired:
@@ -334,6 +356,11 @@ def _live_line(record: Record, live: Live) -> str:
         line = canary_words(record, live) + "\n*Rollout* " + " · ".join(rollout)
     else:
         line = "*Progress* " + progress_words(p)
+    return line + _health(record, live, p)
+
+
+def _health(record: Record, live: Live, p: Progress) -> str:
+    line = ""
     if live.new_pods is not None:
         line += f"\n*Health of {esc(record.to_version)}* {esc(live.new_pods.describe())}"
     if p.deadline_exceeded:

@@ -99,6 +99,9 @@ def note(record: Record, event: events.Event) -> str:
                 f":pushpin: Autoscaler `{esc(event.name)}` has its own bounds back ({event.min_replicas} to "
                 f"{event.max_replicas} pods), scaling `{esc(event.target)}`."
             )
+        case events.FollowerRolledOut():
+            h = f" ({esc(event.health)})" if event.health else ""
+            return f":white_check_mark: `{esc(event.name)}` runs `{esc(record.to_version)}`{h}."
         case _:
             return _bluegreen_note(record, event)
 

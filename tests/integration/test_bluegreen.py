@@ -108,7 +108,7 @@ async def test_bluegreen_switch_then_finish(
     assert len(blue) == 6 and len(green) == 6 and not blue & green
     assert served(control_plane, ns) == blue  # green is ready but serves nothing yet
 
-    dep = deployments(control_plane, ns)["hexo-v2.0"]
+    dep = deployments(control_plane, ns)["hexo-green"]
     rec = record(control_plane, ns)
     meta = dep["metadata"]
     assert meta["labels"]["app.kubernetes.io/managed-by"] == "release-bot"
@@ -141,12 +141,12 @@ async def test_bluegreen_switch_then_finish(
         slack_sim,
         card,
         "started releasing",
-        "Created green `hexo-v2.0`",
+        "Created green `hexo-green`",
         "is ready",
         "Switch traffic by",
         "Traffic switched to green",
         "Finish by",
-        "now runs `v2.0` on `hexo-v2.0`; blue `hexo` scaled to 0",
+        "now runs `v2.0` on `hexo-green`; blue `hexo` scaled to 0",
     )
 
 
@@ -164,7 +164,7 @@ async def test_bluegreen_instant_rollback_after_switch(
     final = await wait_card(slack_sim, "Rolled back")
     assert served(control_plane, ns) == blue  # the same blue pods: nothing was restarted
     assert selector(control_plane, ns) == {"app": "hexo-server", "version": "v1.0"}
-    assert "hexo-v2.0" not in deployments(control_plane, ns)
+    assert "hexo-green" not in deployments(control_plane, ns)
     assert pods_by_image(control_plane, ns) == {"v1.0": 6}
     assert slack_sim.users["bob"] in card_text(final)
     await wait_thread(
@@ -180,7 +180,7 @@ async def test_bluegreen_abort_before_switch(
     blue = pod_ips(control_plane, ns, "v1.0")
     await click(slack_sim, "bob", card, "release:abort")
     await wait_card(slack_sim, "Aborted")
-    assert "hexo-v2.0" not in deployments(control_plane, ns)
+    assert "hexo-green" not in deployments(control_plane, ns)
     assert served(control_plane, ns) == blue
     assert selector(control_plane, ns) == {"app": "hexo-server", "version": "v1.0"}
     assert pods_by_image(control_plane, ns) == {"v1.0": 6}
@@ -197,7 +197,7 @@ async def test_broken_green_is_never_switched_to_and_is_deleted(
     await command(slack_sim, "alice", "hexo v2.0-broken --bluegreen")
     final = await wait_card(slack_sim, "Rolled back", timeout=90)
     assert "CrashLoopBackOff" in card_text(final)
-    assert "hexo-v2.0-broken" not in deployments(control_plane, ns)
+    assert "hexo-green" not in deployments(control_plane, ns)
     assert served(control_plane, ns) == blue
     assert selector(control_plane, ns) == {"app": "hexo-server", "version": "v1.0"}
     actions = [e["action"] for e in record(control_plane, ns)["history"]]
@@ -209,14 +209,14 @@ async def test_leftover_green_of_an_earlier_release_is_replaced(
     bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Any
 ) -> None:
     ns = bots.namespace
-    leftover = _deployment("hexo-v2.0", "v2.0-broken", ours=True)
+    leftover = _deployment("hexo-green", "v2.0-broken", ours=True)
     path = tmp_path / "leftover.json"
     path.write_text(json.dumps(leftover))
     kubectl(control_plane, "-n", ns, "create", "-f", str(path))
-    old_uid = deployments(control_plane, ns)["hexo-v2.0"]["metadata"]["uid"]
+    old_uid = deployments(control_plane, ns)["hexo-green"]["metadata"]["uid"]
 
     card = await start_bluegreen(bots, slack_sim)
-    dep = deployments(control_plane, ns)["hexo-v2.0"]
+    dep = deployments(control_plane, ns)["hexo-green"]
     assert dep["metadata"]["uid"] != old_uid
     assert dep["metadata"]["annotations"]["release-bot.io/release-id"] == record(control_plane, ns)["id"]
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v2.0")
@@ -230,14 +230,14 @@ async def test_green_name_taken_by_someone_else_is_refused(
 ) -> None:
     ns = bots.namespace
     path = tmp_path / "theirs.json"
-    path.write_text(json.dumps(_deployment("hexo-v2.0", "v2.0", ours=False)))
+    path.write_text(json.dumps(_deployment("hexo-green", "v2.0", ours=False)))
     kubectl(control_plane, "-n", ns, "create", "-f", str(path))
-    uid = deployments(control_plane, ns)["hexo-v2.0"]["metadata"]["uid"]
+    uid = deployments(control_plane, ns)["hexo-green"]["metadata"]["uid"]
     await bots.start()
     await command(slack_sim, "alice", "hexo v2.0 --bluegreen")
     text = await wait_ephemeral(slack_sim, "alice", "not created by release-bot")
-    assert "hexo-v2.0" in text
-    assert deployments(control_plane, ns)["hexo-v2.0"]["metadata"]["uid"] == uid  # untouched
+    assert "hexo-green" in text
+    assert deployments(control_plane, ns)["hexo-green"]["metadata"]["uid"] == uid  # untouched
     assert selector(control_plane, ns)["version"] == "v1.0"
 
 
@@ -266,12 +266,12 @@ async def test_restart_while_awaiting_switch_then_click_the_same_card(
     bot = await bots.start()
     await command(slack_sim, "alice", "hexo v2.0 --bluegreen")
     card = await wait_card(slack_sim, "Switch traffic")
-    uid = deployments(control_plane, ns)["hexo-v2.0"]["metadata"]["uid"]
+    uid = deployments(control_plane, ns)["hexo-green"]["metadata"]["uid"]
 
     await bots.restart(bot, signal.SIGKILL)
     await click(slack_sim, "bob", card, "release:promote")
     await wait_card(slack_sim, "Finish")
-    assert deployments(control_plane, ns)["hexo-v2.0"]["metadata"]["uid"] == uid  # resumed, not recreated
+    assert deployments(control_plane, ns)["hexo-green"]["metadata"]["uid"] == uid  # resumed, not recreated
     assert served(control_plane, ns) == pod_ips(control_plane, ns, "v2.0")
 
     await command(slack_sim, "alice", "finish hexo")
@@ -298,17 +298,17 @@ async def test_two_releases_in_a_row_start_from_the_live_colour(
     await command(slack_sim, "alice", "hexo v3.0 --bluegreen")
     second = await wait_card(slack_sim, "Switch traffic")
     assert second["ts"] != first["ts"]
-    assert "*Blue* `hexo-v2.0` (`v2.0`)" in card_text(second)
+    assert "*Blue* `hexo-green` (`v2.0`)" in card_text(second)
     v2, v3 = pod_ips(control_plane, ns, "v2.0"), pod_ips(control_plane, ns, "v3.0")
     assert served(control_plane, ns) == v2 and len(v3) == 6
     await click(slack_sim, "bob", second, "release:promote")
     await wait_card(slack_sim, "Succeeded")
     assert served(control_plane, ns) == v3
     assert selector(control_plane, ns) == {"app": "hexo-server", "version": "v3.0"}
-    assert set(deployments(control_plane, ns)) == {"hexo", "hexo-v3.0"}  # hexo-v2.0 was ours: deleted
+    assert set(deployments(control_plane, ns)) == {"hexo", "hexo-blue"}  # hexo-green was ours: deleted
     assert pods_by_image(control_plane, ns) == {"v3.0": 6}
     rec = record(control_plane, ns)
-    assert (rec["deployment"], rec["green"], rec["from_version"]) == ("hexo-v2.0", "hexo-v3.0", "v2.0")
+    assert (rec["deployment"], rec["green"], rec["from_version"]) == ("hexo-green", "hexo-blue", "v2.0")
 
 
 def _deployment(name: str, version: str, *, ours: bool) -> dict[str, Any]:

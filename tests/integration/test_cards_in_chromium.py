@@ -113,7 +113,7 @@ async def test_the_blue_green_buttons_say_what_they_do(
     await expect(dialog.locator("#confirm-title")).to_have_text("Switch traffic?")
     await shot(page, tmp_path, "bluegreen-switch-confirm")
     assert await dialog.locator("#confirm-text").inner_text() == (
-        "Send all traffic of Service hexo-service to green hexo-v2.0 (v2.0); blue hexo (v1.0) keeps "
+        "Send all traffic of Service hexo-service to green hexo-green (v2.0); blue hexo (v1.0) keeps "
         "running for an instant rollback."
     )
     await expect(dialog.locator("#confirm-ok")).to_have_text("Switch traffic")

@@ -57,6 +57,7 @@ NEEDED: list[tuple[str, str, str, str]] = [
     ("autoscaling", "horizontalpodautoscalers", "list", ""),
     ("autoscaling", "horizontalpodautoscalers", "patch", ""),
     ("", "resourcequotas", "list", ""),
+    ("policy", "poddisruptionbudgets", "list", ""),
 ]
 
 # ... and for the rolling/canary-only app hexo1 (Deployment hexo) in its own namespace.
@@ -80,6 +81,7 @@ NEEDED_ROLLING: list[tuple[str, str, str, str]] = [
     ("autoscaling", "horizontalpodautoscalers", "list", ""),
     ("autoscaling", "horizontalpodautoscalers", "patch", ""),
     ("", "resourcequotas", "list", ""),
+    ("policy", "poddisruptionbudgets", "list", ""),
 ]
 
 # Inside the blue-green app's namespace, but outside the Role.

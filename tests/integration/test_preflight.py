@@ -71,6 +71,19 @@ async def test_dry_run_shows_the_plan_privately_and_changes_nothing(
 ) -> None:
     ns = bots.namespace
     create(control_plane, tmp_path, autoscaler(ns))
+    # A budget that all six pods must stay up for (policy/v1beta1: this API server predates v1).
+    pdb = {
+        "apiVersion": "policy/v1beta1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "hexo-pdb", "namespace": ns},
+        "spec": {"minAvailable": 6, "selector": {"matchLabels": {"app": "hexo-server"}}},
+    }
+    create(control_plane, tmp_path, pdb)
+    async with asyncio.timeout(60):  # the disruption controller counts it
+        while "disruptionsAllowed" not in kubectl_json(control_plane, "-n", ns, "get", "pdb", "hexo-pdb").get(
+            "status", {}
+        ):
+            await asyncio.sleep(0.3)
     await bots.start()
     before = versions(control_plane, ns)
 
@@ -81,6 +94,7 @@ async def test_dry_run_shows_the_plan_privately_and_changes_nothing(
     assert "new pods at each pause: 1 → 6 of 6" in text
     assert "at most 7 pods at once" in text  # six old plus the canary
     assert "HorizontalPodAutoscaler hexo scales it (6 to 10 pods" in text
+    assert "PodDisruptionBudget hexo-pdb allows no eviction now (6 of 6 healthy pods needed)" in text
     assert "Release it: `/release hexo v2.0 --canary`" in text
 
     await command(slack_sim, "alice", "hexo v2.0 --bluegreen --dry-run")
@@ -115,7 +129,7 @@ async def test_a_quota_the_green_deployment_would_exceed_refuses_before_any_writ
     before = written(control_plane, ns)
     await command(slack_sim, "alice", "hexo v2.0 --bluegreen")
     text = await wait_ephemeral(slack_sim, "alice", "The API server would refuse this release")
-    assert "create deployment hexo-v2.0" in text and "exceeded quota" in text and "one-deployment" in text
+    assert "create deployment hexo-green" in text and "exceeded quota" in text and "one-deployment" in text
     assert "Nothing was changed" in text
     assert written(control_plane, ns) == before  # no green, no record, no lease
     assert card_of(slack_sim, slack_sim.channels["releases"]) is None
@@ -186,12 +200,12 @@ async def test_a_canary_holds_the_autoscaler_and_blue_green_moves_it_to_green(
     await command(slack_sim, "alice", "hexo v3.0 --bluegreen")
     card = await wait_card(slack_sim, "Switch traffic", timeout=90)
     assert hpa_spec(control_plane, ns) == (6, 6, "hexo")
-    green = kubectl_json(control_plane, "-n", ns, "get", "deployment", "hexo-v3.0")
+    green = kubectl_json(control_plane, "-n", ns, "get", "deployment", "hexo-green")
     assert green["spec"]["replicas"] == 6  # green starts at the size the autoscaler keeps now
     assert await click(slack_sim, "alice", card, "release:promote") == 200
     await wait_card(slack_sim, "Succeeded", timeout=120)
     async with asyncio.timeout(30):
-        while hpa_spec(control_plane, ns) != (2, 10, "hexo-v3.0"):
+        while hpa_spec(control_plane, ns) != (2, 10, "hexo-green"):
             await asyncio.sleep(0.5)
 
 

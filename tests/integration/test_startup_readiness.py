@@ -107,7 +107,7 @@ async def test_a_kubeconfig_without_rights_stops_the_bot_listing_them(
     code, output = await exits(bots)
     assert code == 2
     assert "Traceback" not in output
-    assert "lacks 25 right(s) release-bot needs" in output, output
+    assert "lacks 26 right(s) release-bot needs" in output, output
     listed = next(line for line in output.splitlines() if line.startswith(f"  namespace {ns}: "))
     for right in (
         "list deployments.apps",
@@ -124,6 +124,7 @@ async def test_a_kubeconfig_without_rights_stops_the_bot_listing_them(
         "list horizontalpodautoscalers.autoscaling",
         "patch horizontalpodautoscalers.autoscaling",
         "list resourcequotas",
+        "list poddisruptionbudgets.policy",
     ):
         assert right in listed, (right, listed)
     assert "docs/deploy.md" in output

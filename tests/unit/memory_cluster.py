@@ -145,10 +145,19 @@ class MemoryCluster:
     # --- Deployments and their controller ------------------------------------------------------------
 
     def add_app(
-        self, ns: str, name: str = "hexo", image: str = "registry.sword.org/nginx:v1.0", replicas: int = 6
+        self,
+        ns: str,
+        name: str = "hexo",
+        image: str = "registry.sword.org/nginx:v1.0",
+        replicas: int = 6,
+        *,
+        labels: dict[str, str] | None = None,
+        container: str = "hexo",
     ) -> None:
-        """The guide's Deployment (container `hexo`) and Service, rolled out."""
-        labels = {"app": "hexo-server", "version": "v1.0"}
+        """The guide's Deployment (container `hexo`) and Service, rolled out; with `labels`, another
+        Deployment of the app (its own pods, no Service)."""
+        service_too = labels is None
+        labels = labels or {"app": "hexo-server", "version": "v1.0"}
         dep = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -165,13 +174,15 @@ class MemoryCluster:
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "template": {
                     "metadata": {"labels": dict(labels)},
-                    "spec": {"containers": [{"name": "hexo", "image": image}]},
+                    "spec": {"containers": [{"name": container, "image": image}]},
                 },
             },
             "status": {},
         }
         self._put("deployments", dep, "ADDED")
         self._reconcile(ns, name)
+        if not service_too:
+            return
         service = {
             "metadata": {"name": "hexo-service", "namespace": ns},
             "spec": {"selector": dict(labels)},
@@ -400,6 +411,9 @@ class MemoryCluster:
         hpa = self._get("autoscalers", ns, name)
         self.writes.append(("patch", f"horizontalpodautoscaler {name}"))
         return self._put("autoscalers", merge(hpa, patch), "MODIFIED")
+
+    async def disruption_budgets(self, ns: str) -> list[Obj]:
+        return []
 
     async def quotas(self, ns: str) -> list[Obj]:
         return [o for (n, _), o in self.objects["quotas"].items() if n == ns]

@@ -102,16 +102,27 @@ def test_dns_name_is_always_valid_or_empty(raw: str) -> None:
     )
 
 
+def test_green_names_alternate_colours_that_claim_no_version() -> None:
+    assert bg.green_name(app(), "v2.0", "hexo") == "hexo-green"
+    assert bg.green_name(app(), "v3.0", "hexo-green") == "hexo-blue"
+    assert bg.green_name(app(), "v4.0", "hexo-blue") == "hexo-green"
+    assert bg.green_name(app(), "v2.1", "hexo-v2.0") == "hexo-green"  # a guide-style colour moves
+
+
 def test_green_name_follows_the_catalog_template() -> None:
-    assert bg.green_name(app(), "v2.0") == "hexo-v2.0"  # guide §1.2
-    assert bg.green_name(app(bluegreen={"name_template": "{app}-green-{version}"}), "V3") == "hexo-green-v3"
-    assert len(bg.green_name(app(), "x" * 200)) == 63
+    guide = app(bluegreen={"name_template": "{deployment}-{version}"})
+    assert bg.green_name(guide, "v2.0", "hexo") == "hexo-v2.0"  # guide §1.2
+    assert (
+        bg.green_name(app(bluegreen={"name_template": "{app}-green-{version}"}), "V3", "hexo")
+        == "hexo-green-v3"
+    )
+    assert len(bg.green_name(guide, "x" * 200, "hexo")) == 63
 
 
 @pytest.mark.parametrize("template", ["{nope}-{version}", "{", "___"])
 def test_a_bad_template_is_a_clear_error(template: str) -> None:
     with pytest.raises(UserError, match="name_template"):
-        bg.green_name(app(bluegreen={"name_template": template}), "v2.0")
+        bg.green_name(app(bluegreen={"name_template": template}), "v2.0", "hexo")
 
 
 @pytest.mark.parametrize(
@@ -199,6 +210,11 @@ def test_the_live_colour_is_what_the_service_selects() -> None:
     hexo_, green = deployment("hexo", "v1.0", replicas=0), deployment("hexo-v2.0", "v2.0", ours=True)
     assert objects.find_live(app(), service(V1), [hexo_, green]) is hexo_
     assert objects.find_live(app(), service(V2), [hexo_, green]) is green  # after a first release
+
+
+def test_a_guide_style_colour_made_by_hand_is_the_apps_live_colour() -> None:
+    hexo_, by_hand = deployment("hexo", "v1.0", replicas=0), deployment("hexo-v2.0", "v2.0")
+    assert objects.find_live(app(), service(V2), [hexo_, by_hand]) is by_hand
 
 
 def test_a_retired_colour_with_the_same_labels_is_skipped() -> None:

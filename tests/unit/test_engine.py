@@ -230,7 +230,7 @@ async def test_a_blue_green_release_switches_then_finishes(
         Release(app="hexo", version="v2.0", strategy=Strategy.BLUEGREEN), ALICE, "C1", "releases"
     )
     await until(cluster, lambda r: r.phase is Phase.AWAITING_SWITCH)
-    assert (NS, "hexo-v2.0") in cluster.objects["deployments"]
+    assert (NS, "hexo-green") in cluster.objects["deployments"]
     await engine.request("hexo", Request.PROMOTE, BOB)
     await until(cluster, lambda r: r.phase is Phase.SWITCHED)
     assert cluster.objects["services"][(NS, "hexo-service")]["spec"]["selector"]["version"] == "v2.0"

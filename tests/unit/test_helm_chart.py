@@ -22,6 +22,8 @@ try:
 except ImportError as e:  # a missing prerequisite fails, with the command that fixes it
     raise ImportError("helm-python-sdk is not installed: run `.venv/bin/pip install helm-python-sdk`") from e
 
+from bot.catalog import Catalog
+from bot.kube import access
 from bot.metrics import Metrics
 from tests.fixtures.helm import (
     CHART,
@@ -54,6 +56,7 @@ NEEDED_BLUEGREEN: dict[Rule, set[str]] = {
     ("", "events", ()): {"create"},
     ("autoscaling", "horizontalpodautoscalers", ()): {"list", "patch"},
     ("", "resourcequotas", ()): {"list"},
+    ("policy", "poddisruptionbudgets", ()): {"list"},
 }
 
 BASE: Obj = {**IMAGE_VALUES, **SLACK_VALUES, "catalog": catalog_for("devops")}
@@ -426,7 +429,22 @@ def test_without_bluegreen_deployments_are_named_and_never_created() -> None:
         ("", "events", ()): {"create"},
         ("autoscaling", "horizontalpodautoscalers", ()): {"list", "patch"},
         ("", "resourcequotas", ()): {"list"},
+        ("policy", "poddisruptionbudgets", ()): {"list"},
     }
+
+
+def test_several_deployments_of_an_app_are_all_named() -> None:
+    catalog = catalog_for("devops", strategies=("rolling",))
+    app = catalog["apps"]["hexo"]
+    del app["deployment"]
+    app["deployments"] = [{"name": "hexo"}, {"name": "hexo-worker", "container": "worker"}]
+    granted_ = granted(one(render(values(catalog=catalog)), "Role"))
+    assert granted_[("apps", "deployments", ("hexo", "hexo-worker"))] == {"get", "patch"}
+    parsed = Catalog.from_mapping(catalog).apps["hexo"]
+    names = {
+        r.name for r in access.needed([parsed], lambda a: f"release-bot.{a}") if r.resource == "deployments"
+    }
+    assert names == {"", "hexo", "hexo-worker"}
 
 
 def test_environments_become_apps_with_their_own_records() -> None:
@@ -483,7 +501,7 @@ def test_every_rule_says_why() -> None:
     text = render_files(BASE, namespace="bots")["release-bot/templates/rbac.yaml"]
     lines = text.splitlines()
     rule_lines = [i for i, line in enumerate(lines) if re.match(r"\s+- apiGroups:", line)]
-    assert len(rule_lines) == len(one(render(BASE, namespace="bots"), "Role")["rules"]) == 13
+    assert len(rule_lines) == len(one(render(BASE, namespace="bots"), "Role")["rules"]) == 14
     for i in rule_lines:
         assert lines[i - 1].strip().startswith("#"), f"rule without a comment: {lines[i]}"
 

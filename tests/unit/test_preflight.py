@@ -104,6 +104,42 @@ def test_what_is_not_gitops_is_not_flagged() -> None:
     assert preflight.gitops_owner(kubectl) is None
 
 
+def budget(allowed: int, *, labels: dict[str, str] | None = None, **status: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "hexo-pdb"},
+        "spec": {"selector": {"matchLabels": labels or {"app": "hexo"}}},
+        "status": {"disruptionsAllowed": allowed, "currentHealthy": 6, "desiredHealthy": 6, **status},
+    }
+
+
+def test_disruption_budgets_that_a_release_would_break_are_warned_about() -> None:
+    def warned(budgets: list[dict[str, Any]], unavailable: int) -> list[str]:
+        plan = preflight.build(
+            live=labelled(),
+            after=DEPLOYMENT["spec"]["template"],
+            steps=(6,),
+            peak_pods=7,
+            catalog_image="registry.example/hexo",
+            from_image="registry.example/hexo:v1.0",
+            gitops=None,
+            autoscalers=[],
+            quotas=[],
+            budgets=budgets,
+            unavailable=unavailable,
+        )
+        return [w.text for w in plan.warnings if w.kind == "budget"]
+
+    (none,) = warned([budget(0)], 0)
+    assert "PodDisruptionBudget hexo-pdb allows no eviction now (6 of 6 healthy pods needed)" in none
+    (more,) = warned([budget(1)], 2)
+    assert "up to 2 pods down at once, more than PodDisruptionBudget hexo-pdb allows (1)" in more
+    assert warned([budget(2)], 2) == []
+    assert warned([budget(0, labels={"app": "other"})], 0) == []  # not the app's pods
+    uncounted = budget(0)
+    del uncounted["status"]["disruptionsAllowed"]
+    assert warned([uncounted], 3) == []  # the disruption controller has not counted it yet
+
+
 def test_the_plan_names_changes_footprint_and_every_warning() -> None:
     after = copy.deepcopy(DEPLOYMENT["spec"]["template"])
     after["spec"]["containers"][0]["image"] = "registry.example/hexo:v2.0"

@@ -85,7 +85,9 @@ The catalog's apps as the bot sees them, as a JSON object (use with fromJson): a
 {{- end }}
 {{- range $name, $app := $out }}
 {{- $_ := required (printf "catalog app %s needs a namespace" $name) $app.namespace }}
-{{- $_ := required (printf "catalog app %s needs a deployment" $name) $app.deployment }}
+{{- if not $app.deployments }}
+{{- $_ := required (printf "catalog app %s needs a deployment (or deployments)" $name) $app.deployment }}
+{{- end }}
 {{- if and (has "bluegreen" ($app.strategies | default (list "rolling"))) (not $app.service) }}
 {{- fail (printf "catalog app %s: blue-green needs `service` (the Service whose selector is switched)" $name) }}
 {{- end }}
