@@ -103,26 +103,26 @@ def test_dns_name_is_always_valid_or_empty(raw: str) -> None:
 
 
 def test_green_names_alternate_colours_that_claim_no_version() -> None:
-    assert bg.green_name(app(), "v2.0", "hexo") == "hexo-green"
-    assert bg.green_name(app(), "v3.0", "hexo-green") == "hexo-blue"
-    assert bg.green_name(app(), "v4.0", "hexo-blue") == "hexo-green"
-    assert bg.green_name(app(), "v2.1", "hexo-v2.0") == "hexo-green"  # a guide-style colour moves
+    assert objects.green_name(app(), "v2.0", "hexo") == "hexo-green"
+    assert objects.green_name(app(), "v3.0", "hexo-green") == "hexo-blue"
+    assert objects.green_name(app(), "v4.0", "hexo-blue") == "hexo-green"
+    assert objects.green_name(app(), "v2.1", "hexo-v2.0") == "hexo-green"  # a guide-style colour moves
 
 
 def test_green_name_follows_the_catalog_template() -> None:
     guide = app(bluegreen={"name_template": "{deployment}-{version}"})
-    assert bg.green_name(guide, "v2.0", "hexo") == "hexo-v2.0"  # guide §1.2
+    assert objects.green_name(guide, "v2.0", "hexo") == "hexo-v2.0"  # guide §1.2
     assert (
-        bg.green_name(app(bluegreen={"name_template": "{app}-green-{version}"}), "V3", "hexo")
+        objects.green_name(app(bluegreen={"name_template": "{app}-green-{version}"}), "V3", "hexo")
         == "hexo-green-v3"
     )
-    assert len(bg.green_name(guide, "x" * 200, "hexo")) == 63
+    assert len(objects.green_name(guide, "x" * 200, "hexo")) == 63
 
 
 @pytest.mark.parametrize("template", ["{nope}-{version}", "{", "___"])
 def test_a_bad_template_is_a_clear_error(template: str) -> None:
     with pytest.raises(UserError, match="name_template"):
-        bg.green_name(app(bluegreen={"name_template": template}), "v2.0", "hexo")
+        objects.green_name(app(bluegreen={"name_template": template}), "v2.0", "hexo")
 
 
 @pytest.mark.parametrize(
