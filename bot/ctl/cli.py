@@ -155,10 +155,10 @@ async def _act(
     front_end = "slack" if channel else CLI
     match intent:
         case intents.Release(dry_run=True):
-            record, running, gate = await engine.preview(intent, actor, channel, "", front_end=front_end)
+            record, busy, gate = await engine.preview(intent, actor, channel, "", front_end=front_end)
             print(plan_text(record))
-            if running is not None:
-                print(f"note: {running.to_version} is being released now; this would be refused")
+            if busy is not None:
+                print(f"note: {busy.to_version} is being released now; this would be refused")
             if gate.lock is not None:
                 print(f"note: locked by {gate.lock.holder.name}: {gate.lock.reason}")
             return 0
@@ -180,8 +180,14 @@ async def _act(
                 record = await engine.begin_undo(app, intent.to_revision, actor, channel, "", None)
             return await _follow(engine, reporter, record, until, moved=True)
         case intents.Status():
-            dep, stored = await engine.status(engine.app(intent.app))
+            app = engine.app(intent.app)
+            dep, stored = await engine.status(app)
             _print_status(dep, stored.record if stored else None)
+            for other in await engine.others(app):
+                also = running(other)
+                print(
+                    f"also {also.name}: {', '.join(image for _, image in also.images)}, ready {also.progress.ready}"
+                )
             return 0
         case intents.History():
             dep, revisions = await engine.history(engine.app(intent.app))

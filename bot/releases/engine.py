@@ -598,6 +598,14 @@ class Engine:
     async def _deployment(self, app: App) -> dict[str, Any]:
         return await steps.live_deployment(self.kube, app)
 
+    async def others(self, app: App) -> list[dict[str, Any]]:
+        """The app's other Deployments (`deployments:`) as they are now; missing ones are left out."""
+        found = []
+        for workload in app.followers:
+            with contextlib.suppress(NotFound):
+                found.append(await self.kube.deployment(app.namespace, workload.name))
+        return found
+
     async def status(self, app: App) -> tuple[dict[str, Any], Stored | None]:
         """The app's Deployment as it is now and its current (or last) release record."""
         return await self._deployment(app), await self.store.get(app.namespace, app.name)

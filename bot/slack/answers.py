@@ -264,9 +264,15 @@ def dequeued(app: str, gate: Gate) -> str:
 
 
 def status(
-    app: App, deployment: dict[str, Any], record: Record | None, card_link: str, gate: Gate | None = None
+    app: App,
+    deployment: dict[str, Any],
+    record: Record | None,
+    card_link: str,
+    gate: Gate | None = None,
+    others: Sequence[dict[str, Any]] = (),
 ) -> str:
-    """`/release status <app>`: what runs now, and the current release if any."""
+    """`/release status <app>`: what runs now (on each of the app's Deployments), and the current
+    release if any."""
     now = running(deployment)
     p = now.progress
     images = ", ".join(f"`{esc(c)}`: `{esc(i)}`" for c, i in now.images)
@@ -277,6 +283,11 @@ def status(
         + (" · *paused*" if p.paused else ""),
     ]
     lines += [f"Condition {esc(t)}={esc(st)} ({esc(reason)})" for t, st, reason in now.conditions]
+    for other in others:
+        also = running(other)
+        shown = ", ".join(f"`{esc(c)}`: `{esc(i)}`" for c, i in also.images)
+        q = also.progress
+        lines.append(f"Also Deployment `{esc(also.name)}`: {shown} · ready {q.ready} of {q.desired}")
     stale = stale_selector_label(deployment, app.container)
     if stale is not None:
         lines.append(

@@ -407,7 +407,8 @@ class Handlers:
                     else ""
                 )
                 gate = await self.engine.gate(app)
-                return answers.status(app, dep, stored.record if stored else None, link, gate)
+                others = await self.engine.others(app)
+                return answers.status(app, dep, stored.record if stored else None, link, gate, others)
             case intents.Promote():
                 roles = await self._roles(app, actor.id, channel_id)
                 await self.engine.request(app.name, Request.PROMOTE, actor, roles=roles, reason=intent.reason)

@@ -103,6 +103,9 @@ async def test_a_canary_with_a_second_deployment_that_follows_on_promote(
     dep = kubectl_json(control_plane, "-n", ns, "get", "deployment", "hexo-worker", "--show-managed-fields")
     assert dep["metadata"]["labels"]["app.kubernetes.io/version"] == "v2.0"
     assert "release-bot" in {f["manager"] for f in dep["metadata"]["managedFields"]}
+    await command(slack_sim, "alice", "status hexo")
+    status = await wait_ephemeral(slack_sim, "alice", "Also Deployment")
+    assert "Also Deployment `hexo-worker`: `worker`: `registry.sword.org/nginx:v2.0`" in status
     thread = await thread_with(slack_sim, final, "`hexo-worker` runs `v2.0`")
     assert thread.index("`hexo-worker` runs `v2.0`") < thread.index("now runs `v2.0`")
 

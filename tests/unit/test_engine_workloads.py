@@ -15,6 +15,7 @@ from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
 from bot.releases.record import Phase, Request
 from bot.releases.refusals import NameClaimsVersion
+from bot.slack import answers
 from commands.intents import Release, Strategy
 from sandbox import hexo
 from tests.unit.memory_cluster import MemoryCluster
@@ -73,6 +74,10 @@ async def test_a_rolling_release_puts_the_version_on_every_deployment_in_order(
     assert pod_images(cluster, "hexo-worker") == {f"{REPO}:v2.0"}
     kinds = [type(n) for n in done.notes]
     assert kinds.index(events.FollowerRolledOut) < kinds.index(events.Succeeded)
+    app = engine.app("hexo")
+    dep, _ = await engine.status(app)
+    status = answers.status(app, dep, done, "", None, await engine.others(app))
+    assert "Also Deployment `hexo-worker`: `worker`: `registry.sword.org/nginx:v2.0` · ready 2 of 2" in status
     patched = [w for w in cluster.writes if w[0] == "patch" and w[1].startswith("deployment")]
     assert patched.index(("patch", "deployment hexo")) < patched.index(("patch", "deployment hexo-worker"))
     labels = cluster.objects["deployments"][(NS, "hexo-worker")]["metadata"]["labels"]
