@@ -22,6 +22,7 @@ ACTION_OF: dict[str, Action] = {
     "abort": Action.ROLLBACK,
     "status": Action.VIEW,
     "history": Action.VIEW,
+    "diff": Action.VIEW,
     "approve": Action.APPROVE,
     "deny": Action.APPROVE,
     "lock": Action.LOCK,

@@ -122,6 +122,14 @@ class Dequeue(_Intent):
     app: str
 
 
+class Diff(_Intent):
+    """`/release diff <app> <env> <env>`: how two environments' pod templates differ."""
+
+    kind: Literal["diff"] = "diff"
+    app: str  # the first environment's app (`hexo-staging`): the permissions checked first
+    other: str  # the second's (`hexo-prod`)
+
+
 class Apps(_Intent):
     kind: Literal["apps"] = "apps"
 
@@ -133,6 +141,7 @@ class Help(_Intent):
 AppIntent = (
     Release
     | Status
+    | Diff
     | History
     | Rollback
     | Promote

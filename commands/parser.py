@@ -19,6 +19,7 @@ from commands.intents import (
     Apps,
     Deny,
     Dequeue,
+    Diff,
     Finish,
     Help,
     History,
@@ -51,6 +52,7 @@ USAGE = """\
 `/release dequeue <app>`  take your queued release off the app's queue
 `/release status <app>`  what runs now
 `/release history <app> [--revision N]`  the revisions, newest first
+`/release diff <app> <env> <env>`  how two environments differ (images, env, resources, replicas)
 `/release apps`  the apps you can release
 `/release help`  this text"""
 
@@ -249,6 +251,8 @@ def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] 
         _no_flags(verb, flags, ())
         _no_extra(verb, rest, 0)
         return Help() if verb == "help" else Apps()
+    if verb == "diff":
+        return _diff(rest, flags, apps, env)
     if verb in _APP_VERBS or verb in _TEXT_VERBS or verb in ("history", "rollback"):
         _no_flags(verb, flags, _VERB_FLAGS.get(verb, ()))
         if not rest:
@@ -313,6 +317,21 @@ def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] 
     )
 
 
+def _diff(
+    rest: list[str], flags: dict[str, str | None], apps: Collection[str] | None, env: str | None
+) -> Diff:
+    """`diff <app> <env> <env>`, or `diff <app> <app>` (two full app names)."""
+    _no_flags("diff", flags, ())
+    example = "for example `/release diff hexo staging prod`"
+    if env is not None:
+        raise UsageError(f"`/release diff` names both environments itself, {example}.")
+    if len(rest) == 3:
+        return Diff(app=_app(rest[0], apps, rest[1]), other=_app(rest[0], apps, rest[2]))
+    if len(rest) == 2:
+        return Diff(app=_app(rest[0], apps), other=_app(rest[1], apps))
+    raise UsageError(f"`/release diff` needs an app and two of its environments, {example}.")
+
+
 def _quoted(word: str) -> str:
     """`word` as it is typed: in quotes if it is empty or holds whitespace."""
     return word if word and word == "".join(word.split()) else f'"{word}"'
@@ -326,7 +345,7 @@ def _names_an_app(name: str, apps: Collection[str], env: str | None) -> bool:
 
 
 # Every verb of the language and every option, for "did you mean" answers.
-VERBS = ("help", "apps", "history", "rollback", *_APP_VERBS, *_TEXT_VERBS)
+VERBS = ("help", "apps", "history", "rollback", "diff", *_APP_VERBS, *_TEXT_VERBS)
 KNOWN_FLAGS = ("--help", *VALUE_FLAGS, *SWITCHES)
 
 

@@ -36,6 +36,7 @@ from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
 from bot.releases.gate import Enqueued
 from bot.releases.health import Live, revision, running
+from bot.releases.history import template_diff
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import Reporter
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
@@ -188,6 +189,20 @@ async def _act(
                 print(
                     f"also {also.name}: {', '.join(image for _, image in also.images)}, ready {also.progress.ready}"
                 )
+            return 0
+        case intents.Diff():
+            first, second = engine.app(intent.app), engine.app(intent.other)
+            (dep, _), (other, _) = await engine.status(first), await engine.status(second)
+            print(
+                f"{first.name} ({first.namespace}/{dep['metadata']['name']}) -> {second.name} "
+                f"({second.namespace}/{other['metadata']['name']})"
+            )
+            changes = template_diff(dep["spec"]["template"], other["spec"]["template"])
+            if dep["spec"].get("replicas") != other["spec"].get("replicas"):
+                changes.insert(
+                    0, f"replicas: {dep['spec'].get('replicas')} -> {other['spec'].get('replicas')}"
+                )
+            print("\n".join(changes) or "same pod template and replicas")
             return 0
         case intents.History():
             dep, revisions = await engine.history(engine.app(intent.app))

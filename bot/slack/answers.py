@@ -306,6 +306,25 @@ def status(
     return "\n".join(lines)
 
 
+def diff_text(app: App, deployment: dict[str, Any], other: App, other_deployment: dict[str, Any]) -> str:
+    """`/release diff`: how the second app's live pod template (and replicas) differs from the first's."""
+    spec, other_spec = deployment.get("spec", {}), other_deployment.get("spec", {})
+    lines = [
+        f"*{esc(app.name)}* (`{esc(app.namespace)}/{esc(deployment['metadata']['name'])}`) → "
+        f"*{esc(other.name)}* (`{esc(other.namespace)}/{esc(other_deployment['metadata']['name'])}`)"
+    ]
+    replicas = (spec.get("replicas", 1), other_spec.get("replicas", 1))
+    if replicas[0] != replicas[1]:
+        lines.append(f"• replicas: {replicas[0]} → {replicas[1]}")
+    diff = template_diff(spec.get("template", {}), other_spec.get("template", {}))
+    lines += [f"• `{esc(clip(d, 300))}`" for d in diff[:25]]
+    if len(diff) > 25:
+        lines.append(f"• and {len(diff) - 25} more")
+    if len(lines) == 1:
+        lines.append("Same pod template and replicas.")
+    return clip("\n".join(lines), SECTION_MAX)
+
+
 def _who(revision: Revision) -> str:
     user = revision.slack_user
     return f" · by {mention(user)}" if user else ""

@@ -368,6 +368,12 @@ class Handlers:
         )
         if refusal:
             return refusal
+        if isinstance(intent, intents.Diff):  # both environments are viewed
+            refusal = await self._authorize(
+                self.engine.app(intent.other), Action.VIEW, actor.id, actor.name, channel_id, intent.kind
+            )
+            if refusal:
+                return refusal
         if isinstance(intent, intents.Release) and intent.break_glass:
             refusal = await self._authorize(
                 app, Action.BREAK_GLASS, actor.id, actor.name, channel_id, "break-glass"
@@ -399,6 +405,12 @@ class Handlers:
                     str(body.get("response_url") or ""),
                 )
                 return answers.accepted(started)
+            case intents.Diff():
+                other = self.engine.app(intent.other)
+                (dep, _), (other_dep, _) = await asyncio.gather(
+                    self.engine.status(app), self.engine.status(other)
+                )
+                return answers.diff_text(app, dep, other, other_dep)
             case intents.Status():
                 dep, stored = await self.engine.status(app)
                 link = (

@@ -19,6 +19,7 @@ from sandbox.controlplane.launcher import ClusterInfo
 from sandbox.slack import SlackSimulator
 from tests.fixtures.bot import (
     Bots,
+    card_of,
     card_text,
     click,
     command,
@@ -208,3 +209,34 @@ async def test_a_guide_style_colour_moves_to_a_colour_name_and_names_stay_true(
     }
     # hexo-green retired; hexo-v2.0 still at 0; `hexo`, which the guide's own steps left running, untouched
     assert replicas == {"hexo": 6, "hexo-v2.0": 0, "hexo-green": 0, "hexo-blue": 6}
+
+
+async def test_diff_between_two_environments_is_private_and_checks_both(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Path
+) -> None:
+    prod = bots.namespace
+    staging = f"{prod}-staging"
+    kubectl(control_plane, "create", "namespace", staging)
+    try:
+        for doc in hexo.objects(staging, version="v2.0", replicas=3):
+            create(control_plane, tmp_path, doc)
+        kubectl(control_plane, "-n", staging, "rollout", "status", "deployment/hexo", "--timeout=60s")
+        alice = slack_sim.users["alice"]
+        view = {"users": [alice]}
+        envs = {"staging": {"namespace": staging, "permissions": {"view": view}}, "prod": {}}
+        await bots.start(extra={"environments": envs})
+        await command(slack_sim, "alice", "diff hexo staging prod")
+        text = await wait_ephemeral(slack_sim, "alice", "hexo-staging")
+        assert f"*hexo-staging* (`{staging}/hexo`) → *hexo-prod* (`{prod}/hexo`)" in text
+        assert "replicas: 3 → 6" in text
+        assert (
+            "spec.containers[hexo].image: 'registry.sword.org/nginx:v2.0' -&gt; 'registry.sword.org/nginx:v1.0'"
+            in text
+        )
+        # bob may view prod (he may promote there) but not staging: refused, with nothing shown
+        await command(slack_sim, "bob", "diff hexo staging prod")
+        refused = await wait_ephemeral(slack_sim, "bob", "hexo-staging")
+        assert "replicas" not in refused and "nginx" not in refused
+        assert card_of(slack_sim, slack_sim.channels["releases"]) is None
+    finally:
+        kubectl(control_plane, "delete", "namespace", staging, "--wait=false")

@@ -272,3 +272,20 @@ def test_own_labels_follow_the_version_only_where_the_deployment_has_them() -> N
     assert objects.version_label_ops({"metadata": {}}, "v1.0") == [
         {"op": "add", "path": "/metadata/labels", "value": {objects.APP_VERSION_LABEL: "v1.0"}}
     ]
+
+
+def test_diff_says_what_differs_between_two_environments() -> None:
+    data = hexo.catalog(NS, USERS, extra={"environments": {"staging": {"namespace": "stage"}, "prod": {}}})
+    catalog = Catalog.from_mapping(data)
+    staging, prod = catalog.apps["hexo-staging"], catalog.apps["hexo-prod"]
+    dep = hexo.objects(NS)[1]
+    other = hexo.objects(NS, version="v2.0", replicas=3)[1]
+    text = answers.diff_text(staging, dep, prod, other)
+    assert text.startswith("*hexo-staging* (`stage/hexo`) → *hexo-prod* (`devops/hexo`)")
+    assert "• replicas: 6 → 3" in text
+    assert (
+        "spec.containers[hexo].image: 'registry.sword.org/nginx:v1.0' -&gt; 'registry.sword.org/nginx:v2.0'"
+        in text
+    )
+    assert "metadata.labels.version: 'v1.0' -&gt; 'v2.0'" in text
+    assert answers.diff_text(staging, dep, prod, dep).endswith("Same pod template and replicas.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from commands.intents import (
     Apps,
     Deny,
     Dequeue,
+    Diff,
     Finish,
     Help,
     History,
@@ -937,3 +939,31 @@ def test_did_you_mean_for_verbs_flags_and_apps(text: str, answer: str) -> None:
     with pytest.raises(UsageError) as info:
         parse(text, apps={"hexo"})
     assert answer in str(info.value)
+
+
+ENV_APPS = frozenset({"hexo-staging", "hexo-prod", "blog"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("diff hexo staging prod", Diff(app="hexo-staging", other="hexo-prod")),
+        ("diff hexo-prod hexo-staging", Diff(app="hexo-prod", other="hexo-staging")),
+    ],
+)
+def test_diff_names_two_environments_or_two_apps(text: str, expected: Diff) -> None:
+    assert parse(text, apps=ENV_APPS) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("diff hexo", "needs an app and two of its environments"),
+        ("diff hexo staging qa", "Unknown app `hexo-qa`"),
+        ("diff hexo staging prod --env prod", "names both environments itself"),
+        ("diff hexo staging prod --canary", "--canary"),
+    ],
+)
+def test_diff_mistakes_say_what_to_type(text: str, words: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(words)):
+        parse(text, apps=ENV_APPS)
