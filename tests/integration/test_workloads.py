@@ -31,6 +31,7 @@ from tests.fixtures.bot import (
     wait_card,
     wait_ephemeral,
 )
+from tests.integration.test_ctl import ctl
 
 pytestmark = pytest.mark.integration
 
@@ -238,5 +239,12 @@ async def test_diff_between_two_environments_is_private_and_checks_both(
         refused = await wait_ephemeral(slack_sim, "bob", "hexo-staging")
         assert "replicas" not in refused and "nginx" not in refused
         assert card_of(slack_sim, slack_sim.channels["releases"]) is None
+        code, out, err = await ctl(bots, "diff", "hexo", "staging", "prod", catalog=bots.tmp / "catalog.yaml")
+        assert code == 0, (out, err)
+        assert "replicas: 3 -> 6" in out
+        assert (
+            "spec.containers[hexo].image: 'registry.sword.org/nginx:v2.0' -> 'registry.sword.org/nginx:v1.0'"
+            in out
+        )
     finally:
         kubectl(control_plane, "delete", "namespace", staging, "--wait=false")
