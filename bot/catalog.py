@@ -154,6 +154,17 @@ class BlueGreen(_Model):
     name_template: str = "{deployment}-{colour}"
 
 
+class Promotion(_Model):
+    """How releases reach this environment from another (`/release promote <app> --from E --to F`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # Only what comes through this environment may be released here (its name, e.g. `staging`; the
+    # catalog turns it into the app's name there, `hexo-staging`).
+    from_: str | None = Field(default=None, alias="from", pattern=_NAME)
+    # What a promotion to this environment needs: the source ran the image healthily this long.
+    soak_minutes: float = Field(default=0, ge=0)
+
+
 class Workload(_Model):
     """One more Deployment released with the app's own, to the same version (`deployments:`)."""
 
@@ -196,6 +207,7 @@ class App(_Model):
     break_glass: BreakGlass | None = None
     freeze: tuple[Window, ...] = ()  # the catalog's global windows and the app's own
     freeze_override: People | None = None
+    promotion: Promotion = Promotion()
 
     @model_validator(mode="before")
     @classmethod
@@ -310,6 +322,21 @@ class Catalog(_Model):
                     apps[full] = App.model_validate({**fields, "name": full})
                 except ValidationError as e:
                     raise ConfigError(f"catalog: app {full!r}: {_describe(e)}") from e
+        for full, app in apps.items():  # `promotion.from` names an environment of the same app
+            source = app.promotion.from_
+            if source is None:
+                continue
+            base = full[: -len(full.rsplit("-", 1)[-1]) - 1] if "-" in full else full
+            candidates = [f"{base}-{source}", source]
+            found = next((c for c in candidates if c in apps and c != full), None)
+            if found is None:
+                raise ConfigError(
+                    f"catalog: app {full!r}: promotion.from {source!r} is not another environment of "
+                    f"the app (expected `{candidates[0]}`)"
+                )
+            apps[full] = app.model_copy(
+                update={"promotion": app.promotion.model_copy(update={"from_": found})}
+            )
         return cls(apps=apps)
 
     @classmethod

@@ -14,6 +14,7 @@ from commands import intents
 
 ACTION_OF: dict[str, Action] = {
     "release": Action.RELEASE,
+    "promotion": Action.RELEASE,
     "pause": Action.RELEASE,
     "resume": Action.RELEASE,
     "promote": Action.PROMOTE,

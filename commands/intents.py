@@ -122,6 +122,17 @@ class Dequeue(_Intent):
     app: str
 
 
+class Promotion(_Intent):
+    """`/release promote <app> --from <env> --to <env>`: release to one environment exactly the image
+    another runs."""
+
+    kind: Literal["promotion"] = "promotion"
+    app: str  # the target environment's app (`hexo-prod`)
+    source: str  # the environment's app it comes from (`hexo-staging`)
+    strategy: Strategy | None = None
+    reason: str | None = Field(default=None, min_length=1)  # during a freeze
+
+
 class Diff(_Intent):
     """`/release diff <app> <env> <env>`: how two environments' pod templates differ."""
 
@@ -140,6 +151,7 @@ class Help(_Intent):
 
 AppIntent = (
     Release
+    | Promotion
     | Status
     | Diff
     | History

@@ -27,6 +27,7 @@ from commands.intents import (
     Lock,
     Pause,
     Promote,
+    Promotion,
     Release,
     Resume,
     Rollback,
@@ -43,6 +44,7 @@ USAGE = """\
 `/release <app> <version> --break-glass "reason"`  an emergency: release past the app's gates
 `/release <app> <version> --reason "why"`  release (or promote) during a freeze
 `/release promote <app> [--reason "why"]`  next canary step, or switch traffic to green
+`/release promote <app> --from <env> --to <env>`  release to one environment the image another runs
 `/release rollback <app> [--to-revision N]`  go back to the previous (or a given) revision
 `/release abort <app>`  stop the running release and put the old version back
 `/release finish <app>`  blue-green: retire the old colour now
@@ -74,7 +76,7 @@ STRATEGY_FLAGS: dict[str, Strategy] = {
     "--blue-green": Strategy.BLUEGREEN,
 }
 SWITCHES = ("--queue", "--dry-run", *STRATEGY_FLAGS)  # options without a value
-VALUE_FLAGS = ("--to-revision", "--revision", "--env", "--break-glass", "--reason")
+VALUE_FLAGS = ("--to-revision", "--revision", "--env", "--break-glass", "--reason", "--from", "--to")
 _REASON_EXAMPLES = {"--break-glass": "prod is down", "--reason": "the fix for the checkout outage"}
 # The verbs whose only word is the app.
 _APP_VERBS: dict[str, Callable[..., Intent]] = {
@@ -219,14 +221,15 @@ def parse(text: str, apps: Collection[str] | None = None) -> Intent:
             flags[name] = None
         else:
             shown = _clip(word.text, 40)
-            close = difflib.get_close_matches(name, KNOWN_FLAGS, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(name, KNOWN_FLAGS, n=1, cutoff=0.65)
             if close and close[0] != name:  # a misspelling (a known flag with a value is not)
                 raise UsageError(f"Unknown option `{shown}`. Did you mean `{close[0]}`?")
             raise UsageError(
                 f"Unknown option `{shown}`. Options: `--rolling`, `--canary`, `--bluegreen`, "
                 '`--dry-run`, `--queue`, `--break-glass "reason"` (releases), `--reason "why"` (releases and '
                 "promote, during a freeze), `--to-revision N` (rollback), `--revision N` (history), "
-                "`--env E` (an app's environment). Type `/release help` for more."
+                "`--env E` (an app's environment), `--from E --to F` (promote between environments). "
+                "Type `/release help` for more."
             )
         i += 1
     return _build(args, flags, apps)
@@ -235,7 +238,9 @@ def parse(text: str, apps: Collection[str] | None = None) -> Intent:
 def _needs_value(flag: str) -> str:
     if flag in _REASON_EXAMPLES:
         return f'`{flag}` needs a reason, for example `{flag} "{_REASON_EXAMPLES[flag]}"`.'
-    what, example = ("an environment", "prod") if flag == "--env" else ("a revision number", "3")
+    what, example = (
+        ("an environment", "prod") if flag in ("--env", "--from", "--to") else ("a revision number", "3")
+    )
     return f"`{flag}` needs {what}, for example `{flag} {example}`."
 
 
@@ -253,6 +258,11 @@ def _build(args: list[str], flags: dict[str, str | None], apps: Collection[str] 
         return Help() if verb == "help" else Apps()
     if verb == "diff":
         return _diff(rest, flags, apps, env)
+    if verb == "promote" and ("--from" in flags or "--to" in flags):
+        return _promotion(rest, flags, apps, env, strategies)
+    for flag in ("--from", "--to"):
+        if flag in flags:
+            raise UsageError(f"`{flag}` belongs to `/release promote <app> --from <env> --to <env>`.")
     if verb in _APP_VERBS or verb in _TEXT_VERBS or verb in ("history", "rollback"):
         _no_flags(verb, flags, _VERB_FLAGS.get(verb, ()))
         if not rest:
@@ -330,6 +340,37 @@ def _diff(
     if len(rest) == 2:
         return Diff(app=_app(rest[0], apps), other=_app(rest[1], apps))
     raise UsageError(f"`/release diff` needs an app and two of its environments, {example}.")
+
+
+def _promotion(
+    rest: list[str],
+    flags: dict[str, str | None],
+    apps: Collection[str] | None,
+    env: str | None,
+    strategies: list[str],
+) -> Promotion:
+    """`promote <app> --from <env> --to <env> [--rolling|--canary|--bluegreen] [--reason "why"]`."""
+    example = "for example `/release promote hexo --from staging --to prod`"
+    source, target = flags.pop("--from", None), flags.pop("--to", None)
+    _no_flags("promote", {f: v for f, v in flags.items() if f not in STRATEGY_FLAGS}, ("--reason",))
+    if source is None or target is None or env is not None:
+        raise UsageError(f"A promotion names both environments with `--from` and `--to`, {example}.")
+    if not rest:
+        raise UsageError(f"Which app? {example[0].upper()}{example[1:]}.")
+    _no_extra("promote", rest, 1, flags)
+    if len(strategies) > 1:
+        raise UsageError(
+            "Choose one strategy: " + " and ".join(f"`{s}`" for s in strategies) + " were both given."
+        )
+    from_app, to_app = _app(rest[0], apps, source), _app(rest[0], apps, target)
+    if from_app == to_app:
+        raise UsageError(f"`--from` and `--to` are the same environment, {example}.")
+    return Promotion(
+        app=to_app,
+        source=from_app,
+        strategy=STRATEGY_FLAGS[strategies[0]] if strategies else None,
+        reason=flags.get("--reason"),
+    )
 
 
 def _quoted(word: str) -> str:

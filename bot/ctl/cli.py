@@ -163,6 +163,9 @@ async def _act(
             if gate.lock is not None:
                 print(f"note: locked by {gate.lock.holder.name}: {gate.lock.reason}")
             return 0
+        case intents.Promotion():
+            promoted = await engine.begin_promotion(intent, actor, channel, "", front_end=front_end)
+            return await _follow(engine, reporter, promoted, until)
         case intents.Release():
             started = await engine.begin(intent, actor, channel, "", front_end=front_end)
             if isinstance(started, Enqueued):

@@ -23,19 +23,29 @@ from bot.catalog import Action, App, Catalog
 from bot.errors import Conflict, UserError
 from bot.kube.cache import Caches
 from bot.kube.client import KubeConflict, KubeError, KubeUnavailable, NotFound, backoff
-from bot.releases import bluegreen, canary, events, health, preflight, refusals, rolling, steps
+from bot.releases import bluegreen, canary, events, health, preflight, promotion, refusals, rolling, steps
 from bot.releases import undo as undo_driver
 from bot.releases.audit import Auditor
 from bot.releases.gate import Enqueued, Gate, Queued, new_queue_id
 from bot.releases.history import Revision, revisions, undo
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import CardRefused, Cluster, Reporter
-from bot.releases.record import Actor, Phase, Record, Request, describe_phase, new_id, setting, utcnow
+from bot.releases.record import (
+    Actor,
+    Phase,
+    Promoted,
+    Record,
+    Request,
+    describe_phase,
+    new_id,
+    setting,
+    utcnow,
+)
 from bot.releases.run import Plan, Run
 from bot.releases.run import Strategy as StrategyPort
 from bot.releases.store import NOT_KNOWN, AppState, Leases, Store, Stored, busy, decode, is_record
 from bot.tasks import Tasks
-from commands.intents import Release, Strategy, VersionKind
+from commands.intents import Promotion, Release, Strategy, VersionKind
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +186,7 @@ class Engine:
         reply_to: str = "",
         front_end: str = "slack",
         roles: Roles = frozenset(),
+        promoted: Promoted | None = None,
     ) -> Record | Enqueued:
         """Start a release, or with `--queue` while another runs, put it in the app's queue. `roles`:
         what the person may do beyond releasing (approve, override a freeze, break glass), as the front
@@ -213,7 +224,9 @@ class Engine:
                     to_version=intent.version,
                 )
                 return Enqueued(entry, position, running)
-        record = await self._prepare(app, intent, actor, channel_id, channel_name, reply_to, front_end, roles)
+        record = await self._prepare(
+            app, intent, actor, channel_id, channel_name, reply_to, front_end, roles, promoted
+        )
         stored = await self.store.start(record)
         if record.break_glass:
             await self._announce_break_glass(app, stored.record)
@@ -230,9 +243,14 @@ class Engine:
         reply_to: str,
         front_end: str,
         roles: Roles,
+        promoted: Promoted | None = None,
     ) -> Record:
         """The record of a release about to start: planned on the cluster as it is now (reads only),
-        past the freeze (or its override), waiting for approval when the app needs it."""
+        past the stage it must come through, past the freeze (or its override), waiting for approval
+        when the app needs it."""
+        stage = app.promotion.from_
+        if stage is not None and (promoted is None or promoted.source != stage):
+            raise refusals.NotThroughStage(app.name, stage, promoted.source if promoted else "")
         strategy = intent.strategy or app.default_strategy
         full = intent.version_kind is VersionKind.IMAGE
         to_image = app.image_for(intent.version, full_reference=full)
@@ -270,6 +288,7 @@ class Engine:
             phase_since=now,
             break_glass=intent.break_glass or "",
             override=override,
+            promoted=promoted,
         ).entry("requested", actor)
         if intent.break_glass:
             record = record.entry("break-glass", actor, intent.break_glass)
@@ -372,6 +391,46 @@ class Engine:
         state = await self.store.state(app.namespace, app.name)
         running = state.record if state.record is not None and state.record.active else None
         return record, running, state.gate
+
+    async def begin_promotion(
+        self,
+        intent: Promotion,
+        actor: Actor,
+        channel_id: str,
+        channel_name: str,
+        reply_to: str = "",
+        front_end: str = "slack",
+        roles: Roles = frozenset(),
+    ) -> Record:
+        """Release to `intent.app` exactly the image `intent.source` runs, once it has run it healthily
+        for the target's `promotion.soak_minutes` (refused with the evidence otherwise). Approvals,
+        freezes and locks apply as to any release."""
+        target, source = self.app(intent.app), self.app(intent.source)
+        dep = await steps.live_deployment(self.kube, source)
+        pods = await self.kube.pods(source.namespace, dep["spec"]["selector"]["matchLabels"])
+        promoted = promotion.evidence(
+            source.name, dep, pods, source.container, target.promotion.soak_minutes, utcnow()
+        )
+        pinned = "@" in promoted.image
+        if health.repository_of(promoted.image) == target.image:
+            version = promoted.image.rsplit("@", 1)[1] if pinned else health.version_of(promoted.image)
+            kind = VersionKind.DIGEST if pinned else VersionKind.TAG
+        elif target.allow_image_override:
+            version, kind = promoted.image, VersionKind.IMAGE
+        else:
+            raise refusals.OtherRepository(source.name, promoted.image, target.name, target.image)
+        release = Release(
+            app=target.name,
+            version=version,
+            version_kind=kind,
+            strategy=intent.strategy,
+            reason=intent.reason,
+        )
+        started = await self.begin(
+            release, actor, channel_id, channel_name, reply_to, front_end, roles, promoted=promoted
+        )
+        assert isinstance(started, Record)  # a promotion is never queued
+        return started
 
     async def _announce_break_glass(self, app: App, record: Record) -> None:
         event = events.BrokeGlass(by=record.requester.id, reason=record.break_glass)

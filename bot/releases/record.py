@@ -94,6 +94,17 @@ class Follower(BaseModel):
     from_revision: int | None = None
 
 
+class Promoted(BaseModel):
+    """The evidence a promotion carried: the source environment ran this image healthily."""
+
+    model_config = ConfigDict(frozen=True)
+    source: str  # the source environment's app (`hexo-staging`)
+    image: str  # what it runs (by digest when its pods report one)
+    healthy_since: datetime  # every pod of it has been Ready since then
+    pods: int
+    restarts: int  # container restarts of those pods
+
+
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -126,6 +137,7 @@ class Record(BaseModel):
     followers: tuple[Follower, ...] = ()  # the app's other Deployments, released after `deployment`
     # (the selector's `version`, the version running) when the release ended, if they disagree
     stale_selector: tuple[str, str] | None = None
+    promoted: Promoted | None = None  # a promotion from another environment, with its evidence
     # Blue-green: `deployment` is the live colour ("blue") found at the start; these say how the Service
     # selected it (the rollback target) and what one colour requests (the card shows twice that).
     selector: dict[str, str] = Field(default_factory=dict)

@@ -573,3 +573,60 @@ class NameClaimsVersion(Refusal):
             f"--bluegreen` creates `{self.moves_to}`, switches traffic to it and retires `{self.name}`; "
             "rolling releases and canaries work on it from then on."
         )
+
+
+@dataclass(eq=False)
+class NotSoaked(Refusal):
+    """The source environment has not run the image healthily for the soak time yet."""
+
+    source: str
+    image: str
+    minutes: float  # the soak time asked for
+    healthy_minutes: float  # how long it has been healthy (0: not healthy now)
+    why: str = ""  # when not healthy: what is wrong
+
+    def __str__(self) -> str:
+        if self.why:
+            return (
+                f"`{self.source}` does not run `{self.image}` healthily now ({self.why}): nothing to "
+                "promote yet."
+            )
+        return (
+            f"`{self.source}` has run `{self.image}` healthily for {self.healthy_minutes:.1f} min; a "
+            f"promotion needs {self.minutes:g} min. Try again in {self.minutes - self.healthy_minutes:.1f} min."
+        )
+
+
+@dataclass(eq=False)
+class NotThroughStage(Refusal):
+    """The environment takes only what comes through another (`promotion.from`)."""
+
+    app: str
+    stage: str
+    source: str = ""  # the environment it was promoted from instead, if any
+
+    def __str__(self) -> str:
+        came = f"from `{self.source}`" if self.source else "directly"
+        base, _, env = self.stage.rpartition("-")
+        target_env = self.app.rpartition("-")[2]
+        how = f"`/release promote {base or self.stage} --from {env} --to {target_env}`"
+        return (
+            f"`{self.app}` takes only what comes through `{self.stage}`, not a release {came}. "
+            f"Release it to `{self.stage}` first, then {how}."
+        )
+
+
+@dataclass(eq=False)
+class OtherRepository(Refusal):
+    """The source runs an image of another repository than the target's catalog image."""
+
+    source: str
+    image: str
+    app: str
+    repository: str
+
+    def __str__(self) -> str:
+        return (
+            f"`{self.source}` runs `{self.image}`, not an image of `{self.app}`'s repository "
+            f"`{self.repository}`: it cannot be promoted there."
+        )

@@ -327,6 +327,12 @@ def canary_words(record: Record, live: Live) -> str:
 def _workloads_line(record: Record, live: Live) -> str:
     """The app's Deployments when it has several, and the selector label that no longer says what runs."""
     lines = []
+    if record.promoted is not None:
+        e = record.promoted
+        lines.append(
+            f"*Promoted from* `{esc(e.source)}`: `{esc(e.image)}` Ready on {plural(e.pods, 'pod')} since "
+            f"{when(e.healthy_since)}, {plural(e.restarts, 'restart')}"
+        )
     if record.followers:
         names = " → ".join(f"`{esc(n)}`" for n in (record.deployment, *(f.name for f in record.followers)))
         lines.append(f"*Deployments* {names}, all or nothing")

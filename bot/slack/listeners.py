@@ -368,9 +368,10 @@ class Handlers:
         )
         if refusal:
             return refusal
-        if isinstance(intent, intents.Diff):  # both environments are viewed
+        if isinstance(intent, intents.Diff | intents.Promotion):  # the other environment is viewed
+            other = intent.other if isinstance(intent, intents.Diff) else intent.source
             refusal = await self._authorize(
-                self.engine.app(intent.other), Action.VIEW, actor.id, actor.name, channel_id, intent.kind
+                self.engine.app(other), Action.VIEW, actor.id, actor.name, channel_id, intent.kind
             )
             if refusal:
                 return refusal
@@ -405,6 +406,17 @@ class Handlers:
                     str(body.get("response_url") or ""),
                 )
                 return answers.accepted(started)
+            case intents.Promotion():
+                roles = await self._roles(app, actor.id, channel_id)
+                promoted = await self.engine.begin_promotion(
+                    intent,
+                    actor,
+                    channel_id,
+                    body.get("channel_name", ""),
+                    str(body.get("response_url") or ""),
+                    roles=roles,
+                )
+                return answers.accepted(promoted)
             case intents.Diff():
                 other = self.engine.app(intent.other)
                 (dep, _), (other_dep, _) = await asyncio.gather(

@@ -248,3 +248,54 @@ async def test_diff_between_two_environments_is_private_and_checks_both(
         )
     finally:
         kubectl(control_plane, "delete", "namespace", staging, "--wait=false")
+
+
+async def test_a_promotion_refused_for_its_soak_then_allowed_and_a_skipped_stage_refused(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Path
+) -> None:
+    prod = bots.namespace
+    staging = f"{prod}-staging"
+    kubectl(control_plane, "create", "namespace", staging)
+    try:
+        for doc in hexo.objects(staging, version="v2.0", replicas=2):
+            create(control_plane, tmp_path, doc)
+        kubectl(control_plane, "-n", staging, "rollout", "status", "deployment/hexo", "--timeout=60s")
+        envs = {
+            "staging": {"namespace": staging},
+            "prod": {"promotion": {"from": "staging", "soak_minutes": 0.25}},
+        }
+        await bots.start(extra={"environments": envs})
+        before = kubectl_json(control_plane, "-n", prod, "get", "deployment", "hexo")["metadata"][
+            "resourceVersion"
+        ]
+
+        await command(slack_sim, "alice", "hexo v2.0 --env prod")
+        refused = await wait_ephemeral(slack_sim, "alice", "takes only what comes through")
+        assert "`/release promote hexo --from staging --to prod`" in refused
+
+        # staging's pods turned Ready moments ago: 15 s of soak are not over yet
+        await command(slack_sim, "alice", "promote hexo --from staging --to prod")
+        early = await wait_ephemeral(slack_sim, "alice", "a promotion needs 0.25 min")
+        assert "`hexo-staging` has run `registry.sword.org/nginx:v2.0` healthily for" in early
+        after = kubectl_json(control_plane, "-n", prod, "get", "deployment", "hexo")["metadata"][
+            "resourceVersion"
+        ]
+        assert after == before  # neither refusal changed anything
+        assert card_of(slack_sim, slack_sim.channels["releases"]) is None
+
+        await asyncio.sleep(16)
+        await command(slack_sim, "alice", "promote hexo --from staging --to prod")
+        final = await wait_card(slack_sim, "Succeeded", timeout=120)
+        assert "*Promoted from* `hexo-staging`: `registry.sword.org/nginx:v2.0` Ready on 2 pods" in card_text(
+            final
+        )
+        assert pods_by_image(control_plane, prod) == {"v2.0": 6}
+        assert record_of_app(control_plane, prod, "hexo-prod")["promoted"]["source"] == "hexo-staging"
+    finally:
+        kubectl(control_plane, "delete", "namespace", staging, "--wait=false")
+
+
+def record_of_app(cluster: ClusterInfo, ns: str, app: str) -> dict[str, Any]:
+    cm = kubectl_json(cluster, "-n", ns, "get", "configmap", f"release-bot.{app}")
+    data: dict[str, Any] = json.loads(cm["data"]["record.json"])
+    return data

@@ -451,7 +451,13 @@ def _pod(ns: str, name: str, rs: Obj, image: str) -> Obj:
         "status": {
             "phase": "Running" if ready else "Pending",
             "podIP": f"10.244.0.{abs(hash(name)) % 250}",
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+            ],
             "containerStatuses": [
                 {
                     "name": "hexo",

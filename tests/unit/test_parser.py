@@ -247,7 +247,7 @@ def test_malformed_app_name(name: str) -> None:
     assert "is not an app name" in usage(f"status {name}")
 
 
-@pytest.mark.parametrize("word", ["--force", "-x", "--canary=yes", "--rolling=1", "--to", "--soak"])
+@pytest.mark.parametrize("word", ["--force", "-x", "--canary=yes", "--rolling=1", "--nope", "--soak"])
 def test_unknown_option_lists_the_options(word: str) -> None:
     msg = usage(f"hexo v2.0 {word}")
     assert f"Unknown option `{word}`" in msg
