@@ -36,7 +36,7 @@ from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
 from bot.releases.gate import Enqueued
 from bot.releases.health import Live, revision, running
-from bot.releases.history import template_diff
+from bot.releases.history import deployment_diff
 from bot.releases.objects import MANAGED_SELECTOR
 from bot.releases.ports import Reporter
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
@@ -200,11 +200,9 @@ async def _act(
                 f"{first.name} ({first.namespace}/{dep['metadata']['name']}) -> {second.name} "
                 f"({second.namespace}/{other['metadata']['name']})"
             )
-            changes = template_diff(dep["spec"]["template"], other["spec"]["template"])
-            if dep["spec"].get("replicas") != other["spec"].get("replicas"):
-                changes.insert(
-                    0, f"replicas: {dep['spec'].get('replicas')} -> {other['spec'].get('replicas')}"
-                )
+            replicas, changes = deployment_diff(dep, other)
+            if replicas is not None:
+                changes.insert(0, f"replicas: {replicas[0]} -> {replicas[1]}")
             print("\n".join(changes) or "same pod template and replicas")
             return 0
         case intents.History():

@@ -159,3 +159,12 @@ def template_diff(running: Any, other: Any, path: str = "") -> list[str]:
             lines += template_diff(a, b, f"{path}[{name or i}]")
         return lines
     return [] if running == other else [f"{path}: {running!r} -> {other!r}"]
+
+
+def deployment_diff(first: Any, second: Any) -> tuple[tuple[int, int] | None, list[str]]:
+    """How `second`'s Deployment differs from `first`'s: (their replicas when they differ, the pod
+    template's differences as `template_diff` lines)."""
+    a, b = first.get("spec", {}), second.get("spec", {})
+    replicas = (int(a.get("replicas", 1)), int(b.get("replicas", 1)))
+    changed = replicas if replicas[0] != replicas[1] else None
+    return changed, template_diff(a.get("template", {}), b.get("template", {}))

@@ -376,12 +376,11 @@ async def roll_back(run: Run) -> None:
         from_revision=record.from_revision,
     )
     every = (*reversed(record.followers), own)
-    for workload in every:
-        await _undo(run, workload)
+    undone = [await _undo(run, workload) for workload in every]
     deadline = run.app.progress_deadline_seconds + SAFETY_MARGIN
     try:
-        for workload in every:
-            await run.follow_deployment(workload.name)
+        for workload, dep in zip(every, undone, strict=True):
+            await run.follow_deployment(workload.name, dep)
 
             def back(snap: Snapshot, workload: Follower = workload) -> bool | None:
                 if snap.deployment is None:
@@ -408,8 +407,9 @@ async def roll_back(run: Run) -> None:
     await run.audited("rollback", actor, f"rolled back to {done.from_version}")
 
 
-async def _undo(run: Run, workload: Follower) -> None:
-    """One Deployment back on its revision from before the release (resumed if paused)."""
+async def _undo(run: Run, workload: Follower) -> Obj:
+    """One Deployment back on its revision from before the release (resumed if paused), as the
+    API server answered."""
     ns, name = run.record.namespace, workload.name
     dep = await run.kube.deployment(ns, name)
     if health.container_image(dep, workload.containers[0]) != workload.from_image:
@@ -420,9 +420,12 @@ async def _undo(run: Run, workload: Follower) -> None:
         version = health.version_of(workload.from_image)
         if name == run.record.deployment:
             version = run.record.from_version
-        await run.kube.patch_deployment(ns, name, [*plan.patch, *objects.version_label_ops(dep, version)])
-    elif dep["spec"].get("paused"):
-        await run.kube.patch_deployment(ns, name, {"spec": {"paused": False}})
+        return await run.kube.patch_deployment(
+            ns, name, [*plan.patch, *objects.version_label_ops(dep, version)]
+        )
+    if dep["spec"].get("paused"):
+        return await run.kube.patch_deployment(ns, name, {"spec": {"paused": False}})
+    return dep
 
 
 # --- an autoscaler of the Deployment -----------------------------------------------------------------

@@ -10,7 +10,7 @@ from bot.releases import refusals
 from bot.releases.gate import Enqueued, Gate, Queued
 from bot.releases.health import revision as revision_of
 from bot.releases.health import running, stale_selector_label
-from bot.releases.history import Revision, template_diff
+from bot.releases.history import Revision, deployment_diff, template_diff
 from bot.releases.record import Phase, Record, Request, describe_phase
 from bot.slack.cards import plan_lines, warning_lines
 from bot.slack.mrkdwn import SECTION_MAX, Block, channel_link, clip, clip_mrkdwn, esc, mention, when, who_of
@@ -308,15 +308,13 @@ def status(
 
 def diff_text(app: App, deployment: dict[str, Any], other: App, other_deployment: dict[str, Any]) -> str:
     """`/release diff`: how the second app's live pod template (and replicas) differs from the first's."""
-    spec, other_spec = deployment.get("spec", {}), other_deployment.get("spec", {})
     lines = [
         f"*{esc(app.name)}* (`{esc(app.namespace)}/{esc(deployment['metadata']['name'])}`) → "
         f"*{esc(other.name)}* (`{esc(other.namespace)}/{esc(other_deployment['metadata']['name'])}`)"
     ]
-    replicas = (spec.get("replicas", 1), other_spec.get("replicas", 1))
-    if replicas[0] != replicas[1]:
+    replicas, diff = deployment_diff(deployment, other_deployment)
+    if replicas is not None:
         lines.append(f"• replicas: {replicas[0]} → {replicas[1]}")
-    diff = template_diff(spec.get("template", {}), other_spec.get("template", {}))
     lines += [f"• `{esc(clip(d, 300))}`" for d in diff[:25]]
     if len(diff) > 25:
         lines.append(f"• and {len(diff) - 25} more")

@@ -6,7 +6,6 @@ carries the bot's field manager."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from tests.fixtures.bot import (
     card_text,
     click,
     command,
+    create,
     kubectl,
     kubectl_json,
     pods_by_image,
@@ -44,12 +44,6 @@ def versions(cluster: ClusterInfo, ns: str) -> dict[str, str]:
 def written(cluster: ClusterInfo, ns: str) -> dict[str, str]:
     """`versions` without Events (a refusal is audited as an Event on the Deployment)."""
     return {k: v for k, v in versions(cluster, ns).items() if not k.startswith("events/")}
-
-
-def create(cluster: ClusterInfo, tmp_path: Path, doc: dict[str, Any]) -> None:
-    path = tmp_path / f"{doc['kind']}.json"
-    path.write_text(json.dumps(doc))
-    kubectl(cluster, "create", "-f", str(path))
 
 
 def autoscaler(ns: str) -> dict[str, Any]:

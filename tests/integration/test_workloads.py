@@ -6,9 +6,11 @@ every Deployment back; a bot SIGKILLed while the second Deployment rolls out; a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from tests.fixtures.bot import (
     card_text,
     click,
     command,
+    create,
     kubectl,
     kubectl_json,
     pods_by_image,
@@ -37,12 +40,6 @@ pytestmark = pytest.mark.integration
 
 WORKERS = [{"name": "hexo", "container": "hexo"}, {"name": "hexo-worker", "container": "worker"}]
 TWO = {"deployments": WORKERS, "strategies": ["rolling", "canary"], "default_strategy": "rolling"}
-
-
-def create(cluster: ClusterInfo, tmp_path: Path, doc: dict[str, Any]) -> None:
-    path = tmp_path / f"{doc['metadata']['name']}.json"
-    path.write_text(json.dumps(doc))
-    kubectl(cluster, "create", "-f", str(path))
 
 
 def worker(ns: str) -> dict[str, Any]:
@@ -212,16 +209,27 @@ async def test_a_guide_style_colour_moves_to_a_colour_name_and_names_stay_true(
     assert replicas == {"hexo": 6, "hexo-v2.0": 0, "hexo-green": 0, "hexo-blue": 6}
 
 
+@contextlib.asynccontextmanager
+async def staging_with(
+    cluster: ClusterInfo, tmp_path: Path, prod: str, *, replicas: int
+) -> AsyncIterator[str]:
+    """A staging namespace beside `prod` running the guide's hexo at v2.0; deleted afterwards."""
+    staging = f"{prod}-staging"
+    kubectl(cluster, "create", "namespace", staging)
+    try:
+        for doc in hexo.objects(staging, version="v2.0", replicas=replicas):
+            create(cluster, tmp_path, doc)
+        kubectl(cluster, "-n", staging, "rollout", "status", "deployment/hexo", "--timeout=60s")
+        yield staging
+    finally:
+        kubectl(cluster, "delete", "namespace", staging, "--wait=false")
+
+
 async def test_diff_between_two_environments_is_private_and_checks_both(
     bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Path
 ) -> None:
     prod = bots.namespace
-    staging = f"{prod}-staging"
-    kubectl(control_plane, "create", "namespace", staging)
-    try:
-        for doc in hexo.objects(staging, version="v2.0", replicas=3):
-            create(control_plane, tmp_path, doc)
-        kubectl(control_plane, "-n", staging, "rollout", "status", "deployment/hexo", "--timeout=60s")
+    async with staging_with(control_plane, tmp_path, prod, replicas=3) as staging:
         alice = slack_sim.users["alice"]
         view = {"users": [alice]}
         envs = {"staging": {"namespace": staging, "permissions": {"view": view}}, "prod": {}}
@@ -246,20 +254,13 @@ async def test_diff_between_two_environments_is_private_and_checks_both(
             "spec.containers[hexo].image: 'registry.sword.org/nginx:v2.0' -> 'registry.sword.org/nginx:v1.0'"
             in out
         )
-    finally:
-        kubectl(control_plane, "delete", "namespace", staging, "--wait=false")
 
 
 async def test_a_promotion_refused_for_its_soak_then_allowed_and_a_skipped_stage_refused(
     bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Path
 ) -> None:
     prod = bots.namespace
-    staging = f"{prod}-staging"
-    kubectl(control_plane, "create", "namespace", staging)
-    try:
-        for doc in hexo.objects(staging, version="v2.0", replicas=2):
-            create(control_plane, tmp_path, doc)
-        kubectl(control_plane, "-n", staging, "rollout", "status", "deployment/hexo", "--timeout=60s")
+    async with staging_with(control_plane, tmp_path, prod, replicas=2) as staging:
         envs = {
             "staging": {"namespace": staging},
             "prod": {"promotion": {"from": "staging", "soak_minutes": 0.25}},
@@ -290,12 +291,4 @@ async def test_a_promotion_refused_for_its_soak_then_allowed_and_a_skipped_stage
             final
         )
         assert pods_by_image(control_plane, prod) == {"v2.0": 6}
-        assert record_of_app(control_plane, prod, "hexo-prod")["promoted"]["source"] == "hexo-staging"
-    finally:
-        kubectl(control_plane, "delete", "namespace", staging, "--wait=false")
-
-
-def record_of_app(cluster: ClusterInfo, ns: str, app: str) -> dict[str, Any]:
-    cm = kubectl_json(cluster, "-n", ns, "get", "configmap", f"release-bot.{app}")
-    data: dict[str, Any] = json.loads(cm["data"]["record.json"])
-    return data
+        assert record_of(control_plane, prod, "hexo-prod")["promoted"]["source"] == "hexo-staging"
