@@ -292,3 +292,26 @@ async def test_a_promotion_refused_for_its_soak_then_allowed_and_a_skipped_stage
         )
         assert pods_by_image(control_plane, prod) == {"v2.0": 6}
         assert record_of(control_plane, prod, "hexo-prod")["promoted"]["source"] == "hexo-staging"
+
+
+async def test_a_bot_killed_during_a_promotion_finishes_it_with_the_evidence(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, tmp_path: Path
+) -> None:
+    prod = bots.namespace
+    async with staging_with(control_plane, tmp_path, prod, replicas=2) as staging:
+        envs = {"staging": {"namespace": staging}, "prod": {"promotion": {"from": "staging"}}}
+        bot = await bots.start(extra={"environments": envs})
+        await command(slack_sim, "alice", "promote hexo --from staging --to prod")
+        await wait_card(slack_sim, "*Promoted from* `hexo-staging`", timeout=60)
+        async with asyncio.timeout(30):  # killed once the record knows its card
+            while not record_of(control_plane, prod, "hexo-prod").get("card_ref"):
+                await asyncio.sleep(0.05)
+        await bot.stop(signal.SIGKILL)
+        await bots.restart(bot)
+        final = await wait_card(slack_sim, "Succeeded", timeout=120)
+        assert "*Promoted from* `hexo-staging`: `registry.sword.org/nginx:v2.0` Ready on 2 pods" in card_text(
+            final
+        )
+        assert pods_by_image(control_plane, prod) == {"v2.0": 6}
+        assert record_of(control_plane, prod, "hexo-prod")["promoted"]["source"] == "hexo-staging"
+        assert len(slack_sim.history(slack_sim.channels["releases"])) == 1  # one card, updated in place
