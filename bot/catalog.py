@@ -165,6 +165,35 @@ class Promotion(_Model):
     soak_minutes: float = Field(default=0, ge=0)
 
 
+DEFAULT_CLUSTER = "default"  # the cluster of the process's own settings (KUBECONFIG, or in-cluster)
+
+
+class ClusterRef(_Model):
+    """How to reach one cluster of `clusters:`: a kubeconfig file and/or one of its contexts, or the
+    pod's own ServiceAccount (`in_cluster: true`). A `context` without `kubeconfig` is looked up in the
+    process's own kubeconfig (the bot's KUBECONFIG; for `release-bot ctl`, the caller's)."""
+
+    kubeconfig: str | None = Field(default=None, min_length=1)
+    context: str | None = Field(default=None, min_length=1)
+    in_cluster: bool = False
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if self.in_cluster and (self.kubeconfig or self.context):
+            raise ValueError("`in_cluster: true` takes no `kubeconfig` or `context`")
+        if not self.in_cluster and not (self.kubeconfig or self.context):
+            raise ValueError("give `kubeconfig` and/or `context`, or `in_cluster: true`")
+        return self
+
+    def describe(self) -> str:
+        if self.in_cluster:
+            return "in-cluster config"
+        parts = [f"kubeconfig {self.kubeconfig}" if self.kubeconfig else "the default kubeconfig"]
+        if self.context:
+            parts.append(f"context {self.context}")
+        return ", ".join(parts)
+
+
 class Workload(_Model):
     """One more Deployment released with the app's own, to the same version (`deployments:`)."""
 
@@ -208,6 +237,8 @@ class App(_Model):
     freeze: tuple[Window, ...] = ()  # the catalog's global windows and the app's own
     freeze_override: People | None = None
     promotion: Promotion = Promotion()
+    # The cluster the app runs in, by its name in the catalog's `clusters:` (default: the process's own).
+    cluster: str = Field(default=DEFAULT_CLUSTER, pattern=_NAME)
 
     @model_validator(mode="before")
     @classmethod
@@ -294,15 +325,18 @@ GLOBAL_KEYS = ("freeze", "freeze_override", "break_glass")
 
 class Catalog(_Model):
     apps: Mapping[str, App]
+    # Clusters by name, besides `default` (the process's own settings unless named here too).
+    clusters: Mapping[str, ClusterRef] = {}
 
     @classmethod
     def from_mapping(cls, data: Any) -> Catalog:
         if not isinstance(data, dict) or not isinstance(data.get("apps"), dict) or not data["apps"]:
             raise ConfigError("catalog: expected a mapping with `apps:` holding at least one app")
-        extra = set(data) - {"apps", *GLOBAL_KEYS}
+        extra = set(data) - {"apps", "clusters", *GLOBAL_KEYS}
         if extra:
-            allowed = ", ".join(f"`{k}`" for k in ("apps", *GLOBAL_KEYS))
+            allowed = ", ".join(f"`{k}`" for k in ("apps", "clusters", *GLOBAL_KEYS))
             raise ConfigError(f"catalog: unknown top-level key(s) {sorted(extra)}; allowed: {allowed}")
+        clusters = _clusters(data.get("clusters"))
         shared = {k: data[k] for k in GLOBAL_KEYS if data.get(k) is not None}
         if not isinstance(shared.get("freeze", []), list):
             raise ConfigError("catalog: `freeze` must be a list of windows")
@@ -322,6 +356,12 @@ class Catalog(_Model):
                     apps[full] = App.model_validate({**fields, "name": full})
                 except ValidationError as e:
                     raise ConfigError(f"catalog: app {full!r}: {_describe(e)}") from e
+                cluster = apps[full].cluster
+                if cluster != DEFAULT_CLUSTER and cluster not in clusters:
+                    known = ", ".join(f"`{c}`" for c in sorted({DEFAULT_CLUSTER, *clusters}))
+                    raise ConfigError(
+                        f"catalog: app {full!r}: cluster {cluster!r} is not in `clusters:` (known: {known})"
+                    )
         for full, app in apps.items():  # `promotion.from` names an environment of the same app
             source = app.promotion.from_
             if source is None:
@@ -337,7 +377,7 @@ class Catalog(_Model):
             apps[full] = app.model_copy(
                 update={"promotion": app.promotion.model_copy(update={"from_": found})}
             )
-        return cls(apps=apps)
+        return cls(apps=apps, clusters=clusters)
 
     @classmethod
     def load(cls, path: Path) -> Catalog:
@@ -356,8 +396,39 @@ class Catalog(_Model):
             raise ConfigError(f"catalog: {path} is not valid YAML: {e}") from e
         return cls.from_mapping(data)
 
-    def namespaces(self) -> set[str]:
-        return {a.namespace for a in self.apps.values()}
+    def namespaces(self, cluster: str | None = None) -> set[str]:
+        """The namespaces of the catalog's apps (in `cluster` only, when given)."""
+        return {a.namespace for a in self.apps.values() if cluster is None or a.cluster == cluster}
+
+    def cluster_names(self) -> list[str]:
+        """The clusters the catalog's apps run in, `default` first."""
+        used = {a.cluster for a in self.apps.values()}
+        return sorted(used, key=lambda c: (c != DEFAULT_CLUSTER, c))
+
+    def apps_in(self, cluster: str) -> list[App]:
+        return [a for a in self.apps.values() if a.cluster == cluster]
+
+
+def _clusters(data: Any) -> dict[str, ClusterRef]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(
+            "catalog: `clusters` must map cluster names to `{kubeconfig, context}` or `{in_cluster: true}`"
+        )
+    found = {}
+    for name, body in data.items():
+        if not re.fullmatch(_NAME, str(name)):
+            raise ConfigError(f"catalog: cluster {name!r} needs a lower-case name (letters, digits, -)")
+        if not isinstance(body, dict):
+            raise ConfigError(
+                f"catalog: cluster {name!r}: expected a mapping like `{{kubeconfig: PATH, context: NAME}}`"
+            )
+        try:
+            found[str(name)] = ClusterRef.model_validate(body)
+        except ValidationError as e:
+            raise ConfigError(f"catalog: cluster {name!r}: {_describe(e)}") from e
+    return found
 
 
 def _environments(name: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -4,15 +4,15 @@ SIGTERM/SIGINT (then it drains). Either way the HTTP server answers /healthz, /r
 Before it serves anything it checks what it was given, and stops with a ConfigError (exit status 2)
 that says what to fix: the kubeconfig (`bot.kube.access.connect`), the bot token and its scopes
 (`bot.slack.health.verify`: auth.test and `x-oauth-scopes`, against `bot.manifest.needed_scopes`),
-and the bot's rights in every namespace of the catalog (`bot.kube.access.missing`). While it serves,
-/readyz is false, with a reason, while the API server does not answer (probed every
-`PROBE_INTERVAL_S`), while Slack refuses the bot token, and while Socket Mode is disconnected."""
+and the bot's rights in every namespace of the catalog, cluster by cluster (`bot.kube.fleet`). While
+it serves, /readyz is false, with a reason, while the API server does not answer (with several
+clusters: while none does; each one's state is in the answer's `clusters`), while Slack refuses the
+bot token, and while Socket Mode is disconnected."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -24,8 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.catalog import Action, Catalog
 from bot.errors import ConfigError
-from bot.kube import access
-from bot.kube.client import Kube, KubeError
+from bot.kube.fleet import Fleet
 from bot.logs import configure as configure_logging
 from bot.manifest import needed_scopes
 from bot.metrics import Metrics, watch_loop_lag
@@ -43,7 +42,6 @@ from bot.web import READINESS, build_web_app
 
 log = logging.getLogger("release_bot")
 SLACK_TIMEOUT_S = 30.0
-PROBE_INTERVAL_S = 2.0  # GET /version: readiness notices an unreachable API server within this
 
 
 _WHAT = {  # for the settings whose model field carries no description of its own
@@ -162,11 +160,12 @@ async def serve(
     ) as session:
         observer = Observer(metrics, health, token)
         client = web_client(token, session, settings.slack_api_url, observer=observer)
-        kube = await access.connect(settings.kubeconfig)
+        fleet = await Fleet.connect(catalog, settings.kubeconfig, object_name)
         try:
-            kube.metrics = metrics
+            for kube in fleet.kubes.values():
+                kube.metrics = metrics
             identity = await verify(client, needed_scopes(usergroups=uses_usergroups(catalog)))
-            await check_rights(kube, catalog, settings)
+            await fleet.check_rights()
             await _serve(
                 settings,
                 catalog,
@@ -176,39 +175,18 @@ async def serve(
                 metrics=metrics,
                 health=health,
                 client=client,
-                kube=kube,
+                fleet=fleet,
                 identity=identity,
                 observer=observer,
             )
         finally:
-            await kube.close()
+            await fleet.close()
 
 
 def uses_usergroups(catalog: Catalog) -> bool:
     """Whether any rule of the catalog (permissions, approvals, break-glass, freeze override) names a
     user group: the bot then needs usergroups:read."""
     return any(app.rule(action).usergroups for app in catalog.apps.values() for action in Action)
-
-
-async def check_rights(kube: Kube, catalog: Catalog, settings: Settings) -> None:
-    """ConfigError listing every right the kubeconfig's identity lacks in the catalog's namespaces."""
-    lacking = await access.missing(kube, access.needed(catalog.apps.values(), object_name))
-    if lacking:
-        where = f"kubeconfig {settings.kubeconfig}" if settings.kubeconfig else "this pod's ServiceAccount"
-        raise ConfigError(
-            f"the Kubernetes identity of {where} lacks {len(lacking)} right(s) release-bot needs for the "
-            "catalog's apps (the Helm chart's Role grants exactly these; see docs/deploy.md, section 5):\n"
-            + access.describe_missing(lacking)
-        )
-
-
-async def probe_kubernetes(kube: Kube, interval: float = PROBE_INTERVAL_S) -> None:
-    """Ask the API server for its version every `interval` seconds, so `kube.unreachable_since`
-    (and /readyz) follows it even while the bot has nothing else to ask."""
-    while True:
-        with contextlib.suppress(KubeError):
-            await access.probe(kube)
-        await asyncio.sleep(interval)
 
 
 async def _serve(
@@ -221,18 +199,19 @@ async def _serve(
     metrics: Metrics,
     health: SlackHealth,
     client: AsyncWebClient,
-    kube: Kube,
+    fleet: Fleet,
     identity: Identity,
     observer: Observer,
 ) -> None:
     reporter = SlackReporter(client, settings.card_interval)
+    first = next(iter(fleet.kubes.values()))
     engine = Engine(
-        kube,
+        fleet.kubes,
         catalog,
         reporter,
         identity=settings.instance_id,
         lease_seconds=settings.lease_seconds,
-        audit=Auditor(kube, settings.audit_log, metrics=metrics),
+        audit=Auditor(first, settings.audit_log, metrics=metrics),
     )
     secret = settings.slack_signing_secret
     bolt, handlers = build_app(
@@ -247,7 +226,9 @@ async def _serve(
     web_app = build_web_app(bolt, metrics, slack_events=secret is not None)
     socket = SocketMode(bolt, app_token(settings), client, metrics) if socket_mode else None
     readiness = web_app[READINESS]
-    readiness.add("kubernetes", lambda: kubernetes_reason(kube))
+    readiness.add("kubernetes", fleet.readiness)
+    if fleet.several:
+        readiness.detail("clusters", fleet.states)
     readiness.add("slack", lambda: _now(health.reason()))
     if socket is not None:
         readiness.add("socket_mode", socket.not_ready)
@@ -257,7 +238,7 @@ async def _serve(
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     try:
-        background.spawn("probe-kubernetes", probe_kubernetes(kube))
+        background.spawn("probe-kubernetes", fleet.follow())
         background.spawn("loop-lag", watch_loop_lag(metrics))
         await engine.start()
         if socket is not None:
@@ -287,13 +268,6 @@ async def _serve(
         await engine.stop(settings.drain_seconds)
         await reporter.close()
         await runner.cleanup()
-
-
-async def kubernetes_reason(kube: Kube) -> str | None:
-    since = kube.unreachable_since
-    if since is None:
-        return None
-    return f"the Kubernetes API server has not answered since {since:%Y-%m-%dT%H:%M:%SZ}"
 
 
 async def _now(value: str | None) -> str | None:

@@ -17,8 +17,11 @@ labels and buckets of every series in one place:
 - `release_bot_slack_api_calls_total{method,status}` and `release_bot_slack_api_ratelimited_total{method}`:
   every HTTP attempt on the bot's Slack session by HTTP status (retries after a 429 count again), via
   an aiohttp TraceConfig, so nothing in slack_sdk has to be patched;
-- `release_bot_kube_api_errors_total{resource,status}`: failed Kubernetes API calls (404 and 409 are
-  part of normal operation: a missing record, a lost compare-and-set);
+- `release_bot_kube_api_requests_total{kind,cluster}` and
+  `release_bot_kube_api_errors_total{resource,status,cluster}`: Kubernetes API requests, and the failed
+  ones (404 and 409 are part of normal operation: a missing record, a lost compare-and-set), by the
+  cluster's name in the catalog (`default` for the process's own);
+- `release_bot_cluster_up{cluster}`: 1 while the cluster's API server answers, 0 while it does not;
 - `release_bot_ack_seconds{mode,kind}`: from receiving a Slack request (HTTP) or envelope (Socket Mode)
   to the ack, the number Slack's 3-second limit is about;
 - `release_bot_slack_rejected_total{reason}`: requests to /slack/events refused before Bolt saw them
@@ -178,14 +181,21 @@ class Metrics:
         )
         self.kube_requests = Counter(
             "release_bot_kube_api_requests",
-            "Kubernetes API requests by kind (call: one request/response; watch: one watch opened).",
-            ["kind"],
+            "Kubernetes API requests by kind (call: one request/response; watch: one watch opened) and "
+            "cluster.",
+            ["kind", "cluster"],
             registry=r,
         )
         self.kube_errors = Counter(
             "release_bot_kube_api_errors",
-            "Failed Kubernetes API calls by resource and HTTP status (unreachable: no answer).",
-            ["resource", "status"],
+            "Failed Kubernetes API calls by resource, HTTP status (unreachable: no answer) and cluster.",
+            ["resource", "status", "cluster"],
+            registry=r,
+        )
+        self.cluster_up = Gauge(
+            "release_bot_cluster_up",
+            "1 while the cluster's API server answers the bot, 0 while it does not, by cluster.",
+            ["cluster"],
             registry=r,
         )
         self.ack_seconds = Histogram(
@@ -218,10 +228,11 @@ class Metrics:
         if duration is not None and outcome in TERMINAL_OUTCOMES:
             self.release_duration.labels(strat, outcome).observe(max(0.0, duration))
 
-    def kube_error(self, what: str, status: int | None) -> None:
+    def kube_error(self, what: str, status: int | None, cluster: str = "default") -> None:
         """Count a failed Kubernetes call; `what` is Kube.call's description ("deployment ns/name")."""
         resource = label(what.split(" ", 1)[0])
-        self.kube_errors.labels(resource, str(status) if status is not None else "unreachable").inc()
+        code = str(status) if status is not None else "unreachable"
+        self.kube_errors.labels(resource, code, label(cluster)).inc()
 
     def slack_call(self, url_path: str, status: int | None) -> None:
         method = slack_method(url_path)

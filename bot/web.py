@@ -44,9 +44,14 @@ class Readiness:
     def __init__(self) -> None:
         self.phase = "starting"  # starting, serving, stopping
         self.checks: dict[str, Check] = {}
+        self.details: dict[str, Callable[[], dict[str, str]]] = {}
 
     def add(self, name: str, check: Check) -> None:
         self.checks[name] = check
+
+    def detail(self, name: str, what: Callable[[], dict[str, str]]) -> None:
+        """Facts shown in every answer, ready or not (each cluster's state)."""
+        self.details[name] = what
 
     async def reasons(self) -> dict[str, str]:
         if self.phase == "starting":
@@ -174,10 +179,12 @@ def build_web_app(
         return web.json_response({"ok": True})
 
     async def readyz(_: web.Request) -> web.Response:
-        reasons = await app[READINESS].reasons()
+        readiness = app[READINESS]
+        reasons = await readiness.reasons()
+        details = {name: what() for name, what in readiness.details.items()}
         if reasons:
-            return web.json_response({"ready": False, "reasons": reasons}, status=503)
-        return web.json_response({"ready": True})
+            return web.json_response({"ready": False, "reasons": reasons, **details}, status=503)
+        return web.json_response({"ready": True, **details})
 
     async def metrics_page(_: web.Request) -> web.Response:
         return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})

@@ -60,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ready-delay", type=float, default=1.0, help="seconds before a new pod is Ready (default 1.0)"
     )
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: staging and prod as two clusters (each its own apiserver and etcd), one bot serving "
+        "both; the apps are then hexo-staging and hexo-prod (default 1)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,12 +78,20 @@ def run(args: argparse.Namespace) -> int:
         log.setLevel(logging.INFO)
     own_workdir = args.workdir is None  # a temporary one is removed when the sandbox stops
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="release-bot-sandbox-"))
-    cp = ControlPlane(workdir / "cluster", ready_delay=args.ready_delay)
+    names = ["staging", "prod"] if args.clusters == 2 else [hexo.DEFAULT_CLUSTER]
+    planes = {
+        name: ControlPlane(
+            workdir / ("cluster" if i == 0 else f"cluster-{name}"), ready_delay=args.ready_delay
+        )
+        for i, name in enumerate(names)
+    }
     try:
-        cp.start()
-        asyncio.run(_sandbox(args, cp, workdir))
+        for cp in planes.values():  # one after the other: each start is CPU-bound on these machines
+            cp.start()
+        asyncio.run(_sandbox(args, planes, workdir))
     finally:
-        cp.stop()
+        for cp in planes.values():
+            cp.stop()
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
@@ -115,10 +131,11 @@ async def install_hexo(kubeconfig: Path, namespace: str = NAMESPACE) -> None:
 
 
 class Sandbox:
-    """The running sandbox as the control endpoints see it: restarts, kills, pids, the JSON file."""
+    """The running sandbox as the control endpoints see it: restarts, kills, pids, the JSON file.
+    With two clusters, the second's components are named `prod-kube-apiserver`, `prod-etcd`, ..."""
 
-    def __init__(self, cp: ControlPlane, sim: SlackSimulator, json_file: Path | None) -> None:
-        self.cp = cp
+    def __init__(self, planes: dict[str, ControlPlane], sim: SlackSimulator, json_file: Path | None) -> None:
+        self.planes = planes
         self.sim = sim
         self.bot: BotSupervisor | None = None  # once the simulator listens (the bot needs its URL)
         self.json_file = json_file
@@ -126,17 +143,30 @@ class Sandbox:
         self._written: dict[str, Any] | None = None
         # the launcher is synchronous: restarts run here, one at a time, off the event loop
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-restart")
+        first = next(iter(planes))
+        self._prefix = {name: "" if name == first else f"{name}-" for name in planes}
+
+    @property
+    def cp(self) -> ControlPlane:
+        """The first cluster (the only one unless `--clusters 2`)."""
+        return next(iter(self.planes.values()))
+
+    def _components(self) -> dict[str, tuple[ControlPlane, str]]:
+        return {self._prefix[name] + c: (cp, c) for name, cp in self.planes.items() for c in cp.components}
 
     @property
     def restartable(self) -> tuple[str, ...]:
-        return (*self.cp.components, "bot")
+        return (*self._components(), "bot")
 
     @property
     def killable(self) -> tuple[str, ...]:
         return ("bot",)
 
     def pids(self) -> dict[str, int | None]:
-        return {"bot": self.bot.pid if self.bot is not None else None, **self.cp.pids}
+        found: dict[str, int | None] = {"bot": self.bot.pid if self.bot is not None else None}
+        for name, cp in self.planes.items():
+            found.update({self._prefix[name] + c: pid for c, pid in cp.pids.items()})
+        return found
 
     def _bot(self) -> BotSupervisor:
         if self.bot is None:
@@ -149,8 +179,9 @@ class Sandbox:
         if component == "bot":
             pid = await self._bot().restart()
         else:
+            cp, name = self._components()[component]
             loop = asyncio.get_running_loop()
-            pid = await loop.run_in_executor(self._executor, self.cp.restart, component)
+            pid = await loop.run_in_executor(self._executor, cp.restart, name)
         self.publish()
         took = round(time.monotonic() - started, 2)
         log.info("restarted %s: pid %s -> %s in %.1f s", component, before, pid, took)
@@ -198,28 +229,37 @@ def bot_environment(sim: SlackSimulator, kubeconfig: Path, catalog: Path, port: 
     return env
 
 
-async def _sandbox(args: argparse.Namespace, cp: ControlPlane, workdir: Path) -> None:
-    cluster = cp.info
+async def _sandbox(args: argparse.Namespace, planes: dict[str, ControlPlane], workdir: Path) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await asyncio.gather(
-        install_hexo(cluster.admin_kubeconfig, NAMESPACE),
-        install_hexo(cluster.admin_kubeconfig, PROD_NAMESPACE),
-    )
+    kubeconfigs = {name: cp.info.admin_kubeconfig for name, cp in planes.items()}
+    first = next(iter(kubeconfigs.values()))
+    two = len(planes) > 1
+    prod_kubeconfig = kubeconfigs.get("prod", first)
+    await asyncio.gather(install_hexo(first, NAMESPACE), install_hexo(prod_kubeconfig, PROD_NAMESPACE))
     sim = SlackSimulator()
-    catalog = hexo.sandbox_catalog(NAMESPACE, sim.users, sim.usergroups, channel=sim.channels["releases"])
+    if two:
+        catalog = hexo.clusters_catalog(
+            NAMESPACE,
+            sim.users,
+            sim.usergroups,
+            {name: str(path) for name, path in kubeconfigs.items()},
+            channel=sim.channels["releases"],
+        )
+    else:
+        catalog = hexo.sandbox_catalog(NAMESPACE, sim.users, sim.usergroups, channel=sim.channels["releases"])
     catalog_path = workdir / "catalog.yaml"
     catalog_path.write_text(yaml.safe_dump(catalog), encoding="utf-8")
     bot_port = args.bot_port or _free_port()
-    box = Sandbox(cp, sim, args.json_file)
+    box = Sandbox(planes, sim, args.json_file)
     sim.mount_control(control_app(sim, box))
     sim.bot_url = f"http://127.0.0.1:{bot_port}/slack/events"
     await sim.start(args.port)
     bot = box.bot = BotSupervisor(
         [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(bot_port)],
-        bot_environment(sim, cluster.admin_kubeconfig, catalog_path, bot_port),
+        bot_environment(sim, first, catalog_path, bot_port),
         readyz_url=f"http://127.0.0.1:{bot_port}/readyz",
         on_change=box.publish,
     )
@@ -235,30 +275,56 @@ async def _sandbox(args: argparse.Namespace, cp: ControlPlane, workdir: Path) ->
             "channel_id": sim.channels["releases"],
             "users": dict(sim.users),
             "usergroups": dict(sim.usergroups),
-            "kubeconfig": str(cluster.admin_kubeconfig),
+            "kubeconfig": str(first),
             "namespace": NAMESPACE,
             "prod_namespace": PROD_NAMESPACE,
             "catalog": str(catalog_path),  # for `release-bot ctl --catalog`
         }
+        if two:  # each cluster's kubeconfig, and where each app runs
+            box.info["kubeconfigs"] = {name: str(path) for name, path in kubeconfigs.items()}
+            box.info["apps"] = {
+                hexo.STAGING_APP: {"cluster": "staging", "namespace": NAMESPACE},
+                hexo.PROD_APP: {"cluster": "prod", "namespace": PROD_NAMESPACE},
+            }
         box.publish()
-        freeze = catalog["apps"][hexo.PROD_APP]["freeze"][0]
-        print(
-            f"release-bot sandbox is up.\n"
-            f"  Slack channel page: {sim.page_url}\n"
-            f"  Try: /release hexo v2.0   (as alice; bob may promote/roll back, mallory may do nothing)\n"
-            f"  Production: /release hexo v2.0 --env prod   (as alice; waits for two approvals from "
-            f"@sre: bob and carol)\n"
-            f'    alice may break glass: /release hexo v2.0 --env prod --break-glass "reason"\n'
-            f"    freeze {freeze['name']!r}: {freeze['start']} to {freeze['end']} ({freeze['timezone']})\n"
-            f"  Watch the pods:   export KUBECONFIG={cluster.admin_kubeconfig}; "
-            f"kubectl -n {NAMESPACE} get pods -w   (production: -n {PROD_NAMESPACE})\n"
-            f"  Break things:     curl -X POST {sim.control_url}/restart/kube-apiserver  "
-            f"(or use the page's Sandbox panel)\n"
-            f"Ctrl-C to stop everything.",
-            flush=True,
-        )
+        print(_banner(catalog, sim, kubeconfigs), flush=True)
         await stop.wait()
     finally:
         await bot.stop()
         await sim.stop()
         box.close()
+
+
+def _banner(catalog: dict[str, Any], sim: SlackSimulator, kubeconfigs: dict[str, Path]) -> str:
+    freeze = catalog["apps"][hexo.PROD_APP]["freeze"][0]
+    control = f"curl -X POST {sim.control_url}/restart/kube-apiserver"
+    if len(kubeconfigs) > 1:
+        staging, prod = kubeconfigs["staging"], kubeconfigs["prod"]
+        return (
+            f"release-bot sandbox is up, with two clusters: staging and prod.\n"
+            f"  Slack channel page: {sim.page_url}\n"
+            f"  Try: /release hexo v2.0 --env staging   (as alice; bob may promote/roll back, mallory "
+            f"may do nothing)\n"
+            f"  Then, {hexo.SOAK_MINUTES:g} min later: /release promote hexo --from staging --to prod   "
+            f"(prod waits for two approvals from @sre: bob and carol)\n"
+            f"  Compare: /release diff hexo staging prod\n"
+            f"  Watch the pods:   kubectl --kubeconfig {staging} -n {NAMESPACE} get pods -w   "
+            f"(prod: kubectl --kubeconfig {prod} -n {PROD_NAMESPACE} get pods -w)\n"
+            f"  Break things:     {control}   (prod's: .../restart/prod-kube-apiserver)\n"
+            f"Ctrl-C to stop everything."
+        )
+    kubeconfig = next(iter(kubeconfigs.values()))
+    return (
+        f"release-bot sandbox is up.\n"
+        f"  Slack channel page: {sim.page_url}\n"
+        f"  Try: /release hexo v2.0   (as alice; bob may promote/roll back, mallory may do nothing)\n"
+        f"  Production: /release hexo v2.0 --env prod   (as alice; waits for two approvals from "
+        f"@sre: bob and carol)\n"
+        f'    alice may break glass: /release hexo v2.0 --env prod --break-glass "reason"\n'
+        f"    freeze {freeze['name']!r}: {freeze['start']} to {freeze['end']} ({freeze['timezone']})\n"
+        f"  Watch the pods:   export KUBECONFIG={kubeconfig}; "
+        f"kubectl -n {NAMESPACE} get pods -w   (production: -n {PROD_NAMESPACE})\n"
+        f"  Break things:     {control}  "
+        f"(or use the page's Sandbox panel)\n"
+        f"Ctrl-C to stop everything."
+    )

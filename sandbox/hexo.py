@@ -15,6 +15,9 @@ Obj = dict[str, Any]
 
 PROD_APP = "hexo-prod"  # `/release hexo v2.0 --env prod`
 PROD_NAMESPACE = "prod"
+STAGING_APP = "hexo-staging"  # with two clusters (`sandbox --clusters 2`): hexo in the staging cluster
+DEFAULT_CLUSTER = "default"
+SOAK_MINUTES = 1.0  # with two clusters: how long staging runs a version before it may go to prod
 FREEZE_TIMEZONE = "Europe/Paris"
 
 IMAGE_REPO = "registry.sword.org/nginx"
@@ -186,3 +189,27 @@ def sandbox_catalog(
     data = catalog(namespace, users)
     data["apps"][PROD_APP] = prod_app(users, usergroups, channel=channel, now=now)
     return data
+
+
+def clusters_catalog(
+    namespace: str,
+    users: dict[str, str],
+    usergroups: dict[str, str],
+    kubeconfigs: dict[str, str],
+    *,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> Obj:
+    """The catalog of `sandbox --clusters 2`: `hexo-staging` in `namespace` of the staging cluster,
+    and `hexo-prod` (as `prod_app`) in the prod cluster, taking only what comes through staging once
+    staging has run it for SOAK_MINUTES. `kubeconfigs` names each cluster's kubeconfig file."""
+    staging: Obj = {**catalog(namespace, users)["apps"]["hexo"], "cluster": "staging"}
+    prod: Obj = {
+        **prod_app(users, usergroups, channel=channel, now=now),
+        "cluster": "prod",
+        "promotion": {"from": "staging", "soak_minutes": SOAK_MINUTES},
+    }
+    return {
+        "clusters": {name: {"kubeconfig": path} for name, path in kubeconfigs.items()},
+        "apps": {STAGING_APP: staging, PROD_APP: prod},
+    }

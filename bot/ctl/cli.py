@@ -27,10 +27,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bot.catalog import Catalog
+from bot.catalog import DEFAULT_CLUSTER, Catalog
 from bot.ctl.terminal import CLI, TerminalReporter, closing, outcome, plan_text
 from bot.errors import ConfigError, UserError
-from bot.kube.client import Kube
+from bot.kube import access
 from bot.releases import events
 from bot.releases.audit import Auditor
 from bot.releases.engine import Engine
@@ -97,6 +97,13 @@ def run(args: argparse.Namespace, slack: SlackFactory | None = None) -> int:
         return 130
 
 
+def _apps_of(intent: intents.Intent) -> list[str]:
+    """The apps a command acts on or reads: their clusters are the ones to connect."""
+    names = [str(getattr(intent, "app", "") or "")]
+    names += [str(getattr(intent, field, "") or "") for field in ("source", "other")]
+    return [n for n in names if n]
+
+
 def _who(kubeconfig: Path | None) -> Actor:
     """The caller, as the audit trail names them: their kubeconfig user (else their login)."""
     name = getpass.getuser()
@@ -117,12 +124,11 @@ async def _main(
     kubeconfig: Path | None,
     slack: SlackFactory | None,
 ) -> int:
-    try:
-        kube = await Kube.connect(kubeconfig)
-    except Exception as e:  # a missing or broken kubeconfig: one clear line
-        raise ConfigError(f"cannot load the kubeconfig ({kubeconfig or 'default'}): {e}") from e
+    names = {catalog.apps[a].cluster for a in _apps_of(intent) if a in catalog.apps}
+    clusters = await access.connect_clusters(catalog, kubeconfig, sorted(names) or [DEFAULT_CLUSTER])
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(kube.close)
+        for kube in clusters.values():
+            stack.push_async_callback(kube.close)
         tty = sys.stdout.isatty()
         inner = None
         channel = args.slack_channel or ""
@@ -132,12 +138,12 @@ async def _main(
             inner = await slack(stack)
         reporter = TerminalReporter(sys.stdout, tty=tty, inner=inner)
         engine = Engine(
-            kube,
+            clusters,
             catalog,
             reporter,
             identity=f"ctl:{socket.gethostname()}:{os.getpid()}",
             lease_seconds=LEASE_SECONDS,
-            audit=Auditor(kube),
+            audit=Auditor(next(iter(clusters.values()))),
         )
         stack.push_async_callback(engine.stop, 0)
         actor = _who(kubeconfig)
@@ -253,7 +259,7 @@ async def _follow(
     first = (record.phase, len(record.history))
     done = asyncio.Event()
     latest = [record]
-    informer = engine.caches.configmaps(record.namespace, MANAGED_SELECTOR)
+    informer = engine.site(record.app).caches.configmaps(record.namespace, MANAGED_SELECTOR)
 
     def on_change(kind: str, obj: dict[str, Any]) -> None:
         if (

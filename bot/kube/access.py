@@ -24,7 +24,7 @@ import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.config.config_exception import ConfigException
 
-from bot.catalog import App
+from bot.catalog import App, Catalog
 from bot.errors import ConfigError
 from bot.kube.client import IN_CLUSTER_TOKEN, Kube, KubeError, KubeUnavailable, backoff
 from commands.intents import Strategy
@@ -94,26 +94,36 @@ def needed_by(apps: Iterable[App], record_name: Callable[[str], str]) -> dict[Ri
     return dict(sorted(by_right.items()))
 
 
-async def connect(kubeconfig: Path | None) -> Kube:
-    """The bot's client for `kubeconfig` (None: in-cluster config, else ~/.kube/config), or a
-    ConfigError naming what is wrong with it."""
-    if kubeconfig is not None:
-        where = f"kubeconfig {kubeconfig}"
-    elif IN_CLUSTER_TOKEN.exists():
+async def connect(
+    kubeconfig: Path | None,
+    *,
+    context: str | None = None,
+    in_cluster: bool = False,
+    name: str = "default",
+) -> Kube:
+    """The bot's client for `kubeconfig` (None: in-cluster config, else ~/.kube/config) and its
+    `context` (None: its current one), or a ConfigError naming what is wrong with it."""
+    default_file = Path.home() / ".kube" / "config"
+    if in_cluster or (kubeconfig is None and context is None and IN_CLUSTER_TOKEN.exists()):
         where = "in-cluster config"
-    else:
-        where = "kubeconfig ~/.kube/config"
-    if kubeconfig is not None:
+        if not IN_CLUSTER_TOKEN.exists():
+            raise ConfigError("in-cluster config: no ServiceAccount token here (not running in a pod?)")
+    elif kubeconfig is not None:
+        where = f"kubeconfig {kubeconfig}"
         if not kubeconfig.exists():  # noqa: ASYNC240 - once, at start-up
             raise ConfigError(f"kubeconfig {kubeconfig}: no such file (check KUBECONFIG)")
         if not kubeconfig.is_file():  # noqa: ASYNC240 - once, at start-up
             raise ConfigError(f"kubeconfig {kubeconfig}: not a file (check KUBECONFIG)")
-    elif not IN_CLUSTER_TOKEN.exists() and not (Path.home() / ".kube" / "config").exists():
-        raise ConfigError(
-            "no Kubernetes configuration: set KUBECONFIG, or run the bot in a pod with a ServiceAccount"
-        )
+    else:
+        where = "kubeconfig ~/.kube/config"
+        if not default_file.exists():
+            raise ConfigError(
+                "no Kubernetes configuration: set KUBECONFIG, or run the bot in a pod with a ServiceAccount"
+            )
+    if context is not None:
+        where += f" (context {context})"
     try:
-        return await Kube.connect(kubeconfig)
+        return await Kube.connect(kubeconfig, context=context, in_cluster=in_cluster, name=name)
     except ConfigException as e:
         raise ConfigError(f"{where}: {_config_problem(str(e))}") from None
     except yaml.YAMLError as e:
@@ -123,6 +133,38 @@ async def connect(kubeconfig: Path | None) -> Kube:
         raise ConfigError(f"{where}: cannot read it ({e.strerror or e})") from None
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise ConfigError(f"{where}: unusable ({type(e).__name__}: {e})") from None
+
+
+async def connect_clusters(
+    catalog: Catalog, kubeconfig: Path | None, names: Iterable[str]
+) -> dict[str, Kube]:
+    """A client for each cluster `names` names: `default` (unless the catalog's `clusters:` names it)
+    is the process's own `kubeconfig`; a cluster with a `context` but no `kubeconfig` uses that
+    context of the process's own. ConfigError, naming the cluster, when one cannot be configured
+    (the clients made so far are closed)."""
+    made: dict[str, Kube] = {}
+    try:
+        for name in names:
+            ref = catalog.clusters.get(name)
+            try:
+                if ref is None:
+                    made[name] = await connect(kubeconfig, name=name)
+                else:
+                    made[name] = await connect(
+                        Path(ref.kubeconfig) if ref.kubeconfig else kubeconfig,
+                        context=ref.context,
+                        in_cluster=ref.in_cluster,
+                        name=name,
+                    )
+            except ConfigError as e:
+                if len(catalog.cluster_names()) == 1 and ref is None:
+                    raise
+                raise ConfigError(f"cluster {name}: {e}") from None
+    except BaseException:
+        for kube in made.values():
+            await kube.close()
+        raise
+    return made
 
 
 def _config_problem(message: str) -> str:

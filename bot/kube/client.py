@@ -52,6 +52,7 @@ class KubeError(InfraError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.cluster = ""  # the name of the cluster that answered so (or did not), when known
 
 
 class NotFound(KubeError):
@@ -163,8 +164,9 @@ def _api_error(status: int, reason: str, headers: Any) -> ApiException:
 class Kube:
     """The bot's Kubernetes client. Create with `await Kube.connect(...)`, close with `await close()`."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, name: str = "default") -> None:
         self.api = api
+        self.name = name  # the cluster's name in the catalog (`clusters:`), for metrics and answers
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
@@ -177,17 +179,29 @@ class Kube:
         self.unreachable_since: datetime | None = None
 
     @classmethod
-    async def connect(cls, kubeconfig: Path | None = None) -> Kube:
+    async def connect(
+        cls,
+        kubeconfig: Path | None = None,
+        *,
+        context: str | None = None,
+        in_cluster: bool = False,
+        name: str = "default",
+    ) -> Kube:
+        """A client for `kubeconfig` (its `context`, else its current one); with neither a kubeconfig
+        nor a context, the pod's ServiceAccount when there is one; `in_cluster` insists on it."""
         cfg = client.Configuration()
-        if kubeconfig is None and IN_CLUSTER_TOKEN.exists():  # noqa: ASYNC240 - once, at start-up
+        own = kubeconfig is None and context is None and IN_CLUSTER_TOKEN.exists()  # noqa: ASYNC240
+        if in_cluster or own:
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         else:
             await config.load_kube_config(
-                config_file=str(kubeconfig) if kubeconfig else None, client_configuration=cfg
+                config_file=str(kubeconfig) if kubeconfig else None,
+                context=context,
+                client_configuration=cfg,
             )
         # Watches hold a connection each for minutes: a pool big enough that they never starve writes.
         cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 1000)
-        return cls(client.ApiClient(configuration=cfg))
+        return cls(client.ApiClient(configuration=cfg), name)
 
     async def close(self) -> None:
         await self.api.close()
@@ -195,18 +209,27 @@ class Kube:
     def _count(self, kind: str) -> None:
         self.requests += 1
         if self.metrics is not None:
-            self.metrics.kube_requests.labels(kind).inc()
+            self.metrics.kube_requests.labels(kind, self.name).inc()
 
     def _reached(self) -> None:
         self.unreachable_since = None
+        if self.metrics is not None:
+            self.metrics.cluster_up.labels(self.name).set(1)
 
     def _unreachable(self) -> None:
         if self.unreachable_since is None:
             self.unreachable_since = datetime.now(UTC)
+        if self.metrics is not None:
+            self.metrics.cluster_up.labels(self.name).set(0)
+
+    def _named(self, e: Exception) -> Exception:
+        if isinstance(e, KubeError):
+            e.cluster = self.name
+        return e
 
     def _failed(self, what: str, status: int | None) -> None:
         if self.metrics is not None:
-            self.metrics.kube_error(what, status)
+            self.metrics.kube_error(what, status, self.name)
         if status is None or transient_status(status):
             self._unreachable()
 
@@ -222,15 +245,15 @@ class Kube:
                     status, headers = resp.status, resp.headers
         except ApiException as e:
             self._failed(what, e.status)
-            raise _translate(e, what) from e
+            raise self._named(_translate(e, what)) from e
         except TRANSPORT_ERRORS as e:
             self._failed(what, None)
-            raise KubeUnavailable(
-                f"{what}: cannot reach the API server ({str(e) or type(e).__name__})"
+            raise self._named(
+                KubeUnavailable(f"{what}: cannot reach the API server ({str(e) or type(e).__name__})")
             ) from e
         if not 200 <= status <= 299:
             self._failed(what, status)
-            raise _translate(_api_error(status, body.decode(errors="replace"), headers), what)
+            raise self._named(_translate(_api_error(status, body.decode(errors="replace"), headers), what))
         self._reached()
         return json.loads(body) if body else {}
 

@@ -25,6 +25,10 @@ class Auditor:
         self.file = file
         self.metrics = metrics  # counts every outcome when set
 
+    def on(self, kube: Cluster) -> Auditor:
+        """The same audit trail (log, file, metrics), with its Events recorded in `kube`."""
+        return Auditor(kube, self.file, self.metrics)
+
     async def __call__(
         self,
         *,

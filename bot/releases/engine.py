@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot import freeze
-from bot.catalog import Action, App, Catalog
-from bot.errors import Conflict, UserError
+from bot.catalog import DEFAULT_CLUSTER, Action, App, Catalog
+from bot.errors import ConfigError, Conflict, UserError
 from bot.kube.cache import Caches
 from bot.kube.client import KubeConflict, KubeError, KubeUnavailable, NotFound, backoff
 from bot.releases import bluegreen, canary, events, health, preflight, promotion, refusals, rolling, steps
@@ -57,24 +58,26 @@ STRATEGIES: dict[Strategy, StrategyPort] = {
 }
 
 
-DEFAULT_CLUSTER = "default"
 Roles = frozenset[Action]  # what a person may do beyond the action checked: approve, override, break glass
 
 
 @dataclass(frozen=True)
 class Site:
-    """One cluster, and what the engine keeps per cluster."""
+    """One cluster, and what the engine keeps per cluster: its client, caches, records, leases and
+    audit Events. A cluster that does not answer stops only the releases of its own apps."""
 
+    name: str
     cluster: Cluster
     caches: Caches
     store: Store
     leases: Leases
+    audit: Auditor
 
 
 class Engine:
     def __init__(
         self,
-        kube: Cluster,
+        clusters: Cluster | Mapping[str, Cluster],
         catalog: Catalog,
         reporter: Reporter,
         *,
@@ -82,15 +85,23 @@ class Engine:
         lease_seconds: float,
         audit: Auditor,
     ) -> None:
+        """`clusters`: a client for each cluster the engine may act in, by the catalog's names (one
+        client alone serves `default`). `release-bot serve` connects every cluster of the catalog;
+        `release-bot ctl` only those of the apps a command names."""
         self.catalog = catalog
         self.reporter = reporter
-        # Every cluster the engine drives, by name, each with its caches, records and leases. One
-        # today (the catalog names no clusters yet); several clusters are more entries here.
-        self.sites: dict[str, Site] = {
-            DEFAULT_CLUSTER: Site(
-                kube, Caches(kube), Store(kube, self._cached_record), Leases(kube, identity, lease_seconds)
+        by_name = dict(clusters) if isinstance(clusters, Mapping) else {DEFAULT_CLUSTER: clusters}
+        self.sites: dict[str, Site] = {}
+        for name, kube in by_name.items():
+            caches = Caches(kube)
+            self.sites[name] = Site(
+                name,
+                kube,
+                caches,
+                Store(kube, self._cached_record_of(caches)),
+                Leases(kube, identity, lease_seconds),
+                audit.on(kube),
             )
-        }
         self.audit = audit
         self.lease_seconds = lease_seconds
         self.tasks = Tasks("engine")
@@ -103,16 +114,23 @@ class Engine:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self, sync_timeout: float = 10.0) -> None:
-        """Follow the release records of every namespace of the catalog: an unfinished one (or one
-        whose end the channel does not show yet) is taken up as soon as it is seen, and again whenever
-        its driver's lease runs out. Waits (up to `sync_timeout`) until the records have been listed."""
-        informers = [self.caches.configmaps(ns, MANAGED_SELECTOR) for ns in sorted(self.catalog.namespaces())]
-        for informer in informers:
-            informer.subscribe(self._on_record)
-        synced = await asyncio.gather(*(i.wait_synced(sync_timeout) for i in informers))
-        for informer, ok in zip(informers, synced, strict=True):
+        """Follow the release records of every namespace of the catalog, in each app's cluster: an
+        unfinished one (or one whose end the channel does not show yet) is taken up as soon as it is
+        seen, and again whenever its driver's lease runs out. Waits (up to `sync_timeout`) until the
+        records have been listed; a cluster that does not answer is followed once it does."""
+        informers = []
+        for name, site in self.sites.items():
+            for ns in sorted(self.catalog.namespaces(name)):
+                informer = site.caches.configmaps(ns, MANAGED_SELECTOR)
+                informer.subscribe(functools.partial(self._on_record, name))
+                informers.append((name, informer))
+        synced = await asyncio.gather(*(i.wait_synced(sync_timeout) for _, i in informers))
+        for (name, informer), ok in zip(informers, synced, strict=True):
             if not ok:
-                log.warning("%s not listed yet; releases there are taken up once it is", informer.what)
+                where = f" in cluster {name}" if len(self.sites) > 1 else ""
+                log.warning(
+                    "%s%s not listed yet; releases there are taken up once it is", informer.what, where
+                )
 
     async def stop(self, drain: float) -> None:
         """Stop driving: cancel release tasks at their next await (every step is idempotent and its state
@@ -121,39 +139,40 @@ class Engine:
         for site in self.sites.values():
             await site.caches.stop()
 
-    @property
-    def site(self) -> Site:
-        """The (one) cluster site: its client, caches, record store and leases."""
-        return self.sites[DEFAULT_CLUSTER]
+    def site(self, app: App | str) -> Site:
+        """The cluster site of `app` (an App, or an app's name): its client, caches, records, leases."""
+        named = app if isinstance(app, App) else self.app(app)
+        site = self.sites.get(named.cluster)
+        if site is None:
+            raise ConfigError(
+                f"`{named.name}` runs in cluster `{named.cluster}`, which is not connected here"
+            )
+        return site
 
-    @property
-    def kube(self) -> Cluster:
-        return self.site.cluster
+    def _writable(self, app: App) -> Site:
+        """The app's site, refused at once (nothing written) while its cluster is known not to answer."""
+        site = self.site(app)
+        since = site.cluster.unreachable_since
+        if since is not None:
+            raise refusals.ClusterDown(app.name, site.name, since, len(self.sites) > 1)
+        return site
 
-    @property
-    def caches(self) -> Caches:
-        return self.site.caches
+    @staticmethod
+    def _cached_record_of(caches: Caches) -> Callable[[str, str], object]:
+        def cached(namespace: str, name: str) -> object:
+            """A record's ConfigMap from the records cache (None: none), or NOT_KNOWN if it cannot tell."""
+            informer = caches.configmaps(namespace, MANAGED_SELECTOR)
+            if informer.stale:
+                return NOT_KNOWN
+            return informer.objects.get(name)
 
-    @property
-    def store(self) -> Store:
-        return self.site.store
-
-    @property
-    def leases(self) -> Leases:
-        return self.site.leases
-
-    def _cached_record(self, namespace: str, name: str) -> object:
-        """A record's ConfigMap from the records cache (None: none), or NOT_KNOWN if it cannot tell."""
-        informer = self.caches.configmaps(namespace, MANAGED_SELECTOR)
-        if informer.stale:
-            return NOT_KNOWN
-        return informer.objects.get(name)
+        return cached
 
     @property
     def busy(self) -> int:
         return len(self._drivers)
 
-    def _on_record(self, kind: str, obj: dict[str, Any]) -> None:
+    def _on_record(self, cluster: str, kind: str, obj: dict[str, Any]) -> None:
         if kind not in ("ADDED", "MODIFIED") or not is_record(obj):
             return
         try:
@@ -166,7 +185,8 @@ class Engine:
         if not record.active and self.reporter.delivered(record.id) is not None:
             return  # its end is being delivered by this process already
         wanted = record.needs_driver or stored.gate.moves
-        if record.app in self.catalog.apps and wanted and key not in self._drivers:
+        app = self.catalog.apps.get(record.app)
+        if app is not None and app.cluster == cluster and wanted and key not in self._drivers:
             self.ensure_driver(*key)
 
     # --- commands ----------------------------------------------------------------------------------
@@ -193,6 +213,7 @@ class Engine:
         end checked it."""
         app = self.app(intent.app)
         _check_request(app, intent)
+        site = self._writable(app)
         if intent.queue:
             entry = Queued(
                 id=new_queue_id(),
@@ -205,7 +226,7 @@ class Engine:
                 roles=tuple(sorted(r.value for r in roles)),
             )
             try:
-                state = await self.store.change(
+                state = await site.store.change(
                     app.namespace, app.name, lambda st: _enqueue(st, entry, app.name)
                 )
             except _Free:
@@ -213,7 +234,7 @@ class Engine:
             else:
                 position = next(i for i, q in enumerate(state.gate.queue, 1) if q.id == entry.id)
                 running = state.record if state.record is not None and state.record.active else None
-                await self.audit(
+                await site.audit(
                     action="queue",
                     actor=actor,
                     app=app.name,
@@ -227,7 +248,7 @@ class Engine:
         record = await self._prepare(
             app, intent, actor, channel_id, channel_name, reply_to, front_end, roles, promoted
         )
-        stored = await self.store.start(record)
+        stored = await site.store.start(record)
         if record.break_glass:
             await self._announce_break_glass(app, stored.record)
         self.ensure_driver(app.namespace, app.name)
@@ -254,7 +275,7 @@ class Engine:
         strategy = intent.strategy or app.default_strategy
         full = intent.version_kind is VersionKind.IMAGE
         to_image = app.image_for(intent.version, full_reference=full)
-        plan = await STRATEGIES[strategy].plan(self.kube, app, to_image)
+        plan = await STRATEGIES[strategy].plan(self.site(app).cluster, app, to_image)
         dep = plan.deployment
         missing = next((c for c in app.own_containers if health.container_image(dep, c) is None), None)
         if missing is not None:
@@ -318,12 +339,12 @@ class Engine:
         """The plan, by server-side dry-run of exactly the writes that start the release: what the
         API server would store (defaults and mutating webhooks included), or its refusal (a quota,
         a validating webhook, validation) before anything is written."""
-        ns = app.namespace
+        ns, site = app.namespace, self.site(app)
         after = plan.deployment.get("spec", {}).get("template", {})
         first = True  # the template diff is the app's own Deployment's (the first write)
         for write in STRATEGIES[record.strategy].writes(app, record, plan):
             try:
-                stored = await self._dry_run(ns, write)
+                stored = await self._dry_run(site.cluster, ns, write)
             except KubeConflict:
                 continue  # a left-over green the release replaces first: nothing to learn from it
             except (KubeUnavailable, NotFound):
@@ -333,9 +354,9 @@ class Engine:
             if write.kind == "deployment" and first:
                 after, first = stored["spec"]["template"], False
         autoscalers, quotas, budgets = await asyncio.gather(
-            self._optional(self.kube.autoscalers(ns), "horizontalpodautoscalers"),
-            self._optional(self.kube.quotas(ns), "resourcequotas"),
-            self._optional(self.kube.disruption_budgets(ns), "poddisruptionbudgets"),
+            self._optional(site.cluster.autoscalers(ns), "horizontalpodautoscalers"),
+            self._optional(site.cluster.quotas(ns), "resourcequotas"),
+            self._optional(site.cluster.disruption_budgets(ns), "poddisruptionbudgets"),
         )
         return preflight.build(
             live=plan.deployment,
@@ -353,14 +374,15 @@ class Engine:
             ),
         )
 
-    async def _dry_run(self, ns: str, write: preflight.Write) -> dict[str, Any]:
+    @staticmethod
+    async def _dry_run(kube: Cluster, ns: str, write: preflight.Write) -> dict[str, Any]:
         """`write` sent with dryRun=All: the object as the API server would store it."""
         if write.kind == "service":
-            return await self.kube.patch_service(ns, write.name, write.body, dry_run=True)
+            return await kube.patch_service(ns, write.name, write.body, dry_run=True)
         if write.verb == "create":
             assert isinstance(write.body, dict)
-            return await self.kube.create_deployment(ns, write.body, dry_run=True)
-        return await self.kube.patch_deployment(ns, write.name, write.body, dry_run=True)
+            return await kube.create_deployment(ns, write.body, dry_run=True)
+        return await kube.patch_deployment(ns, write.name, write.body, dry_run=True)
 
     @staticmethod
     async def _optional(read: Awaitable[list[dict[str, Any]]], what: str) -> list[dict[str, Any]]:
@@ -388,7 +410,7 @@ class Engine:
         app = self.app(intent.app)
         _check_request(app, intent)
         record = await self._prepare(app, intent, actor, channel_id, channel_name, "", front_end, roles)
-        state = await self.store.state(app.namespace, app.name)
+        state = await self.site(app).store.state(app.namespace, app.name)
         running = state.record if state.record is not None and state.record.active else None
         return record, running, state.gate
 
@@ -406,8 +428,10 @@ class Engine:
         for the target's `promotion.soak_minutes` (refused with the evidence otherwise). Approvals,
         freezes and locks apply as to any release."""
         target, source = self.app(intent.app), self.app(intent.source)
-        dep = await steps.live_deployment(self.kube, source)
-        pods = await self.kube.pods(source.namespace, dep["spec"]["selector"]["matchLabels"])
+        self._writable(target)
+        kube = self.site(source).cluster
+        dep = await steps.live_deployment(kube, source)
+        pods = await kube.pods(source.namespace, dep["spec"]["selector"]["matchLabels"])
         promoted = promotion.evidence(
             source.name, dep, pods, source.container, target.promotion.soak_minutes, utcnow()
         )
@@ -443,7 +467,7 @@ class Engine:
             channels.append(app.break_glass.announce_channel)
         for channel in channels:
             await self.reporter.broadcast(channel, record, event)
-        await self.audit(
+        await self.site(app).audit(
             action="break-glass",
             actor=record.requester,
             app=app.name,
@@ -508,8 +532,8 @@ class Engine:
         warning: bool = False,
     ) -> Record:
         """Record an approver's approval or denial (compare-and-set), audit it, and wake the driver."""
-        r = (await self.store.update(app.namespace, app.name, change)).record
-        await self.audit(
+        r = (await self.site(app).store.update(app.namespace, app.name, change)).record
+        await self.site(app).audit(
             action=action,
             actor=actor,
             app=app.name,
@@ -527,7 +551,7 @@ class Engine:
     async def lock(self, app_name: str, actor: Actor, reason: str, channel_id: str) -> Gate:
         app = self.app(app_name)
         now = utcnow()
-        stored = await self.store.change(
+        stored = await self.site(app).store.change(
             app.namespace, app.name, lambda st: (st.record, st.gate.locked(app.name, actor, reason, now))
         )
         await self._gate_audit(app, actor, "lock", f"locked: {reason}", channel_id)
@@ -536,7 +560,7 @@ class Engine:
     async def unlock(self, app_name: str, actor: Actor, channel_id: str) -> Gate:
         """Lift the app's lock, and let a queue paused by a failed release move again."""
         app = self.app(app_name)
-        stored = await self.store.change(
+        stored = await self.site(app).store.change(
             app.namespace, app.name, lambda st: (st.record, st.gate.unlocked(app.name))
         )
         await self._gate_audit(app, actor, "unlock", "unlocked", channel_id)
@@ -547,7 +571,7 @@ class Engine:
     async def dequeue(self, app_name: str, actor: Actor, channel_id: str) -> Gate:
         """Take `actor`'s releases off the app's queue."""
         app = self.app(app_name)
-        stored = await self.store.change(
+        stored = await self.site(app).store.change(
             app.namespace, app.name, lambda st: (st.record, st.gate.without(actor, app.name))
         )
         await self._gate_audit(app, actor, "dequeue", "queued release removed", channel_id)
@@ -555,10 +579,10 @@ class Engine:
 
     async def gate(self, app: App, *, fresh: bool = False) -> Gate:
         """The app's lock and queue (from the records cache unless `fresh`)."""
-        return (await self.store.state(app.namespace, app.name, fresh=fresh)).gate
+        return (await self.site(app).store.state(app.namespace, app.name, fresh=fresh)).gate
 
     async def _gate_audit(self, app: App, actor: Actor, action: str, result: str, channel_id: str) -> None:
-        await self.audit(
+        await self.site(app).audit(
             action=action,
             actor=actor,
             app=app.name,
@@ -571,12 +595,12 @@ class Engine:
     async def history(self, app: App) -> tuple[dict[str, Any], list[Revision]]:
         """The running Deployment and its revisions, newest first (as `kubectl rollout history`)."""
         dep = await self._deployment(app)
-        return dep, revisions(await self.kube.replica_sets(dep))
+        return dep, revisions(await self.site(app).cluster.replica_sets(dep))
 
     async def _undo_target(self, app: App, to_revision: int | None) -> tuple[dict[str, Any], Revision]:
         """The running Deployment and the revision `kubectl rollout undo [--to-revision]` would restore."""
         dep = await self._deployment(app)
-        rs = await self.kube.replica_sets(dep)
+        rs = await self.site(app).cluster.replica_sets(dep)
         plan = undo(dep, rs, to_revision, unpause=True)
         if plan.noop:
             raise refusals.AlreadyRunsRevision(app.name, plan.revision)
@@ -584,7 +608,7 @@ class Engine:
 
     async def preview_undo(self, app: App, to_revision: int | None) -> tuple[int, Revision, str, bool]:
         """(current revision, target revision, current version, paused) for the confirmation question."""
-        stored = await self.store.get(app.namespace, app.name)
+        stored = await self.site(app).store.get(app.namespace, app.name)
         if stored is not None and stored.record.active:
             raise refusals.WhileReleasing(app.name, stored.record.phase.value, "rollback")
         dep, target = await self._undo_target(app, to_revision)
@@ -603,6 +627,7 @@ class Engine:
     ) -> Record:
         """Start `kubectl rollout undo [--to-revision]` as a release of its own (one at a time per app).
         `seen` is the revision the person saw running when confirming: if it changed, refuse."""
+        site = self._writable(app)
         dep, target = await self._undo_target(app, to_revision)
         current = health.revision(dep)
         if seen is not None and current != seen:
@@ -629,22 +654,22 @@ class Engine:
             created_at=now,
             phase_since=now,
         ).entry("rollback requested", actor, f"to revision {target.number}")
-        stored = await self.store.start(record)
+        stored = await site.store.start(record)
         self.ensure_driver(app.namespace, app.name)
         return stored.record
 
     async def set_paused(self, app: App, paused: bool, actor: Actor, channel_id: str) -> None:
         """`kubectl rollout pause|resume`, refused while a release of the app is being driven."""
-        stored = await self.store.get(app.namespace, app.name)
+        stored = await self.site(app).store.get(app.namespace, app.name)
         if stored is not None and stored.record.active:
             raise refusals.WhileReleasing(app.name, stored.record.phase.value, "pause")
         dep = await self._deployment(app)
         if bool(dep["spec"].get("paused")) == paused:
             raise refusals.AlreadyPaused(app.name, paused)
         name = dep["metadata"]["name"]
-        await self.kube.patch_deployment(app.namespace, name, {"spec": {"paused": paused}})
+        await self.site(app).cluster.patch_deployment(app.namespace, name, {"spec": {"paused": paused}})
         verb = "pause" if paused else "resume"
-        await self.audit(
+        await self.site(app).audit(
             action=verb,
             actor=actor,
             app=app.name,
@@ -655,19 +680,19 @@ class Engine:
         )
 
     async def _deployment(self, app: App) -> dict[str, Any]:
-        return await steps.live_deployment(self.kube, app)
+        return await steps.live_deployment(self.site(app).cluster, app)
 
     async def others(self, app: App) -> list[dict[str, Any]]:
         """The app's other Deployments (`deployments:`) as they are now; missing ones are left out."""
         found = []
         for workload in app.followers:
             with contextlib.suppress(NotFound):
-                found.append(await self.kube.deployment(app.namespace, workload.name))
+                found.append(await self.site(app).cluster.deployment(app.namespace, workload.name))
         return found
 
     async def status(self, app: App) -> tuple[dict[str, Any], Stored | None]:
         """The app's Deployment as it is now and its current (or last) release record."""
-        return await self._deployment(app), await self.store.get(app.namespace, app.name)
+        return await self._deployment(app), await self.site(app).store.get(app.namespace, app.name)
 
     async def request(
         self,
@@ -687,6 +712,7 @@ class Engine:
         traffic) also passes the app's gates: an approver other than the requester when its approvals
         say `promote`, and a freeze override (`reason`, with the role) during a freeze."""
         app = self.app(app_name)
+        site = self._writable(app)
         now = utcnow()
 
         def change(record: Record) -> Record:
@@ -719,7 +745,7 @@ class Engine:
                 )
             return record
 
-        stored = await self.store.update(app.namespace, app.name, change)
+        stored = await site.store.update(app.namespace, app.name, change)
         self.ensure_driver(app.namespace, app.name)
         return stored.record
 
@@ -752,7 +778,7 @@ class Engine:
     async def _drive(self, namespace: str, app_name: str) -> None:
         key = (namespace, app_name)
         try:
-            claim = await self.leases.acquire(namespace, app_name)
+            claim = await self.site(app_name).leases.acquire(namespace, app_name)
         except KubeError as e:
             log.warning("cannot take the lease of %s/%s yet: %s", namespace, app_name, e)
             self._retry_after_failure(key)
@@ -787,7 +813,7 @@ class Engine:
             renew.cancel()
             if not keep_lease:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.leases.release(namespace, app_name))
+                    await asyncio.shield(self.site(app_name).leases.release(namespace, app_name))
 
     def _retry_after_failure(self, key: tuple[str, str]) -> None:
         n = self._failures.get(key, 0)
@@ -805,7 +831,7 @@ class Engine:
             try:
                 # A renewal that hangs must not outlive the lease: wait at most until it runs out.
                 async with asyncio.timeout(max(1.0, self.lease_seconds - (time.monotonic() - renewed))):
-                    held = await self.leases.acquire(namespace, app)
+                    held = await self.site(app).leases.acquire(namespace, app)
             except (KubeError, TimeoutError) as e:
                 log.warning("lease renewal for %s/%s failed: %s", namespace, app, e or type(e).__name__)
                 if time.monotonic() - renewed >= self.lease_seconds and driver is not None:
@@ -822,15 +848,16 @@ class Engine:
 
     async def _drive_held(self, namespace: str, app_name: str) -> None:
         app = self.app(app_name)
+        site = self.site(app)
         while True:
-            stored = await self.store.get(namespace, app_name, fresh=True)  # the driver acts on fresh facts
+            stored = await site.store.get(namespace, app_name, fresh=True)  # the driver acts on fresh facts
             if stored is None:
                 return
             record = stored.record
             if not record.active:
                 if record.autoscaler is not None and not record.autoscaler.restored:
                     async with Run(
-                        self.kube, self.caches, self.store, self.reporter, self.audit, app, record, stored
+                        site.cluster, site.caches, site.store, self.reporter, site.audit, app, record, stored
                     ) as run:  # ended by a driver that stopped before giving the autoscaler back
                         await steps.restore_autoscaler(run, _live_name(record))
                     continue
@@ -841,7 +868,7 @@ class Engine:
                 return
             drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy].drive
             async with Run(
-                self.kube, self.caches, self.store, self.reporter, self.audit, app, record, stored
+                site.cluster, site.caches, site.store, self.reporter, site.audit, app, record, stored
             ) as run:
                 if run.record.card_ref is None and not await self._open_card(run, app):
                     continue
@@ -961,7 +988,7 @@ class Engine:
                 return noted.model_copy(update={"synced": False}), paused
 
             with contextlib.suppress(Conflict):
-                await self.store.change(app.namespace, app.name, pause, fresh=True)
+                await self.site(app).store.change(app.namespace, app.name, pause, fresh=True)
             return True
         if gate.paused and (record.phase is not Phase.SUCCEEDED or record.id == gate.paused):
             return False  # paused until a later release succeeds or someone unlocks the app
@@ -982,7 +1009,9 @@ class Engine:
             self._retry(key, (e.ends - utcnow()).total_seconds() + 1)
             return False
         except UserError as e:
-            await self.store.change(app.namespace, app.name, lambda st: (st.record, _drop(st.gate, head.id)))
+            await self.site(app).store.change(
+                app.namespace, app.name, lambda st: (st.record, _drop(st.gate, head.id))
+            )
             await self.reporter.queued_refused(head, app.name, e)
             return True
 
@@ -997,10 +1026,10 @@ class Engine:
             )
 
         try:
-            await self.store.change(app.namespace, app.name, start_head, fresh=True)
+            await self.site(app).store.change(app.namespace, app.name, start_head, fresh=True)
         except (Conflict, UserError):
             return True  # look again at what is there now
-        await self.audit(
+        await self.site(app).audit(
             action="release",
             actor=head.requester,
             app=app.name,
@@ -1028,8 +1057,8 @@ class Engine:
                 update={"synced": not rec.active, "notes_shown": max(rec.notes_shown, notes)}
             )
 
-        with contextlib.suppress(Conflict, KubeError):
-            await self.store.update(record.namespace, record.app, change)
+        with contextlib.suppress(UserError, KubeError):  # a conflict, or an app no longer in the catalog
+            await self.site(record.app).store.update(record.namespace, record.app, change)
 
     async def card_moved(self, record: Record, ref: str) -> None:
         """The card had to be posted again (someone deleted it): remember where it is now."""
@@ -1039,8 +1068,8 @@ class Engine:
                 raise Conflict("another release")
             return rec.model_copy(update={"card_ref": ref})
 
-        with contextlib.suppress(Conflict, KubeError):
-            await self.store.update(record.namespace, record.app, change)
+        with contextlib.suppress(UserError, KubeError):  # a conflict, or an app no longer in the catalog
+            await self.site(record.app).store.update(record.namespace, record.app, change)
 
 
 def _unavailable(app: App, strategy: Strategy, replicas: int) -> int:

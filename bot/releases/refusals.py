@@ -630,3 +630,21 @@ class OtherRepository(Refusal):
             f"`{self.source}` runs `{self.image}`, not an image of `{self.app}`'s repository "
             f"`{self.repository}`: it cannot be promoted there."
         )
+
+
+@dataclass(eq=False)
+class ClusterDown(Refusal):
+    """The app's cluster does not answer now: nothing was asked of it or written to it."""
+
+    app: str
+    cluster: str
+    since: datetime
+    several: bool = False  # the bot serves other clusters, which carry on
+
+    def __str__(self) -> str:
+        where = f"cluster `{self.cluster}`" if self.several else "the cluster"
+        others = " Apps on the other clusters are not affected." if self.several else ""
+        return (
+            f"`{self.app}` is unavailable: {where} has not answered since {_utc(self.since)}; nothing "
+            f"was changed.{others} Try again once it is back (`/release status {self.app}` says when)."
+        )

@@ -116,6 +116,16 @@ def internal_error(error_id: str) -> str:
     return f":boom: Something went wrong on our side (error id `{esc(error_id)}`). Nothing was changed by this request; ask the bot's operators if it happens again."
 
 
+def unreachable(cluster: str, detail: str) -> str:
+    """The cluster (named when the bot serves several) did not answer in the middle of a request."""
+    where = f"The cluster `{esc(cluster)}`" if cluster else "The Kubernetes cluster"
+    others = " Apps on other clusters are not affected." if cluster else ""
+    return (
+        f":electric_plug: {where} did not answer ({esc(detail)}). What you asked may not have been done: "
+        f"`/release status` shows it once the cluster is back.{others}"
+    )
+
+
 def not_yet(kind: str) -> str:
     return f":construction: `/release {esc(kind)}` is not available yet. Type `/release help`."
 

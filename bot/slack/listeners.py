@@ -29,6 +29,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot import policy
 from bot.catalog import Action, App, Catalog
 from bot.errors import UserError
+from bot.kube.client import KubeUnavailable
 from bot.releases.engine import Engine
 from bot.releases.gate import Enqueued
 from bot.releases.record import Actor, Record, Request
@@ -225,6 +226,9 @@ class Handlers:
             answer = await work()
         except UserError as e:
             answer = answers.refusal(e)
+        except KubeUnavailable as e:  # the app's cluster stopped answering while we asked it
+            several = len(self.engine.sites) > 1
+            answer = answers.unreachable(e.cluster if several else "", str(e))
         except Exception:
             answer = answers.internal_error(self._logged_error(user))
         if answer:

@@ -220,7 +220,7 @@ def test_unknown_top_level_key() -> None:
     data["zzz"] = 1
     assert (
         error(data)
-        == "catalog: unknown top-level key(s) ['defaults', 'zzz']; allowed: `apps`, `freeze`, `freeze_override`, `break_glass`"
+        == "catalog: unknown top-level key(s) ['defaults', 'zzz']; allowed: `apps`, `clusters`, `freeze`, `freeze_override`, `break_glass`"
     )
 
 
