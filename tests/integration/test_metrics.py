@@ -97,7 +97,9 @@ async def test_metrics_after_a_rolling_release(bots: Bots, slack_sim: SlackSimul
     assert value(samples, "release_bot_slack_api_results_total", method="auth.test", error="ok") == 1
 
     # the first release of the app finds no lease yet: an expected 404, counted
-    lease_404 = value(samples, "release_bot_kube_api_errors_total", resource="lease", status="404", cluster="default")
+    lease_404 = value(
+        samples, "release_bot_kube_api_errors_total", resource="lease", status="404", cluster="default"
+    )
     assert (lease_404 or 0) > 0
     assert value(samples, "release_bot_cluster_up", cluster="default") == 1
     assert all(

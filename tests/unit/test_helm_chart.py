@@ -471,6 +471,24 @@ def test_environments_become_apps_with_their_own_records() -> None:
     assert yaml.safe_load(one(docs, "ConfigMap")["data"]["catalog.yaml"]) == catalog, "passed as written"
 
 
+def test_apps_of_another_cluster_get_no_role_here_and_its_kubeconfigs_are_mounted() -> None:
+    catalog = catalog_for("staging", "prod", strategies=("rolling",))
+    catalog["apps"]["hexo1"]["cluster"] = "prod"  # the app of namespace prod
+    catalog["clusters"] = {"prod": {"kubeconfig": "/etc/release-bot-clusters/prod.kubeconfig"}}
+    docs = render(values(catalog=catalog, clusterCredentials={"secretName": "kubeconfigs"}))
+    assert [r["metadata"]["namespace"] for r in of_kind(docs, "Role")] == ["staging"]
+    pod = deployment(docs)["spec"]["template"]["spec"]
+    assert {"name": "clusters", "secret": {"secretName": "kubeconfigs"}} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "clusters", "mountPath": "/etc/release-bot-clusters", "readOnly": True} in mounts
+    catalog["clusters"] = {"prod": {"in_cluster": True}}  # the bot's own cluster under another name
+    docs = render(values(catalog=catalog))
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(docs, "Role")) == ["prod", "staging"]
+    del catalog["clusters"]
+    with pytest.raises(helm_python.HelmRenderError, match='cluster "prod" is not in catalog.clusters'):
+        render(values(catalog=catalog))
+
+
 def test_bluegreen_without_a_service_is_a_clear_error() -> None:
     catalog = catalog_for("devops")
     del catalog["apps"]["hexo"]["service"]

@@ -126,8 +126,12 @@ def test_kube_errors_and_acks() -> None:
     m.kube_error("configmap devops/release-bot.hexo", 409)
     m.kube_error("deployment devops/hexo", None, "prod")
     here = {"cluster": "default"}
-    assert m.value("release_bot_kube_api_errors_total", {"resource": "configmap", "status": "404", **here}) == 1
-    assert m.value("release_bot_kube_api_errors_total", {"resource": "configmap", "status": "409", **here}) == 1
+    assert (
+        m.value("release_bot_kube_api_errors_total", {"resource": "configmap", "status": "404", **here}) == 1
+    )
+    assert (
+        m.value("release_bot_kube_api_errors_total", {"resource": "configmap", "status": "409", **here}) == 1
+    )
     unreachable = {"resource": "deployment", "status": "unreachable", "cluster": "prod"}
     assert m.value("release_bot_kube_api_errors_total", unreachable) == 1
     m.ack("http", "slash_commands", 0.02)
@@ -139,7 +143,9 @@ def test_kube_errors_and_acks() -> None:
     )
     text = m.render().decode()
     assert "# TYPE release_bot_ack_seconds histogram" in text
-    assert 'release_bot_kube_api_errors_total{cluster="default",resource="configmap",status="404"} 1.0' in text
+    assert (
+        'release_bot_kube_api_errors_total{cluster="default",resource="configmap",status="404"} 1.0' in text
+    )
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -59,9 +59,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The catalog's apps as the bot sees them, as a JSON object (use with fromJson): an app with
-`environments` becomes one app per environment, named <app>-<env>, whose fields replace the app's
-(as bot/catalog.py does). Fails with a clear message when there are none.
+The catalog's apps of this cluster as the bot sees them, as a JSON object (use with fromJson): an app
+with `environments` becomes one app per environment, named <app>-<env>, whose fields replace the
+app's (as bot/catalog.py does). Apps of another cluster (`cluster` naming one of catalog.clusters
+that is not `in_cluster`) are left out: their rights are granted in their own cluster. Fails with a
+clear message when there are none in the catalog.
 */}}
 {{- define "release-bot.apps" -}}
 {{- $apps := (.Values.catalog.apps | default dict) }}
@@ -92,7 +94,17 @@ The catalog's apps as the bot sees them, as a JSON object (use with fromJson): a
 {{- fail (printf "catalog app %s: blue-green needs `service` (the Service whose selector is switched)" $name) }}
 {{- end }}
 {{- end }}
-{{- toJson $out }}
+{{- $clusters := .Values.catalog.clusters | default dict }}
+{{- $local := dict }}
+{{- range $name, $app := $out }}
+{{- $cluster := $app.cluster | default "default" }}
+{{- if or (eq $cluster "default") (and (hasKey $clusters $cluster) (index $clusters $cluster).in_cluster) }}
+{{- $_ := set $local $name $app }}
+{{- else if not (hasKey $clusters $cluster) }}
+{{- fail (printf "catalog app %s: cluster %q is not in catalog.clusters" $name $cluster) }}
+{{- end }}
+{{- end }}
+{{- toJson $local }}
 {{- end }}
 
 {{/*
