@@ -103,20 +103,30 @@ class Rights:
 
 
 async def cluster_problems(catalog: Catalog, kubeconfig: Path) -> tuple[list[str], Rights]:
-    """The problems of the catalog's apps in the cluster, object checks first, then missing rights.
-    Raises ConfigError when the kubeconfig is unusable or the cluster cannot be asked at all."""
-    kube = await access.connect(kubeconfig)
+    """The problems of the catalog's apps, each in its own cluster (`kubeconfig` is the `default`
+    one's, and the one a cluster given by `context` alone uses), object checks first, then missing
+    rights. Raises ConfigError when a kubeconfig is unusable or a cluster cannot be asked at all."""
+    kubes = await access.connect_clusters(catalog, kubeconfig, catalog.cluster_names())
+    several = len(kubes) > 1
     try:
-        needs = access.needed_by(catalog.apps.values(), object_name)
-        # First: it also proves the API server answers and takes the credentials.
-        lacking = await access.missing(kube, needs, deadline=REACH_DEADLINE_S)
-        rights = Rights(len(needs), {right: needs[right] for right in lacking})
         out: list[str] = []
-        for app in catalog.apps.values():
-            out += await app_problems(kube, app)
+        checked, lacking_by = 0, {}
+        for name, kube in kubes.items():
+            apps = catalog.apps_in(name)
+            needs = access.needed_by(apps, object_name)
+            try:  # first: it also proves the API server answers and takes the credentials
+                lacking = await access.missing(kube, needs, deadline=REACH_DEADLINE_S)
+            except ConfigError as e:
+                raise ConfigError(f"cluster {name}: {e}" if several else str(e)) from None
+            checked += len(needs)
+            lacking_by.update({right: needs[right] for right in lacking})
+            for app in apps:
+                out += await app_problems(kube, app)
+        rights = Rights(checked, lacking_by)
         return out + rights.problems(), rights
     finally:
-        await kube.close()
+        for kube in kubes.values():
+            await kube.close()
 
 
 async def app_problems(kube: Kube, app: App) -> list[str]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -149,6 +151,14 @@ async def test_a_promotion_from_one_cluster_to_another(
     code, out, err = await ctl(bots, "diff", "hexo", "staging", "prod", catalog=bots.tmp / "catalog.yaml")
     assert code == 0, (out, err)
     assert "replicas: 2 -> 6" in out and "spec.containers[hexo].image" not in out  # both run v2.0 now
+
+    check = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "catalog", "check", str(bots.tmp / "catalog.yaml"),
+        "--kubeconfig", str(control_plane.admin_kubeconfig), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    said = (await check.communicate())[0].decode()
+    assert check.returncode == 0, said
+    assert "2 app(s) (hexo-prod, hexo-staging) valid and in the cluster" in said  # each in its own
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -90,14 +90,15 @@ async def drain(stream: asyncio.StreamReader, into: bytearray, up: asyncio.Event
             up.set()
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sandbox]:
-    tmp = tmp_path_factory.mktemp("sandbox")
+@contextlib.asynccontextmanager
+async def running_sandbox(tmp: Path, *args: str) -> AsyncIterator[Sandbox]:
+    """`release-bot sandbox` with `args`, once it says it is up; SIGTERM (then SIGKILL to every
+    process it was seen to start) at the end unless a test stopped it."""
     info_file, workdir = tmp / "sandbox.json", tmp / "work"
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "sandbox", "--json-file", str(info_file), "--workdir", str(workdir),
-        "--ready-delay", "0.3",
+        "--ready-delay", "0.3", *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -105,7 +106,7 @@ async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[San
     up = asyncio.Event()
     reader = asyncio.create_task(drain(proc.stdout, box.output, up))
     try:
-        async with asyncio.timeout(180):
+        async with asyncio.timeout(240):
             await asyncio.wait([reader, asyncio.create_task(up.wait())], return_when=asyncio.FIRST_COMPLETED)
         assert up.is_set(), f"the sandbox exited early:\n{box.log()}"
         yield box
@@ -120,6 +121,12 @@ async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[San
                         os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(reader, 5)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sandbox]:
+    async with running_sandbox(tmp_path_factory.mktemp("sandbox")) as box:
+        yield box
 
 
 async def signed_command(info: dict[str, Any], user: str, text: str) -> int:

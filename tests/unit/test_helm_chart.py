@@ -485,7 +485,7 @@ def test_apps_of_another_cluster_get_no_role_here_and_its_kubeconfigs_are_mounte
     docs = render(values(catalog=catalog))
     assert sorted(r["metadata"]["namespace"] for r in of_kind(docs, "Role")) == ["prod", "staging"]
     del catalog["clusters"]
-    with pytest.raises(helm_python.HelmRenderError, match='cluster "prod" is not in catalog.clusters'):
+    with pytest.raises(helm_python.HelmRenderError, match=r'cluster "prod" is not in catalog\.clusters'):
         render(values(catalog=catalog))
 
 
