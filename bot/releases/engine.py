@@ -44,7 +44,17 @@ from bot.releases.record import (
 )
 from bot.releases.run import Plan, Run
 from bot.releases.run import Strategy as StrategyPort
-from bot.releases.store import NOT_KNOWN, AppState, Leases, Store, Stored, busy, decode, is_record
+from bot.releases.store import (
+    NOT_KNOWN,
+    AppState,
+    Leases,
+    Store,
+    Stored,
+    busy,
+    decode,
+    is_record,
+    object_name,
+)
 from bot.tasks import Tasks
 from commands.intents import Promotion, Release, Strategy, VersionKind
 
@@ -781,6 +791,7 @@ class Engine:
             claim = await self.site(app_name).leases.acquire(namespace, app_name)
         except KubeError as e:
             log.warning("cannot take the lease of %s/%s yet: %s", namespace, app_name, e)
+            self._tell_unreachable(namespace, app_name)
             self._retry_after_failure(key)
             return
         if not claim:
@@ -800,12 +811,14 @@ class Engine:
             if self.tasks.stopping or not renew.done():
                 raise
             # The lease could not be renewed in time: stepped down; take it up again when possible.
+            self._tell_unreachable(namespace, app_name)
             self._retry_after_failure(key)
         except Exception as e:
             if isinstance(e, KubeUnavailable):
                 # Still ours until it runs out: the next attempt renews it without a transition.
                 keep_lease = True
                 log.warning("the cluster is unreachable while driving %s/%s: %s", namespace, app_name, e)
+                self._tell_unreachable(namespace, app_name)
             else:
                 log.exception("driving the release of %s/%s failed; will retry", namespace, app_name)
             self._retry_after_failure(key)
@@ -814,6 +827,19 @@ class Engine:
             if not keep_lease:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.site(app_name).leases.release(namespace, app_name))
+
+    def _tell_unreachable(self, namespace: str, app_name: str) -> None:
+        """Nobody can drive the release while its cluster does not answer: its card says so (from the
+        last record seen), instead of showing old facts as if they were current."""
+        site = self.site(app_name)
+        since = site.cluster.unreachable_since
+        obj = site.caches.configmaps(namespace, MANAGED_SELECTOR).objects.get(object_name(app_name))
+        if since is None or obj is None or not is_record(obj):
+            return
+        with contextlib.suppress(ValueError):
+            record = decode(obj).record
+            if record.active:
+                self.reporter.show(record, health.Live(now=utcnow(), unreachable_since=since))
 
     def _retry_after_failure(self, key: tuple[str, str]) -> None:
         n = self._failures.get(key, 0)

@@ -7,6 +7,9 @@ one, prod in the other.
 - One cluster stopped: /readyz stays ready and names it, its app is refused saying which cluster,
   a release on the other cluster runs to its end meanwhile; once the apiserver is back the bot
   notices by itself and the stopped cluster's app releases again.
+- A canary waiting for Promote in the cluster that stops: the card says the cluster is unreachable,
+  a Promote click meanwhile is refused naming the cluster (nothing changes), and once the apiserver is
+  back the same card is promoted to its end.
 """
 
 from __future__ import annotations
@@ -28,13 +31,16 @@ from sandbox.slack import SlackSimulator
 from tests.fixtures.bot import (
     BotProcess,
     Bots,
+    card_of,
     card_text,
+    click,
     command,
     create,
     kubectl,
     kubectl_json,
     pods_by_image,
     record_of,
+    thread_with,
     wait_card,
     wait_ephemeral,
 )
@@ -206,3 +212,33 @@ async def test_one_cluster_stopped_while_the_other_carries_on_then_recovered(
     assert "hexo-staging" in card_text(final) and "v3.0" in card_text(final)
     assert pods_by_image(staging, STAGING_NS) == {"v3.0": 2}
     assert pods_by_image(control_plane, prod) == {"v2.1": 6}
+
+
+async def test_a_canary_waiting_in_a_cluster_that_stops_tells_the_truth_and_finishes_once_it_is_back(
+    bots: Bots, slack_sim: SlackSimulator, staging: ClusterInfo, stopped_staging: ControlPlane
+) -> None:
+    bot = await bots.start(catalog=two_clusters(bots, staging))
+    await command(slack_sim, "alice", "hexo v3.1 --env staging --canary")
+    card = await wait_card(slack_sim, "Promote", timeout=60)
+    await thread_with(slack_sim, card, "Canary healthy", timeout=60)
+
+    await asyncio.to_thread(stopped_staging.stop_component, "kube-apiserver")
+    await wait_readyz(bot, "staging", ok=False)
+    down = await wait_card(slack_sim, "Cluster unreachable since", timeout=60)  # the card says so
+    assert await click(slack_sim, "bob", down, "release:promote") == 200
+    refused = await wait_ephemeral(slack_sim, "bob", "is unavailable")
+    assert "`hexo-staging` is unavailable: cluster `staging` has not answered since" in refused
+
+    await asyncio.to_thread(stopped_staging.start_component, "kube-apiserver")
+    await wait_readyz(bot, "staging", ok=True)
+
+    def healed() -> dict[str, Any] | None:
+        c = card_of(slack_sim, slack_sim.channels["releases"])
+        return c if c is not None and "Cluster unreachable" not in card_text(c) else None
+
+    back = await slack_sim.wait_for(healed, timeout=60)
+    assert await click(slack_sim, "bob", back, "release:promote") == 200
+    final = await wait_card(slack_sim, "Succeeded", timeout=120)
+    assert "hexo-staging" in card_text(final)
+    assert pods_by_image(staging, STAGING_NS) == {"v3.1": 2}
+    assert len(slack_sim.history(slack_sim.channels["releases"])) == 1  # one card, updated in place
