@@ -194,6 +194,117 @@ class ClusterRef(_Model):
         return ", ".join(parts)
 
 
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+TEMPLATE_NAMES = ("version", "namespace", "app", "deployment", "selector")  # a query's `{{ name }}`
+_TEMPLATE = re.compile(r"{{\s*([A-Za-z_]+)\s*}}")
+
+
+def seconds(value: Any) -> float:
+    """A duration as the catalog writes it: `30s`, `2m`, `1h`, `500ms`, or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like `30s`, `2m`")
+    if isinstance(value, int | float):
+        return float(value)
+    m = _DURATION.fullmatch(str(value).strip())
+    if m is None:
+        raise ValueError(f"{value!r} is not a duration (write it like `30s`, `2m`, `1h` or `500ms`)")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def template_names(text: str) -> list[str]:
+    return _TEMPLATE.findall(text)
+
+
+class PrometheusQuery(_Model):
+    """A PromQL query, a template over `{{ version }}`, `{{ namespace }}`, `{{ app }}`,
+    `{{ deployment }}` and `{{ selector }}` (the canary pods' label matchers)."""
+
+    address: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    query: str = Field(min_length=1)
+
+    @field_validator("query")
+    @classmethod
+    def _known_names(cls, v: str) -> str:
+        unknown = sorted(set(template_names(v)) - set(TEMPLATE_NAMES))
+        if unknown:
+            known = ", ".join(f"{{{{ {n} }}}}" for n in TEMPLATE_NAMES)
+            raise ValueError(f"unknown template name(s) {unknown} (known: {known})")
+        return v
+
+
+class Metric(_Model):
+    """One metric of the analysis: its query's value must stay at or below `max` (or at or above
+    `min`; both make a range)."""
+
+    name: str = Field(pattern=_NAME)
+    prometheus: PrometheusQuery
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if self.max is None and self.min is None:
+            raise ValueError("give `max` or `min` (or both): the bound the query's value must keep")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError("`min` is above `max`")
+        return self
+
+
+class Webhook(_Model):
+    """A gate: the bot POSTs the release's facts to `url` and goes on only when it answers
+    `{"ok": true}` within `timeout` (docs/analysis.md has the JSON contract)."""
+
+    name: str = Field(pattern=_NAME)
+    url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    timeout: float = 10.0
+    phase: Literal["pre-rollout", "step", "promote"] = "step"
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: Any) -> float:
+        t = seconds(v)
+        if not 0 < t <= 60:
+            raise ValueError("timeout is more than 0 and at most 60 s")
+        return t
+
+
+class Analysis(_Model):
+    """Canary analysis on top of the pod-health gate: every `interval` of a canary step, each metric is
+    queried and each `step` webhook asked; `failure_limit` failed checks roll the release back, and
+    after `auto_promote_after` good intervals in a row the bot promotes by itself."""
+
+    interval: float = 30.0
+    failure_limit: int = Field(default=1, ge=1, le=100)
+    auto_promote_after: int | None = Field(default=None, ge=1, le=1000)
+    metrics: tuple[Metric, ...] = ()
+    webhooks: tuple[Webhook, ...] = ()
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> float:
+        t = seconds(v)
+        if not 0.1 <= t <= 3600:
+            raise ValueError("interval is between 100 ms and 1 h")
+        return t
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.metrics and not self.webhooks:
+            raise ValueError("an analysis needs `metrics` or `webhooks`")
+        names = [m.name for m in self.metrics] + [w.name for w in self.webhooks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a metric or webhook name is used twice: {names}")
+        return self
+
+    def gates(self, phase: str) -> tuple[Webhook, ...]:
+        return tuple(w for w in self.webhooks if w.phase == phase)
+
+    @property
+    def checks_each_step(self) -> bool:
+        return bool(self.metrics or self.gates("step"))
+
+
 class Workload(_Model):
     """One more Deployment released with the app's own, to the same version (`deployments:`)."""
 
@@ -237,6 +348,7 @@ class App(_Model):
     freeze: tuple[Window, ...] = ()  # the catalog's global windows and the app's own
     freeze_override: People | None = None
     promotion: Promotion = Promotion()
+    analysis: Analysis | None = None  # metrics and webhook gates of canary steps and blue-green switches
     # The cluster the app runs in, by its name in the catalog's `clusters:` (default: the process's own).
     cluster: str = Field(default=DEFAULT_CLUSTER, pattern=_NAME)
 

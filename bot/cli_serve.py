@@ -22,6 +22,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.analysis import Analyst
 from bot.catalog import Action, Catalog
 from bot.errors import ConfigError
 from bot.kube.fleet import Fleet
@@ -205,6 +206,7 @@ async def _serve(
 ) -> None:
     reporter = SlackReporter(client, settings.card_interval)
     first = next(iter(fleet.kubes.values()))
+    gates = aiohttp.ClientSession()  # the webhook gates' own client (Prometheus has its own)
     engine = Engine(
         fleet.kubes,
         catalog,
@@ -212,6 +214,7 @@ async def _serve(
         identity=settings.instance_id,
         lease_seconds=settings.lease_seconds,
         audit=Auditor(first, settings.audit_log, metrics=metrics),
+        analyst=Analyst(gates),
     )
     secret = settings.slack_signing_secret
     bolt, handlers = build_app(
@@ -267,6 +270,7 @@ async def _serve(
         await handlers.drain(settings.drain_seconds)
         await engine.stop(settings.drain_seconds)
         await reporter.close()
+        await gates.close()
         await runner.cleanup()
 
 

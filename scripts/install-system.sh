@@ -3,10 +3,11 @@
 # etcd + Go toolchain + vendored-library sources for the control-plane build,
 # chromium for the channel-page tests, curl for the sandbox's control URL, kubectl (Debian's
 # kubernetes-client, the same Kubernetes release as the control plane) for the tests and the
-# README's commands, and the deb-src entry for `apt-get source kubernetes`.
+# README's commands, prometheus (a real server for the canary analysis tests and the sandbox), and the
+# deb-src entry for `apt-get source kubernetes`.
 set -euo pipefail
 
-PKGS=(golang-go etcd-server rsync make openssl dpkg-dev curl
+PKGS=(golang-go etcd-server rsync make openssl dpkg-dev curl prometheus
       golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
       chromium chromium-driver)
 

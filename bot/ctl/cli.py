@@ -27,6 +27,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from bot.analysis import Analyst
 from bot.catalog import DEFAULT_CLUSTER, Catalog
 from bot.ctl.terminal import CLI, TerminalReporter, closing, outcome, plan_text
 from bot.errors import ConfigError, UserError
@@ -137,6 +140,8 @@ async def _main(
                 raise ConfigError("--slack-channel is not available here")
             inner = await slack(stack)
         reporter = TerminalReporter(sys.stdout, tty=tty, inner=inner)
+        gates = aiohttp.ClientSession()
+        stack.push_async_callback(gates.close)
         engine = Engine(
             clusters,
             catalog,
@@ -144,6 +149,7 @@ async def _main(
             identity=f"ctl:{socket.gethostname()}:{os.getpid()}",
             lease_seconds=LEASE_SECONDS,
             audit=Auditor(next(iter(clusters.values()))),
+            analyst=Analyst(gates),
         )
         stack.push_async_callback(engine.stop, 0)
         actor = _who(kubeconfig)

@@ -89,6 +89,15 @@ def line(record: Record, event: events.Event) -> str:
             )
         case events.FollowerRolledOut():
             return f"{event.name} runs {record.to_version}" + (f" ({event.health})" if event.health else "")
+        case events.Analysed(outcome="failed"):
+            return f"analysis: {event.detail}: failure {event.failures} of {event.limit} allowed"
+        case events.Analysed(outcome="waiting"):
+            return f"analysis cannot judge the canary ({event.detail}); waiting"
+        case events.Analysed():
+            return "analysis can judge the canary again"
+        case events.GateRefused():
+            what = "the release" if event.phase == "pre-rollout" else "the promotion"
+            return f"gate {event.gate} said no to {what}" + (f": {event.said}" if event.said else "")
     raise AssertionError(f"no wording for {event!r}")
 
 

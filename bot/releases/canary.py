@@ -15,8 +15,9 @@ version, or before a restart) is watched the same way, from wherever it is.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.catalog import App
 from bot.releases import events, health, refusals, steps
@@ -189,19 +190,40 @@ async def _watch_canary(run: Run) -> None:
             return Outcome("auto-promote")
         return None
 
-    # Timers the watches cannot see: the readiness deadline and the analysis window.
+    # Timers the watches cannot see: the readiness deadline, the analysis window, the analysis interval.
+    checks = app.analysis if app.analysis is not None and app.analysis.checks_each_step else None
     while True:
         since = run.record.phase_since
         noted = events.canary_healthy(run.record.notes, step) is not None
         window = analysis if app.canary.auto_promote and noted else deadline
-        wake = min(deadline, window) - (utcnow() - since)
+        wake = (min(deadline, window) - (utcnow() - since)).total_seconds()
+        due = _analysis_due(run, step, checks.interval) if checks is not None and noted else None
+        if due is not None:
+            wake = min(wake, (due - utcnow()).total_seconds())
         try:
-            verdict = await run.wait(decision, timeout=max(0.5, wake.total_seconds() + 0.1))
+            verdict = await run.wait(
+                decision, timeout=max(0.1, wake + 0.1) if due is None else max(0.0, wake)
+            )
         except TimeoutError:
-            continue
+            if due is None or utcnow() < due:
+                continue
+            judged = await steps.analyse(run, step)
+            if judged is None:
+                continue
+            verdict = Outcome("failed", judged[1]) if judged[0] == "fail" else Outcome("analysed", judged[1])
+            break
+        promote = verdict.kind == "request" and run.record.request is Request.PROMOTE
+        if promote and await steps.gate_refusal(run, "promote", Record.consume_request) is not None:
+            continue  # the gate said no: the Promote is dropped, the canary stays at this step
         if verdict.kind != "healthy":
             break
         await _say_healthy(run, step)
+    if verdict.kind in ("auto-promote", "analysed") and await steps.gate_refusal(run, "promote") is not None:
+        # The gate said no: ask again an interval later (a Promote or Rollback meanwhile is taken).
+        pause = checks.interval if checks is not None else 30.0
+        with contextlib.suppress(TimeoutError):
+            await run.wait(lambda snap: True if snap.record.request is not None else None, timeout=pause)
+        return
     if verdict.kind == "request":
         request = run.record.request
         if request is Request.PROMOTE:
@@ -218,19 +240,32 @@ async def _watch_canary(run: Run) -> None:
             await run.audited("promote", actor, f"promoted to step {run.record.step + 1}")
         else:
             await steps.take_request(run)
-    elif verdict.kind == "auto-promote":
+    elif verdict.kind in ("auto-promote", "analysed"):
+        why = (
+            f"healthy for {app.canary.analysis_minutes:g} min"
+            if verdict.kind == "auto-promote"
+            else verdict.reason
+        )
         await run.save(
             lambda rec: (
                 rec.to(Phase.ROLLING_OUT)
                 .model_copy(update={"step": rec.step + 1})
-                .entry("auto-promote", None, f"healthy for {app.canary.analysis_minutes:g} min")
+                .entry("auto-promote", None, why)
             ),
-            note=events.Acted(
-                action="auto-promote", detail=f"Healthy for {app.canary.analysis_minutes:g} min."
-            ),
+            note=events.Acted(action="auto-promote", detail=f"{why[0].upper()}{why[1:]}."),
         )
+        await run.audited("promote", None, f"auto-promoted to step {run.record.step}: {why}")
     else:
         await steps.fail(run, verdict.reason)
+
+
+def _analysis_due(run: Run, step: int, interval: float) -> datetime:
+    """When the step's next analysis interval is due: `interval` after the last one (or after the
+    canary turned healthy)."""
+    tally = run.record.analysis
+    if tally is not None and tally.step == step and tally.at is not None:
+        return tally.at + timedelta(seconds=interval)
+    return run.record.phase_since + timedelta(seconds=interval)  # the step's clock starts when healthy
 
 
 async def _say_healthy(run: Run, step: int) -> None:

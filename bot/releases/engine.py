@@ -30,7 +30,7 @@ from bot.releases.audit import Auditor
 from bot.releases.gate import Enqueued, Gate, Queued, new_queue_id
 from bot.releases.history import Revision, revisions, undo
 from bot.releases.objects import MANAGED_SELECTOR
-from bot.releases.ports import CardRefused, Cluster, Reporter
+from bot.releases.ports import Analyst, CardRefused, Cluster, Reporter
 from bot.releases.record import (
     Actor,
     Phase,
@@ -94,6 +94,7 @@ class Engine:
         identity: str,
         lease_seconds: float,
         audit: Auditor,
+        analyst: Analyst | None = None,
     ) -> None:
         """`clusters`: a client for each cluster the engine may act in, by the catalog's names (one
         client alone serves `default`). `release-bot serve` connects every cluster of the catalog;
@@ -113,6 +114,7 @@ class Engine:
                 audit.on(kube),
             )
         self.audit = audit
+        self.analyst = analyst  # Prometheus and webhook gates, for apps with an `analysis`
         self.lease_seconds = lease_seconds
         self.tasks = Tasks("engine")
         self._drivers: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -883,7 +885,15 @@ class Engine:
             if not record.active:
                 if record.autoscaler is not None and not record.autoscaler.restored:
                     async with Run(
-                        site.cluster, site.caches, site.store, self.reporter, site.audit, app, record, stored
+                        site.cluster,
+                        site.caches,
+                        site.store,
+                        self.reporter,
+                        site.audit,
+                        app,
+                        record,
+                        stored,
+                        self.analyst,
                     ) as run:  # ended by a driver that stopped before giving the autoscaler back
                         await steps.restore_autoscaler(run, _live_name(record))
                     continue
@@ -894,7 +904,15 @@ class Engine:
                 return
             drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy].drive
             async with Run(
-                site.cluster, site.caches, site.store, self.reporter, site.audit, app, record, stored
+                site.cluster,
+                site.caches,
+                site.store,
+                self.reporter,
+                site.audit,
+                app,
+                record,
+                stored,
+                self.analyst,
             ) as run:
                 if run.record.card_ref is None and not await self._open_card(run, app):
                     continue
@@ -904,7 +922,11 @@ class Engine:
                 if unstarted and run.record.request is Request.ABORT:
                     await steps.abort_unstarted(run)
                 elif run.record.active:  # not ended while it waited for approval
-                    await drive(run)
+                    refused = await steps.gate_refusal(run, "pre-rollout") if unstarted else None
+                    if refused is not None:
+                        await steps.refuse_unstarted(run, refused)
+                    else:
+                        await drive(run)
                 if run.record.finished:
                     await steps.restore_autoscaler(run, _live_name(run.record))
                 posting = self._posting.get(run.record.id)

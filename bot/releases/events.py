@@ -228,6 +228,27 @@ class FollowerRolledOut(_Event):
     health: str = ""  # its pods in words ("2/2 ready")
 
 
+class Analysed(_Event):
+    """One interval of the canary analysis that said something new: a check failed, the analysis
+    could not be judged (and why), or it could again after that."""
+
+    kind: Literal["analysed"] = "analysed"
+    outcome: Literal["failed", "waiting", "resumed"]
+    detail: str = ""  # the failing check ("error-rate 0.21 (max 0.05)"), or why it waits
+    failures: int = 0  # failed checks so far in this step
+    limit: int = 0  # the catalog's failure_limit
+
+
+class GateRefused(_Event):
+    """A webhook gate said no (or did not answer) to going on: the promotion, or the release itself
+    before it touched anything (`phase` pre-rollout)."""
+
+    kind: Literal["gate-refused"] = "gate-refused"
+    gate: str
+    phase: str
+    said: str = ""
+
+
 Event = Annotated[
     Started
     | CanaryStep
@@ -255,7 +276,9 @@ Event = Annotated[
     | QueuePaused
     | AutoscalerHeld
     | AutoscalerRestored
-    | FollowerRolledOut,
+    | FollowerRolledOut
+    | Analysed
+    | GateRefused,
     Field(discriminator="kind"),
 ]
 

@@ -83,6 +83,20 @@ class Shown(Protocol):
     async def card_moved(self, record: Record, ref: str) -> None: ...  # the card had to be re-posted
 
 
+class Analyst(Protocol):
+    """What the canary analysis asks outside the cluster: Prometheus, and webhook gates."""
+
+    async def query(self, address: str, promql: str, timeout: float) -> tuple[list[float], str]:
+        """The values of the query's series now ([] when it has none), or ([], why) when Prometheus
+        could not be asked or refused the query."""
+        ...
+
+    async def ask(self, url: str, payload: Obj, timeout: float) -> tuple[bool, str]:
+        """Whether the gate at `url` says yes to `payload`, and what it said. No answer within
+        `timeout`, an HTTP error or an answer outside the contract is a no (fails closed)."""
+        ...
+
+
 class Reporter(Protocol):
     """How the engine shows a release to people (bot.slack.reporter, bot.ctl.terminal)."""
 

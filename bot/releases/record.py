@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from bot.releases.analysis import Tally
 from bot.releases.events import Event
 from bot.releases.preflight import Pin, Preflight
 from bot.releases.refusals import (
@@ -138,6 +139,7 @@ class Record(BaseModel):
     # (the selector's `version`, the version running) when the release ended, if they disagree
     stale_selector: tuple[str, str] | None = None
     promoted: Promoted | None = None  # a promotion from another environment, with its evidence
+    analysis: Tally | None = None  # the canary analysis of the current step (metrics, gates)
     # Blue-green: `deployment` is the live colour ("blue") found at the start; these say how the Service
     # selected it (the rollback target) and what one colour requests (the card shows twice that).
     selector: dict[str, str] = Field(default_factory=dict)

@@ -31,7 +31,7 @@ from bot.releases.events import Event
 from bot.releases.gate import Gate
 from bot.releases.health import Live
 from bot.releases.objects import MANAGED_SELECTOR
-from bot.releases.ports import Cluster, Reporter
+from bot.releases.ports import Analyst, Cluster, Reporter
 from bot.releases.preflight import Write
 from bot.releases.record import Record, utcnow
 from bot.releases.store import Store, Stored, decode, object_name
@@ -115,8 +115,10 @@ class Run:
         app: App,
         record: Record,
         stored: Stored | None = None,
+        analyst: Analyst | None = None,
     ) -> None:
         self.kube, self.store, self.reporter, self.audit, self.app = kube, store, reporter, audit, app
+        self.analyst = analyst  # Prometheus and webhook gates, for apps with an `analysis`
         self.snap = Snapshot(record)
         self._stored = stored  # the record as last written or seen, with its version
         self._changed = asyncio.Event()  # replaced on every change: waiters hold the one they saw

@@ -4,12 +4,14 @@ that restarts in the middle carries on from the recorded phase."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Callable
 
-from bot.catalog import App, Workload
+from bot.catalog import App, Metric, Webhook, Workload
 from bot.errors import UserError
 from bot.kube.client import CHANGE_CAUSE, NotFound, Obj
-from bot.releases import events, health, objects, preflight, refusals
+from bot.releases import analysis, events, health, objects, preflight, refusals
 from bot.releases.history import undo
 from bot.releases.ports import Cluster
 from bot.releases.preflight import Pin, Write
@@ -548,3 +550,116 @@ def _expired(rec: Record) -> Record:
         .entry("approval expired", None, reason)
         .with_note(events.ApprovalExpired(count=count, required=required, minutes=minutes))
     )
+
+
+# --- the canary analysis: metrics and webhook gates (bot.releases.analysis is its pure part) ---------
+
+
+def analysis_values(run: Run) -> dict[str, str]:
+    """What a query template may name: the version, namespace, app, Deployment, and the new pods."""
+    record = run.record
+    new = health.pods_running(list(run.snap.pods.values()), run.app.container, record.to_image)
+    return {
+        "version": analysis.promql_string(record.to_version),
+        "namespace": analysis.promql_string(record.namespace),
+        "app": analysis.promql_string(record.app),
+        "deployment": analysis.promql_string(record.deployment),
+        "selector": analysis.selector(record.namespace, [p["metadata"]["name"] for p in new]),
+    }
+
+
+def gate_payload(run: Run, phase: str) -> dict[str, object]:
+    """What a webhook gate is sent (docs/analysis.md)."""
+    record = run.record
+    new = health.pods_running(list(run.snap.pods.values()), run.app.container, record.to_image)
+    return {
+        "phase": phase,
+        "release_id": record.id,
+        "app": record.app,
+        "namespace": record.namespace,
+        "deployment": record.deployment,
+        "strategy": record.strategy.value,
+        "from_version": record.from_version,
+        "to_version": record.to_version,
+        "to_image": record.to_image,
+        "step": record.step,
+        "canary_pods": sorted(p["metadata"]["name"] for p in new),
+        "requested_by": record.requester.id,
+    }
+
+
+async def _ask(run: Run, gate: Webhook, phase: str) -> tuple[bool, str]:
+    if run.analyst is None:
+        return False, "no gate client in this process"
+    return await run.analyst.ask(gate.url, gate_payload(run, phase), gate.timeout)
+
+
+async def gate_refusal(
+    run: Run, phase: str, change: Callable[[Record], Record] = lambda rec: rec
+) -> str | None:
+    """Ask every webhook of `phase` (pre-rollout, promote), in order; the first that says no is noted
+    on the record (with `change`, in the same write), and its refusal returned ("gate smoke said no:
+    ..."). None: all said yes."""
+    config = run.app.analysis
+    for gate in config.gates(phase) if config else ():
+        ok, said = await _ask(run, gate, phase)
+        if not ok:
+            await run.save(change, note=events.GateRefused(gate=gate.name, phase=phase, said=said))
+            return analysis.describe(analysis.gate(gate.name, False, said))
+    return None
+
+
+async def _reading(run: Run, metric: Metric, previous: analysis.Reading | None) -> analysis.Reading:
+    trend = previous.trend if previous is not None else ()
+    if run.analyst is None:
+        return analysis.judge(metric, None, "no Prometheus client in this process", trend)
+    query = analysis.render(metric.prometheus.query, analysis_values(run))
+    timeout = min(10.0, run.app.analysis.interval if run.app.analysis else 10.0)
+    values, problem = await run.analyst.query(metric.prometheus.address, query, timeout)
+    if problem:
+        return analysis.judge(metric, None, problem, trend)
+    return analysis.judge(metric, analysis.worst(values, metric), "", trend)
+
+
+async def analyse(run: Run, step: int) -> tuple[str, str] | None:
+    """Run one interval of the analysis of `step` and store its tally: ("fail", reason) once the checks
+    failed `failure_limit` times, or when no interval could be judged for progressDeadlineSeconds;
+    ("promote", why) after `auto_promote_after` good intervals; None to go on waiting."""
+    config = run.app.analysis
+    assert config is not None
+    before = run.record.analysis if run.record.analysis and run.record.analysis.step == step else None
+    kept = {r.name: r for r in before.readings} if before else {}
+    readings = list(await asyncio.gather(*(_reading(run, m, kept.get(m.name)) for m in config.metrics)))
+    for gate in config.gates("step"):
+        ok, said = await _ask(run, gate, "step")
+        readings.append(analysis.gate(gate.name, ok, "" if ok else said))
+    now = utcnow()
+    tally = analysis.tally(before, step, readings, now)
+    note: events.Event | None = None
+    failed = analysis.failed_check(tally)
+    if failed is not None:
+        detail = analysis.describe(failed)
+        note = events.Analysed(
+            outcome="failed", detail=detail, failures=tally.failures, limit=config.failure_limit
+        )
+    elif tally.waiting and not (before and before.waiting):
+        note = events.Analysed(outcome="waiting", detail=tally.waiting)
+    elif not tally.waiting and before is not None and before.waiting:
+        note = events.Analysed(outcome="resumed")
+    await run.save(setting(analysis=tally), note=note)
+    verdict = analysis.verdict(tally, config)
+    if verdict == "fail":
+        return "fail", analysis.failure_reason(tally, config)
+    if verdict == "promote":
+        return "promote", f"{tally.good} good analyses in a row"
+    limit = run.app.progress_deadline_seconds
+    if tally.waiting and tally.judged_at is not None and (now - tally.judged_at).total_seconds() > limit:
+        return "fail", f"the analysis could not judge the canary for {limit} s: {tally.waiting}"
+    return None
+
+
+async def refuse_unstarted(run: Run, gate_said: str) -> None:
+    """A pre-rollout gate said no: end here, before anything changed on the cluster."""
+    reason = f"not started: {gate_said}"
+    await run.save(lambda rec: rec.to(Phase.ABORTED, reason=reason).entry("gate", None, gate_said))
+    await run.audited("release", run.record.requester, reason, warning=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.releases import events
+from bot.releases import analysis, events
 from bot.releases.health import Live, PodHealth, Progress
 from bot.releases.preflight import Preflight
 from bot.releases.record import Phase, Record, Request, describe_phase
@@ -24,6 +24,8 @@ from bot.slack.mrkdwn import (
     who_of,
 )
 from bot.slack.wire import ACTION_PREFIX, APPROVE_ACTION, DENY_ACTION, button_value
+
+TREND_SHOWN = 5  # a metric's last values on the card
 
 PHASE_ICON = {
     Phase.AWAITING_APPROVAL: ":raised_hand:",
@@ -76,6 +78,10 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
         )
     if live.unreachable_since is not None and not record.finished:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": unreachable_line(live)}})
+    measured = analysis_lines(record)
+    if measured:
+        text = "\n".join(measured)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip_mrkdwn(text, SECTION_MAX)}})
     warned = warning_lines(record.preflight) if record.preflight else []
     if warned:
         text = "\n".join(warned)
@@ -110,6 +116,22 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
     )
     text = f"{esc(title)}: {describe_phase(record.phase)}"
     return text, blocks
+
+
+def analysis_lines(record: Record) -> list[str]:
+    """The canary analysis of the current step: each check's last reading against its bound (and the
+    metric's last values), the good intervals and failures so far, and why it waits if it does."""
+    t = record.analysis
+    if t is None or (record.active and t.step != record.step):
+        return []
+    lines = [f"*Analysis* (step {t.step + 1}): {t.good} good in a row, {t.failures} failed"]
+    for r in t.readings:
+        mark = {True: ":white_check_mark:", False: ":x:", None: ":grey_question:"}[r.ok]
+        trend = " → ".join(analysis.number(v) for v in r.trend[-TREND_SHOWN:]) if len(r.trend) > 1 else ""
+        lines.append(f"{mark} {esc(analysis.describe(r))}" + (f" · {esc(trend)}" if trend else ""))
+    if t.waiting and record.active:
+        lines.append(f":hourglass: Waiting: {esc(t.waiting)}. It never promotes meanwhile.")
+    return lines
 
 
 def unreachable_line(live: Live) -> str:

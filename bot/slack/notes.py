@@ -102,6 +102,19 @@ def note(record: Record, event: events.Event) -> str:
         case events.FollowerRolledOut():
             h = f" ({esc(event.health)})" if event.health else ""
             return f":white_check_mark: `{esc(event.name)}` runs `{esc(record.to_version)}`{h}."
+        case events.Analysed(outcome="failed"):
+            return (
+                f":chart_with_downwards_trend: Analysis: {esc(event.detail)}: failure {event.failures} of "
+                f"{event.limit} allowed."
+            )
+        case events.Analysed(outcome="waiting"):
+            return f":hourglass: Analysis cannot judge the canary ({esc(event.detail)}): it waits, and never promotes meanwhile."
+        case events.Analysed():
+            return ":chart_with_upwards_trend: Analysis can judge the canary again."
+        case events.GateRefused():
+            said = f": {esc(event.said)}" if event.said else ""
+            what = "the release" if event.phase == "pre-rollout" else "the promotion"
+            return f":no_entry: Gate `{esc(event.gate)}` said no to {what}{said}."
         case _:
             return _bluegreen_note(record, event)
 

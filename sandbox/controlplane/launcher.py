@@ -88,6 +88,7 @@ class ClusterInfo:
     restricted_user: str
     pids: dict[str, int]
     node_names: tuple[str, ...] = ()
+    metrics_url: str = ""  # the simulated kubelet's pod traffic, for Prometheus to scrape
 
     def current_pids(self) -> dict[str, int]:
         """The pids ``cluster.json`` records now (``pids`` above is a snapshot and goes stale when a
@@ -621,7 +622,7 @@ class ControlPlane:
             pki = make_pki(wd / "pki")
         except PkiError as e:
             raise ControlPlaneError(f"{e}; run ./scripts/bootstrap") from e
-        etcd_port, peer_port, api_port, cm_port, sched_port = _free_ports(5)
+        etcd_port, peer_port, api_port, cm_port, sched_port, metrics_port = _free_ports(6)
         api_url = f"https://127.0.0.1:{api_port}"
         self._api_url, self._pki = api_url, pki
         kcfg = {
@@ -663,6 +664,7 @@ class ControlPlane:
             f"--nodes={self.nodes}",
             f"--node-prefix={NODE_PREFIX}",
             f"--restart-period={self.restart_period}",
+            f"--metrics-port={metrics_port}",
         ]
         if bins.scheduler is None:
             kubelet_argv.append("--bind-unscheduled")
@@ -710,6 +712,7 @@ class ControlPlane:
             restricted_user=RESTRICTED_USER,
             pids={p.name: p.pid for p in self._procs},
             node_names=node_names,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
         )
 
     def _write_state(self) -> None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from aiohttp import web
 from kubernetes_asyncio import config
 
 from sandbox.kubelet.agent import Kubelet
@@ -39,6 +40,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--bind-unscheduled",
         action="store_true",
         help="bind unscheduled pods to our nodes (for clusters without kube-scheduler)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the pods' simulated traffic for Prometheus on http://127.0.0.1:PORT/metrics (0: not)",
     )
     p.add_argument("--verbose", action="store_true", help="log every status decision")
     args = p.parse_args(argv)
@@ -66,9 +73,26 @@ async def serve(args: argparse.Namespace) -> None:
             restart_period=args.restart_period,
             bind_unscheduled=args.bind_unscheduled,
         )
-        await kubelet.run()
+        runner = await _serve_metrics(kubelet, args.metrics_port) if args.metrics_port else None
+        try:
+            await kubelet.run()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
     finally:
         await api.close()
+
+
+async def _serve_metrics(kubelet: Kubelet, port: int) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text=kubelet.metrics(), content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
@@ -36,6 +36,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sandbox.kubelet.rawapi import MERGE_PATCH, RawApi
 from sandbox.kubelet.retry import Backoff, backoff_delay, is_transient
 from sandbox.kubelet.status import Container, PodFacts, fake_pod_ip, plan_status
+from sandbox.kubelet.traffic import Serving, exposition
 
 log = logging.getLogger("sandbox.kubelet")
 
@@ -107,6 +108,24 @@ class Kubelet:
         finally:
             for task in list(self._binding.values()):
                 task.cancel()
+
+    def metrics(self) -> str:
+        """The traffic of the pods this kubelet runs, as Prometheus scrapes it (`traffic`)."""
+        serving = []
+        for t in self._pods.values():
+            containers = t.pod.get("spec", {}).get("containers") or []
+            if t.deleting or not containers or t.pod["metadata"].get("deletionTimestamp"):
+                continue
+            serving.append(
+                Serving(
+                    namespace=t.namespace,
+                    pod=t.name,
+                    app=str((t.pod["metadata"].get("labels") or {}).get("app", "")),
+                    image=str(containers[0].get("image", "")),
+                    ready_at=t.seen_at + timedelta(seconds=self.ready_delay),
+                )
+            )
+        return exposition(serving, datetime.now(UTC))
 
     # ---------------------------------------------------------------- nodes and leases
 
