@@ -41,6 +41,7 @@ from bot.releases.health import progress
 from sandbox import hexo
 from sandbox.control import control_app
 from sandbox.controlplane.launcher import ControlPlane
+from sandbox.prometheus import Prometheus
 from sandbox.slack import SlackSimulator
 from sandbox.supervisor import BotSupervisor
 
@@ -134,8 +135,15 @@ class Sandbox:
     """The running sandbox as the control endpoints see it: restarts, kills, pids, the JSON file.
     With two clusters, the second's components are named `prod-kube-apiserver`, `prod-etcd`, ..."""
 
-    def __init__(self, planes: dict[str, ControlPlane], sim: SlackSimulator, json_file: Path | None) -> None:
+    def __init__(
+        self,
+        planes: dict[str, ControlPlane],
+        sim: SlackSimulator,
+        json_file: Path | None,
+        prometheus: Prometheus | None = None,
+    ) -> None:
         self.planes = planes
+        self.prometheus = prometheus
         self.sim = sim
         self.bot: BotSupervisor | None = None  # once the simulator listens (the bot needs its URL)
         self.json_file = json_file
@@ -156,7 +164,7 @@ class Sandbox:
 
     @property
     def restartable(self) -> tuple[str, ...]:
-        return (*self._components(), "bot")
+        return (*self._components(), *(("prometheus",) if self.prometheus else ()), "bot")
 
     @property
     def killable(self) -> tuple[str, ...]:
@@ -166,6 +174,8 @@ class Sandbox:
         found: dict[str, int | None] = {"bot": self.bot.pid if self.bot is not None else None}
         for name, cp in self.planes.items():
             found.update({self._prefix[name] + c: pid for c, pid in cp.pids.items()})
+        if self.prometheus is not None:
+            found["prometheus"] = self.prometheus.pid
         return found
 
     def _bot(self) -> BotSupervisor:
@@ -176,8 +186,14 @@ class Sandbox:
     async def restart(self, component: str) -> dict[str, Any]:
         before = self.pids().get(component)
         started = time.monotonic()
+        pid: int | None
         if component == "bot":
             pid = await self._bot().restart()
+        elif component == "prometheus" and self.prometheus is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self.prometheus.stop)
+            await loop.run_in_executor(self._executor, self.prometheus.start)
+            pid = self.prometheus.pid
         else:
             cp, name = self._components()[component]
             loop = asyncio.get_running_loop()
@@ -236,9 +252,26 @@ async def _sandbox(args: argparse.Namespace, planes: dict[str, ControlPlane], wo
         loop.add_signal_handler(sig, stop.set)
     kubeconfigs = {name: cp.info.admin_kubeconfig for name, cp in planes.items()}
     first = next(iter(kubeconfigs.values()))
-    two = len(planes) > 1
     prod_kubeconfig = kubeconfigs.get("prod", first)
     await asyncio.gather(install_hexo(first, NAMESPACE), install_hexo(prod_kubeconfig, PROD_NAMESPACE))
+    prometheus = Prometheus(workdir / "prometheus", [cp.info.metrics_url for cp in planes.values()])
+    prometheus.start()  # on this (main) thread: its parent-death signal is tied to the thread forking it
+    try:
+        await _serve_sandbox(args, planes, workdir, kubeconfigs, prometheus, stop)
+    finally:
+        prometheus.stop()
+
+
+async def _serve_sandbox(
+    args: argparse.Namespace,
+    planes: dict[str, ControlPlane],
+    workdir: Path,
+    kubeconfigs: dict[str, Path],
+    prometheus: Prometheus,
+    stop: asyncio.Event,
+) -> None:
+    first = next(iter(kubeconfigs.values()))
+    two = len(planes) > 1
     sim = SlackSimulator()
     if two:
         catalog = hexo.clusters_catalog(
@@ -247,13 +280,20 @@ async def _sandbox(args: argparse.Namespace, planes: dict[str, ControlPlane], wo
             sim.usergroups,
             {name: str(path) for name, path in kubeconfigs.items()},
             channel=sim.channels["releases"],
+            prometheus_url=prometheus.url,
         )
     else:
-        catalog = hexo.sandbox_catalog(NAMESPACE, sim.users, sim.usergroups, channel=sim.channels["releases"])
+        catalog = hexo.sandbox_catalog(
+            NAMESPACE,
+            sim.users,
+            sim.usergroups,
+            channel=sim.channels["releases"],
+            prometheus_url=prometheus.url,
+        )
     catalog_path = workdir / "catalog.yaml"
     catalog_path.write_text(yaml.safe_dump(catalog), encoding="utf-8")
     bot_port = args.bot_port or _free_port()
-    box = Sandbox(planes, sim, args.json_file)
+    box = Sandbox(planes, sim, args.json_file, prometheus)
     sim.mount_control(control_app(sim, box))
     sim.bot_url = f"http://127.0.0.1:{bot_port}/slack/events"
     await sim.start(args.port)
@@ -279,6 +319,7 @@ async def _sandbox(args: argparse.Namespace, planes: dict[str, ControlPlane], wo
             "namespace": NAMESPACE,
             "prod_namespace": PROD_NAMESPACE,
             "catalog": str(catalog_path),  # for `release-bot ctl --catalog`
+            "prometheus_url": prometheus.url,  # the canary analysis queries it
         }
         if two:  # each cluster's kubeconfig, and where each app runs
             box.info["kubeconfigs"] = {name: str(path) for name, path in kubeconfigs.items()}

@@ -177,6 +177,37 @@ def prod_app(
     return app
 
 
+def analysis(prometheus_url: str) -> Obj:
+    """The sandbox's canary analysis: the error rate and the p99 latency of the canary's own pods, from
+    the simulated kubelet's traffic (`sandbox.kubelet.traffic`) in the sandbox's Prometheus, every 5 s;
+    one failure rolls back (a `v2.0-errors` or `v2.0-slow` canary), Promote stays a person's call."""
+    pods = "{{ selector }}"
+    return {
+        "interval": "5s",
+        "failure_limit": 1,
+        "metrics": [
+            {
+                "name": "error-rate",
+                "prometheus": {
+                    "address": prometheus_url,
+                    "query": f'sum(rate(sandbox_http_requests_total{{{pods},code="500"}}[20s])) / '
+                    f"sum(rate(sandbox_http_requests_total{{{pods}}}[20s]))",
+                },
+                "max": 0.05,
+            },
+            {
+                "name": "p99-latency",
+                "prometheus": {
+                    "address": prometheus_url,
+                    "query": "histogram_quantile(0.99, sum by (le) "
+                    f"(rate(sandbox_http_request_duration_seconds_bucket{{{pods}}}[20s])))",
+                },
+                "max": 0.5,
+            },
+        ],
+    }
+
+
 def sandbox_catalog(
     namespace: str,
     users: dict[str, str],
@@ -184,10 +215,15 @@ def sandbox_catalog(
     *,
     channel: str | None = None,
     now: datetime | None = None,
+    prometheus_url: str | None = None,
 ) -> Obj:
-    """The sandbox's catalog: `hexo` in `namespace` (as `catalog`) and `hexo-prod` (as `prod_app`)."""
+    """The sandbox's catalog: `hexo` in `namespace` (as `catalog`) and `hexo-prod` (as `prod_app`),
+    both with the canary `analysis` when a Prometheus is given."""
     data = catalog(namespace, users)
     data["apps"][PROD_APP] = prod_app(users, usergroups, channel=channel, now=now)
+    if prometheus_url:
+        for app in data["apps"].values():
+            app["analysis"] = analysis(prometheus_url)
     return data
 
 
@@ -199,6 +235,7 @@ def clusters_catalog(
     *,
     channel: str | None = None,
     now: datetime | None = None,
+    prometheus_url: str | None = None,
 ) -> Obj:
     """The catalog of `sandbox --clusters 2`: `hexo-staging` in `namespace` of the staging cluster,
     and `hexo-prod` (as `prod_app`) in the prod cluster, taking only what comes through staging once
@@ -209,6 +246,8 @@ def clusters_catalog(
         "cluster": "prod",
         "promotion": {"from": "staging", "soak_minutes": SOAK_MINUTES},
     }
+    if prometheus_url:
+        staging["analysis"] = prod["analysis"] = analysis(prometheus_url)
     return {
         "clusters": {name: {"kubeconfig": path} for name, path in kubeconfigs.items()},
         "apps": {STAGING_APP: staging, PROD_APP: prod},

@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.slack",
     "tests.fixtures.bot",
+    "tests.fixtures.prometheus",
 ]

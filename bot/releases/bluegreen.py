@@ -27,6 +27,7 @@ first and are unit-tested; the driver follows.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -325,9 +326,37 @@ async def _await_switch(run: Run) -> None:
     if verdict.kind != "request":
         await _give_up(run, verdict.reason)
     elif run.record.request is Request.PROMOTE:
-        await _switch(run)
+        if await steps.gate_refusal(run, "promote", Record.consume_request) is not None:
+            return  # a gate said no: green stays ready, the switch can be asked for again
+        failed = await _analyse_green(run)
+        if failed:
+            await _give_up(run, failed)
+        elif run.record.request is Request.PROMOTE:
+            await _switch(run)
     else:
         await steps.take_request(run)
+
+
+async def _analyse_green(run: Run) -> str:
+    """Before the switch, the catalog's analysis judges green's pods: "" once an interval passes,
+    the reason when it fails. An interval that cannot be judged is tried again an interval later
+    (never switching meanwhile); an Abort asked for meanwhile ends the wait ("")."""
+    config = run.app.analysis
+    if config is None or not config.metrics:
+        return ""
+    while run.record.request is Request.PROMOTE:
+        judged = await steps.analyse(run, run.record.step)
+        if judged is not None and judged[0] == "fail":
+            return judged[1]
+        tally = run.record.analysis
+        if tally is not None and not tally.waiting and tally.good >= 1:
+            return ""
+        with contextlib.suppress(TimeoutError):
+            await run.wait(
+                lambda snap: True if snap.record.request is not Request.PROMOTE else None,
+                timeout=config.interval,
+            )
+    return ""
 
 
 async def _point_service(run: Run, frm: dict[str, str], to: dict[str, str]) -> bool:

@@ -35,7 +35,15 @@ from tests.fixtures.cluster import api_client_for, pod_ready, wait_for_pods
 
 pytestmark = pytest.mark.integration
 UP = b"release-bot sandbox is up"
-COMPONENTS = {"bot", "kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kubelet"}
+COMPONENTS = {
+    "bot",
+    "kube-apiserver",
+    "etcd",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "prometheus",
+}
 
 
 def alive(pid: int) -> bool:

@@ -31,7 +31,7 @@ async def test_two_clusters_one_bot(tmp_path: Path) -> None:
             "hexo-staging": {"cluster": "staging", "namespace": "devops"},
             "hexo-prod": {"cluster": "prod", "namespace": "prod"},
         }
-        components = COMPONENTS | {f"prod-{c}" for c in COMPONENTS - {"bot"}}
+        components = COMPONENTS | {f"prod-{c}" for c in COMPONENTS - {"bot", "prometheus"}}
         assert set(info["pids"]) == components
         assert all(isinstance(p, int) and alive(p) for p in info["pids"].values())
         assert info["pids"]["kube-apiserver"] != info["pids"]["prod-kube-apiserver"]

@@ -311,3 +311,19 @@ async def test_a_pre_rollout_gate_that_says_no_changes_nothing(cluster: MemoryCl
     assert cluster.objects["deployments"][(NS, "hexo")]["metadata"].get("resourceVersion") == before
     assert images(cluster) == {"v1.0": 6}
     assert record_of(cluster).id == done.id
+
+
+async def test_green_is_judged_before_the_switch(cluster: MemoryCluster) -> None:
+    analyst = Scripted(["Prometheus at x is unreachable", 0.3])
+    engine = await engine_of(cluster, catalog(), analyst)
+    try:
+        await engine.begin(Release(app="hexo", version="v2.0", strategy=Strategy.BLUEGREEN), ALICE, "C1", "r")
+        await until(cluster, lambda r: r.phase is Phase.AWAITING_SWITCH)
+        await engine.request("hexo", Request.PROMOTE, BOB)
+        done = await until(cluster, lambda r: r.finished)
+    finally:
+        await engine.stop(0)
+    # one interval could not be judged (no switch), the next failed: green goes, traffic never moved
+    assert done.phase is not Phase.SUCCEEDED and "error-rate 0.3 (max 0.05)" in (done.reason or "")
+    assert cluster.objects["services"][(NS, "hexo-service")]["spec"]["selector"]["version"] == "v1.0"
+    assert done.analysis is not None and done.analysis.intervals == 2
