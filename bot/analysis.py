@@ -23,6 +23,7 @@ import aiohttp
 import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
+from urllib3.util.retry import Retry
 
 SAID_MAX = 300  # what a gate said, as far as the card repeats it
 
@@ -35,7 +36,10 @@ class Analyst:
     def _client(self, address: str) -> PrometheusConnect:
         client = self._clients.get(address)
         if client is None:
-            client = self._clients[address] = PrometheusConnect(url=address, disable_ssl=False)
+            # No retries of its own: the next interval is the retry, and a refused connection says so at once.
+            client = self._clients[address] = PrometheusConnect(
+                url=address, disable_ssl=False, retry=Retry(total=0)
+            )
         return client
 
     async def query(self, address: str, promql: str, timeout: float) -> tuple[list[float], str]:

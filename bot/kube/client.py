@@ -177,6 +177,7 @@ class Kube:
         self.metrics: Metrics | None = None  # counts failed calls when set
         # When the API server last stopped answering (None while it answers): cards say so.
         self.unreachable_since: datetime | None = None
+        self.answered_at = 0.0  # time.monotonic() of its last answer (0: none yet)
 
     @classmethod
     async def connect(
@@ -213,6 +214,7 @@ class Kube:
 
     def _reached(self) -> None:
         self.unreachable_since = None
+        self.answered_at = time.monotonic()
         if self.metrics is not None:
             self.metrics.cluster_up.labels(self.name).set(1)
 

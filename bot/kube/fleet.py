@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,13 +92,15 @@ class Fleet:
         metrics follow each API server even while the bot has nothing to ask it), and check the rights
         of a cluster that was down at start-up once it answers."""
         while True:
-            await asyncio.gather(*(self._probe(name) for name in self.kubes))
+            await asyncio.gather(*(self._probe(name, interval) for name in self.kubes))
             await asyncio.sleep(interval)
 
-    async def _probe(self, name: str) -> None:
+    async def _probe(self, name: str, interval: float = PROBE_INTERVAL_S) -> None:
         kube = self.kubes[name]
-        with contextlib.suppress(KubeError):
-            await access.probe(kube)
+        # A cluster that answered the bot's own requests just now needs no question of its own.
+        if kube.unreachable_since is not None or time.monotonic() - kube.answered_at >= interval:
+            with contextlib.suppress(KubeError):
+                await access.probe(kube)
         if name in self.unchecked and kube.unreachable_since is None:
             try:
                 lacking = await self._lacking(name, deadline=0)

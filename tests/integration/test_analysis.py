@@ -35,6 +35,7 @@ from tests.fixtures.bot import (
     record_of,
     thread_with,
     wait_card,
+    wait_record,
 )
 
 pytestmark = pytest.mark.integration
@@ -109,24 +110,23 @@ async def test_prometheus_stopped_mid_analysis_pauses_then_the_analysis_resumes(
     bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, prometheus: Prometheus
 ) -> None:
     card = await start(bots, slack_sim, prometheus, "v2.0", auto_promote_after=5)
+    ns = bots.namespace
 
-    def judged(n: int) -> dict[str, Any] | None:
-        analysed = record_of(control_plane, bots.namespace).get("analysis") or {}
-        return analysed if analysed.get("good", 0) >= n else None
+    def good(rec: dict[str, Any]) -> bool:
+        return bool(rec.get("analysis")) and rec["analysis"]["good"] >= 1
 
-    await slack_sim.wait_for(lambda: judged(1), timeout=60)  # re-checked on every card update
+    await wait_record(control_plane, ns, good, timeout=60)  # judged at least once
     await asyncio.to_thread(prometheus.stop)
     waiting = await wait_card(slack_sim, "is unreachable", timeout=60)
     assert ":hourglass: Waiting: error-rate: Prometheus at" in card_text(waiting)
     assert "It never promotes meanwhile." in card_text(waiting)
-    before = record_of(control_plane, bots.namespace)["analysis"]["intervals"]
+    before = record_of(control_plane, ns)["analysis"]["intervals"]
 
-    def still_waiting() -> bool | None:
-        rec = record_of(control_plane, bots.namespace)
+    def three_more(rec: dict[str, Any]) -> bool:
         assert rec["phase"] == "canary", rec["phase"]  # never promoted while Prometheus is down
-        return True if rec["analysis"]["intervals"] >= before + 3 else None
+        return bool(rec["analysis"]["intervals"] >= before + 3 and rec["analysis"]["good"] == 0)
 
-    await slack_sim.wait_for(still_waiting, timeout=60)
+    await wait_record(control_plane, ns, three_more, timeout=60)
     await asyncio.to_thread(prometheus.start)
     final = await wait_card(slack_sim, "Succeeded", timeout=120)
     assert "Rolled back" not in card_text(final)

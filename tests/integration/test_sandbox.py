@@ -202,8 +202,11 @@ async def test_sandbox_is_up_with_every_pid_and_runs_a_release(sandbox: Sandbox)
     assert info["bot_url"].startswith("http://127.0.0.1:")
     state = recorded(sandbox.workdir / "cluster")
     assert state is not None
-    assert state.pids == {n: p for n, p in info["pids"].items() if n != "bot"}
+    assert state.pids == {n: p for n, p in info["pids"].items() if n not in ("bot", "prometheus")}
+    assert info["prometheus_url"].startswith("http://127.0.0.1:")
     assert info["pids"]["bot"] not in (sandbox.proc.pid, *state.pids.values())  # a process of its own
+    async with aiohttp.ClientSession() as s, s.get(info["prometheus_url"] + "/-/ready") as r:
+        assert r.status == 200  # the sandbox's Prometheus, for the canary analysis
     status, body = await sandbox.control("GET", "")  # {control_url} itself
     assert status == 200
     assert (set(body["components"]), body["killable"]) == (COMPONENTS, ["bot"])
