@@ -161,7 +161,7 @@ async def serve(
     ) as session:
         observer = Observer(metrics, health, token)
         client = web_client(token, session, settings.slack_api_url, observer=observer)
-        fleet = await Fleet.connect(catalog, settings.kubeconfig, object_name)
+        fleet = await Fleet.connect(catalog, settings.kubeconfig, object_name, settings.watch_scope)
         try:
             for kube in fleet.kubes.values():
                 kube.metrics = metrics
@@ -215,6 +215,7 @@ async def _serve(
         lease_seconds=settings.lease_seconds,
         audit=Auditor(first, settings.audit_log, metrics=metrics),
         analyst=Analyst(gates),
+        watch_scope=settings.watch_scope,
     )
     secret = settings.slack_signing_secret
     bolt, handlers = build_app(

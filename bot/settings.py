@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,3 +55,9 @@ class Settings(BaseSettings):
         description="on SIGTERM, time given to release tasks to reach a safe point",
     )
     audit_log: Path | None = Field(default=None, alias="RELEASE_BOT_AUDIT_LOG")
+    watch_scope: Literal["namespace", "cluster"] = Field(
+        default="namespace",
+        alias="RELEASE_BOT_WATCH_SCOPE",
+        description="namespace: one watch per kind and namespace; cluster: one per kind for the whole "
+        "cluster (needs list/watch cluster-wide: the chart's watchScope)",
+    )

@@ -49,10 +49,20 @@ class Right:
         return f"{self.verb} {kind}" + (f"/{self.name}" if self.name else "")
 
 
-def needed(apps: Iterable[App], record_name: Callable[[str], str]) -> list[Right]:
+WATCHED = (("apps", "deployments"), ("", "pods"), ("", "configmaps"))  # the shared caches' kinds
+
+
+def needed(
+    apps: Iterable[App], record_name: Callable[[str], str], watch_scope: str = "namespace"
+) -> list[Right]:
     """Every right the bot needs for `apps`; `record_name(app)` names an app's record ConfigMap and
-    driver Lease."""
+    driver Lease. With the cluster-wide watch scope, the caches' kinds are also listed and watched
+    across the cluster (the chart's ClusterRole)."""
     rights: set[Right] = set()
+    if watch_scope == "cluster":
+        rights.update(
+            Right("", group, resource, verb) for group, resource in WATCHED for verb in ("list", "watch")
+        )
     for app in apps:
         ns = app.namespace
         record = record_name(app.name)
@@ -231,7 +241,10 @@ def describe_missing(lacking: Iterable[Right]) -> str:
     by_namespace: dict[str, list[str]] = {}
     for right in sorted(lacking):
         by_namespace.setdefault(right.namespace, []).append(right.describe())
-    return "\n".join(f"  namespace {ns}: {', '.join(items)}" for ns, items in sorted(by_namespace.items()))
+    return "\n".join(
+        f"  {f'namespace {ns}' if ns else 'cluster-wide'}: {', '.join(items)}"
+        for ns, items in sorted(by_namespace.items())
+    )
 
 
 async def probe(kube: Kube) -> None:

@@ -459,13 +459,21 @@ class Kube:
     def stream_of(
         self, kind: str, namespace: str, label_selector: str | None = None
     ) -> AsyncIterator[tuple[str, Obj]]:
-        """`stream` of every object of `kind` in `namespace` (deployments, pods or configmaps)."""
+        """`stream` of every object of `kind` in `namespace` (deployments, pods or configmaps; namespace
+        "": in every namespace)."""
         listers: dict[str, Callable[..., Awaitable[Any]]] = {
             "deployments": lambda **kw: self.apps.list_namespaced_deployment(namespace, **kw),
             "pods": lambda **kw: self.core.list_namespaced_pod(namespace, **kw),
             "configmaps": lambda **kw: self.core.list_namespaced_config_map(namespace, **kw),
         }
-        what = f"{kind} in {namespace}" + (f" ({label_selector})" if label_selector else "")
+        if not namespace:  # every namespace: one cluster-wide list and watch
+            listers = {
+                "deployments": self.apps.list_deployment_for_all_namespaces,
+                "pods": self.core.list_pod_for_all_namespaces,
+                "configmaps": self.core.list_config_map_for_all_namespaces,
+            }
+        where = namespace or "every namespace"
+        what = f"{kind} in {where}" + (f" ({label_selector})" if label_selector else "")
         return self.stream(what, listers[kind], label_selector=label_selector)
 
     def deployment_events(self, ns: str, name: str) -> AsyncIterator[tuple[str, Obj]]:

@@ -33,8 +33,10 @@ class Fleet:
         catalog: Catalog,
         record_name: Callable[[str], str],
         kubeconfig: Path | None = None,
+        watch_scope: str = "namespace",
     ) -> None:
         self.kubes = kubes
+        self.watch_scope = watch_scope
         self.catalog = catalog
         self.record_name = record_name
         self.kubeconfig = kubeconfig  # the process's own (the `default` cluster's)
@@ -43,10 +45,14 @@ class Fleet:
 
     @classmethod
     async def connect(
-        cls, catalog: Catalog, kubeconfig: Path | None, record_name: Callable[[str], str]
+        cls,
+        catalog: Catalog,
+        kubeconfig: Path | None,
+        record_name: Callable[[str], str],
+        watch_scope: str = "namespace",
     ) -> Fleet:
         kubes = await access.connect_clusters(catalog, kubeconfig, catalog.cluster_names())
-        return cls(kubes, catalog, record_name, kubeconfig)
+        return cls(kubes, catalog, record_name, kubeconfig, watch_scope)
 
     @property
     def several(self) -> bool:
@@ -64,7 +70,8 @@ class Fleet:
 
     async def _lacking(self, name: str, deadline: float) -> list[access.Right]:
         apps = self.catalog.apps_in(name)
-        return await access.missing(self.kubes[name], access.needed(apps, self.record_name), deadline)
+        rights = access.needed(apps, self.record_name, self.watch_scope)
+        return await access.missing(self.kubes[name], rights, deadline)
 
     async def check_rights(self, deadline: float = access.START_DEADLINE_S) -> None:
         """ConfigError listing every right an identity lacks for its cluster's apps. With several

@@ -22,7 +22,7 @@ from typing import Any
 from bot import freeze
 from bot.catalog import DEFAULT_CLUSTER, Action, App, Catalog
 from bot.errors import ConfigError, Conflict, UserError
-from bot.kube.cache import Caches
+from bot.kube.cache import NAMESPACED, Caches
 from bot.kube.client import KubeConflict, KubeError, KubeUnavailable, NotFound, backoff
 from bot.releases import bluegreen, canary, events, health, preflight, promotion, refusals, rolling, steps
 from bot.releases import undo as undo_driver
@@ -95,6 +95,7 @@ class Engine:
         lease_seconds: float,
         audit: Auditor,
         analyst: Analyst | None = None,
+        watch_scope: str = NAMESPACED,
     ) -> None:
         """`clusters`: a client for each cluster the engine may act in, by the catalog's names (one
         client alone serves `default`). `release-bot serve` connects every cluster of the catalog;
@@ -104,7 +105,7 @@ class Engine:
         by_name = dict(clusters) if isinstance(clusters, Mapping) else {DEFAULT_CLUSTER: clusters}
         self.sites: dict[str, Site] = {}
         for name, kube in by_name.items():
-            caches = Caches(kube)
+            caches = Caches(kube, watch_scope, catalog.namespaces(name))
             self.sites[name] = Site(
                 name,
                 kube,
@@ -958,7 +959,10 @@ class Engine:
             await self._card_refused(run, e.error)
             return False
         if ready:
-            await run.save(lambda rec: rec, note=first)
+            if record.phase is Phase.PENDING:
+                run.defer(first)  # written with the release's first change, a moment later
+            else:
+                await run.save(lambda rec: rec, note=first)
             task = self.tasks.spawn(f"card:{record.id}", self._post_card(run))
             self._posting[record.id] = task
             task.add_done_callback(lambda _: self._posting.pop(record.id, None))

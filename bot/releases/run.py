@@ -134,6 +134,7 @@ class Run:
         self.blind_seconds = 0.0  # time spent without fresh facts since the run began
         self._freeze_timer: asyncio.TimerHandle | None = None
         self._freeze: freeze.Active | None = None  # the app's freeze window on now, kept at its boundaries
+        self._deferred: list[Event] = []  # notes the next write stores (`defer`)
 
     @property
     def record(self) -> Record:
@@ -338,9 +339,12 @@ class Run:
         thread milestone, is stored in the same write, so it is never lost: Slack is told afterwards,
         and whoever drives the release next re-sends what was not delivered."""
         delivered = self.reporter.delivered(self.record.id)
+        deferred, self._deferred = self._deferred, []
 
         def full(rec: Record) -> Record:
             rec = change(rec)
+            for earlier in deferred:
+                rec = rec.with_note(earlier)
             if note is not None:
                 rec = rec.with_note(note(rec) if callable(note) else note)
             if delivered is not None and delivered > rec.notes_shown:
@@ -359,6 +363,9 @@ class Run:
                 self.refresh_card()
                 await asyncio.sleep(retry_delay(e, attempt))
                 attempt += 1
+            except BaseException:
+                self._deferred = [*deferred, *self._deferred]  # not written: the next save carries them
+                raise
         self.snap.record = stored.record
         self._stored = stored
         self._wake()
@@ -366,6 +373,12 @@ class Run:
 
     async def note(self, text: Note) -> None:
         await self.save(lambda rec: rec, note=text)
+
+    def defer(self, note: Event) -> None:
+        """Store `note` with the record's next write instead of a write of its own (a release about to
+        make its first change: that change's write follows at once). If this driver stops before
+        writing again, the note is lost with it, and the next driver notes it again."""
+        self._deferred.append(note)
 
     async def audited(self, action: str, actor: Any, result: str, *, warning: bool = False) -> None:
         r = self.record

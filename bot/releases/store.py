@@ -229,13 +229,16 @@ class Leases:
         self.identity = identity
         self.duration = duration
         self._held: dict[tuple[str, str], Obj] = {}  # our leases as last written: renewals skip the read
+        # Leases we handed back, as written: the app's next release takes it without reading it first
+        # (a copy someone changed since fails its compare-and-set, and is then read).
+        self._released: dict[tuple[str, str], Obj] = {}
 
     async def acquire(self, namespace: str, app: str) -> Claim:
         """Take (or renew) the app's lease if it is free, expired or already ours. When another
         process holds it, the claim says when that holder's lease runs out (so it can be tried again
         then, instead of on a fixed period). A renewal starts from the lease as this process last
         wrote it, and reads it only when that copy turns out to be stale."""
-        cached = self._held.pop((namespace, app), None)
+        cached = self._held.pop((namespace, app), None) or self._released.pop((namespace, app), None)
         if cached is not None:
             claim = await self._claim(namespace, app, cached)
             if claim.held or claim.expires is not None:
@@ -281,7 +284,7 @@ class Leases:
                 return
             lease["spec"]["holderIdentity"] = None
             try:
-                await self.kube.replace_lease(namespace, lease)
+                self._released[(namespace, app)] = await self.kube.replace_lease(namespace, lease)
                 return
             except KubeConflict:
                 continue  # the copy was stale: read it and try once more

@@ -489,6 +489,27 @@ def test_apps_of_another_cluster_get_no_role_here_and_its_kubeconfigs_are_mounte
         render(values(catalog=catalog))
 
 
+def test_the_cluster_wide_watch_scope_adds_only_list_and_watch_of_the_cached_kinds() -> None:
+    assert env(render(BASE))["RELEASE_BOT_WATCH_SCOPE"]["value"] == "namespace"
+    assert of_kind(render(BASE), "ClusterRole") == []
+    docs = render(values(bot={"watchScope": "cluster"}))
+    assert env(docs)["RELEASE_BOT_WATCH_SCOPE"]["value"] == "cluster"
+    role = one(docs, "ClusterRole")
+    assert granted(role) == {
+        ("apps", "deployments", ()): {"list", "watch"},
+        ("", "pods", ()): {"list", "watch"},
+        ("", "configmaps", ()): {"list", "watch"},
+    }
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    wanted = {
+        (r.group, r.resource, r.verb)
+        for r in access.needed([], lambda a: a, watch_scope="cluster")
+        if r.namespace == ""
+    }
+    assert wanted == {(g, res, v) for (g, res, _), verbs in granted(role).items() for v in verbs}
+
+
 def test_bluegreen_without_a_service_is_a_clear_error() -> None:
     catalog = catalog_for("devops")
     del catalog["apps"]["hexo"]["service"]
