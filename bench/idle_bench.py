@@ -1,6 +1,6 @@
 """Kubernetes API requests of an idle bot, by catalog size: figures, never assertions.
 
-    .venv/bin/python -m bench.idle_bench [--apps 1 50 200] [--seconds 290]
+    .venv/bin/python -m bench.idle_bench [--apps 1 50 200] [--seconds 290] [--watch-scope namespace|cluster]
 
 For the largest size, that many namespaces are made, each with one Deployment at 0 replicas (no
 pods); a catalog of the first N apps (each in its own namespace) is written for each size, and one real
@@ -94,7 +94,7 @@ async def counters(port: int) -> tuple[float, float]:
     return calls, watches
 
 
-async def main(sizes: list[int], seconds: float) -> None:
+async def main(sizes: list[int], seconds: float, scope: str = "namespace") -> None:
     work = Path(tempfile.mkdtemp(prefix="release-bot-bench-"))
     cp = ControlPlane(work / "cluster", ready_delay=1.0)
     cluster = cp.start()
@@ -113,7 +113,12 @@ async def main(sizes: list[int], seconds: float) -> None:
             path.write_text(yaml.safe_dump(catalog(n, sim.users["alice"])))
             t0 = time.perf_counter()
             bots[n] = await start_bot(
-                sim, cluster.admin_kubeconfig, path, work / f"bot-{n}.log", ready_timeout=300
+                sim,
+                cluster.admin_kubeconfig,
+                path,
+                work / f"bot-{n}.log",
+                ready_timeout=300,
+                env={"RELEASE_BOT_WATCH_SCOPE": scope},
             )
             start_requests = sum(await counters(bots[n][1]))
             print(
@@ -126,7 +131,10 @@ async def main(sizes: list[int], seconds: float) -> None:
         await asyncio.sleep(seconds)
         minutes = (time.perf_counter() - started) / 60
         after = {n: await counters(port) for n, (_, port) in bots.items()}
-        print(f"idle, every bot sampled over the same {seconds:.0f} s (watch period {WATCH_SECONDS} s):")
+        print(
+            f"idle, every bot sampled over the same {seconds:.0f} s (watch period {WATCH_SECONDS} s, "
+            f"watch scope {scope}):"
+        )
         per_min: dict[int, float] = {}
         for n in sizes:
             calls = (after[n][0] - before[n][0]) / minutes
@@ -149,10 +157,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", type=int, nargs="+", default=[1, 50, 200], help="catalog sizes")
     parser.add_argument(
+        "--watch-scope",
+        choices=("namespace", "cluster"),
+        default="namespace",
+        help="the bots' RELEASE_BOT_WATCH_SCOPE (default namespace)",
+    )
+    parser.add_argument(
         "--seconds",
         type=float,
         default=float(WATCH_SECONDS),
         help="sampling window (default: one watch period)",
     )
     args = parser.parse_args()
-    asyncio.run(main(sorted(set(args.apps)), args.seconds))
+    asyncio.run(main(sorted(set(args.apps)), args.seconds, args.watch_scope))

@@ -135,11 +135,18 @@ async def wait_ok(url: str, timeout: float) -> None:
 
 
 async def start_bot(
-    sim: SlackSimulator, kubeconfig: Path, catalog: Path, log_path: Path, *, ready_timeout: float = 30.0
+    sim: SlackSimulator,
+    kubeconfig: Path,
+    catalog: Path,
+    log_path: Path,
+    *,
+    ready_timeout: float = 30.0,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """A real `release-bot serve` process wired to `sim` and the cluster, once /readyz says so."""
+    """A real `release-bot serve` process wired to `sim` and the cluster, once /readyz says so
+    (`env`: more settings)."""
     port = free_port()
-    env = {
+    settings = {
         **clean_env(),
         "SLACK_BOT_TOKEN": sim.bot_token,
         "SLACK_SIGNING_SECRET": sim.signing_secret,
@@ -148,10 +155,11 @@ async def start_bot(
         "RELEASE_BOT_CATALOG": str(catalog),
         "RELEASE_BOT_PORT": str(port),
         "LOG_LEVEL": "WARNING",
+        **(env or {}),
     }
     with log_path.open("wb") as log:
         bot = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
-            [sys.executable, "-m", "bot", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "bot", "serve"], env=settings, stdout=log, stderr=subprocess.STDOUT
         )
     sim.bot_url = f"http://127.0.0.1:{port}/slack/events"
     try:
