@@ -79,6 +79,9 @@ def card(record: Record, live: Live) -> tuple[str, list[Block]]:
     if live.unreachable_since is not None and not record.finished:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": unreachable_line(live)}})
     measured = analysis_lines(record)
+    refused = gate_refused_line(record)
+    if refused:
+        measured = [refused, *measured]
     if measured:
         text = "\n".join(measured)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip_mrkdwn(text, SECTION_MAX)}})
@@ -132,6 +135,20 @@ def analysis_lines(record: Record) -> list[str]:
     if t.waiting and record.active:
         lines.append(f":hourglass: Waiting: {esc(t.waiting)}. It never promotes meanwhile.")
     return lines
+
+
+def gate_refused_line(record: Record) -> str:
+    """The webhook gate that last said no to going on, while nothing has moved since (the release is
+    still where the gate stopped it)."""
+    if not record.active:
+        return ""
+    for event in reversed(record.notes):
+        if isinstance(event, events.GateRefused):
+            said = f": {esc(event.said)}" if event.said else ""
+            return f":no_entry: *Gate `{esc(event.gate)}` said no* to the promotion{said}"
+        if isinstance(event, events.Acted | events.CanaryStep | events.Switched):
+            return ""
+    return ""
 
 
 def unreachable_line(live: Live) -> str:

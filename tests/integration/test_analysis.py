@@ -171,6 +171,8 @@ async def test_a_gate_that_says_no_blocks_the_promotion(
     assert await click(slack_sim, "bob", card, "release:promote") == 200
     thread = await thread_with(slack_sim, card, "said no to the promotion")
     assert "Gate `confirm` said no to the promotion: error budget spent." in thread
+    refused_card = await wait_card(slack_sim, "said no*", timeout=30)  # the card says which gate
+    assert "*Gate `confirm` said no* to the promotion: error budget spent" in card_text(refused_card)
     asked = gate["asked"][0]
     assert (asked["phase"], asked["app"], asked["to_version"], asked["namespace"]) == (
         "promote", "hexo", "v2.0", bots.namespace

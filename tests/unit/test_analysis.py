@@ -289,6 +289,8 @@ async def test_a_promote_gate_that_says_no_keeps_the_canary(cluster: MemoryClust
         assert refused.phase is Phase.CANARY and refused.step == at.step and refused.request is None
         note = next(e for e in refused.notes if isinstance(e, events.GateRefused))
         assert (note.gate, note.phase, note.said) == ("confirm", "promote", "the on-call says wait")
+        said = cards.gate_refused_line(refused)
+        assert said == ":no_entry: *Gate `confirm` said no* to the promotion: the on-call says wait"
         assert analyst.asked[0][1]["phase"] == "promote" and analyst.asked[0][1]["to_version"] == "v2.0"
         analyst.gates["confirm"] = (True, "")
         await engine.request("hexo", Request.PROMOTE, BOB)
@@ -296,6 +298,7 @@ async def test_a_promote_gate_that_says_no_keeps_the_canary(cluster: MemoryClust
     finally:
         await engine.stop(0)
     assert done.phase is Phase.SUCCEEDED
+    assert cards.gate_refused_line(done) == ""  # promoted since: the card no longer says it
 
 
 async def test_a_pre_rollout_gate_that_says_no_changes_nothing(cluster: MemoryCluster) -> None:
