@@ -48,7 +48,8 @@ P99 = (
     "histogram_quantile(0.99, sum by (le) "
     "(rate(sandbox_http_request_duration_seconds_bucket{ {{ selector }} }[5s])))"
 )
-ERRORS_ON_CARD = re.compile(r"error-rate 0\.(19|2|20|21)\d* \(max 0\.05\)")
+# 20% of requests fail; over a 5 s window of 1 s scrapes the ratio lands near 0.2, not exactly on it
+ERRORS_ON_CARD = re.compile(r"error-rate (0\.[12]\d*|0\.3) \(max 0\.05\)")
 
 
 def analysis(prometheus: Prometheus, **fields: Any) -> dict[str, Any]:
@@ -92,7 +93,10 @@ async def test_an_errors_canary_is_rolled_back_naming_the_metric(
     text = card_text(final)
     assert ERRORS_ON_CARD.search(text), text
     assert pods_by_image(control_plane, bots.namespace) == {"v1.0": 6}
-    assert ERRORS_ON_CARD.search(record_of(control_plane, bots.namespace)["reason"])
+    record = record_of(control_plane, bots.namespace)
+    assert ERRORS_ON_CARD.search(record["reason"]), record["reason"]
+    (value,) = [r["value"] for r in record["analysis"]["readings"] if r["name"] == "error-rate"]
+    assert 0.1 < value < 0.35, value
 
 
 async def test_a_slow_canary_fails_its_latency_query(
