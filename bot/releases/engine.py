@@ -885,17 +885,8 @@ class Engine:
             record = stored.record
             if not record.active:
                 if record.autoscaler is not None and not record.autoscaler.restored:
-                    async with Run(
-                        site.cluster,
-                        site.caches,
-                        site.store,
-                        self.reporter,
-                        site.audit,
-                        app,
-                        record,
-                        stored,
-                        self.analyst,
-                    ) as run:  # ended by a driver that stopped before giving the autoscaler back
+                    # ended by a driver that stopped before giving the autoscaler back
+                    async with self._run(site, app, stored) as run:
                         await steps.restore_autoscaler(run, _live_name(record))
                     continue
                 if not record.synced:  # finished, but the channel may not show it yet
@@ -904,17 +895,7 @@ class Engine:
                     continue
                 return
             drive = undo_driver.drive if record.undo_to is not None else STRATEGIES[record.strategy].drive
-            async with Run(
-                site.cluster,
-                site.caches,
-                site.store,
-                self.reporter,
-                site.audit,
-                app,
-                record,
-                stored,
-                self.analyst,
-            ) as run:
+            async with self._run(site, app, stored) as run:
                 if run.record.card_ref is None and not await self._open_card(run, app):
                     continue
                 if run.record.phase is Phase.AWAITING_APPROVAL and run.record.request is None:
@@ -937,6 +918,20 @@ class Engine:
                 live = run.live()
             self.reporter.show(final, live, final=True)
             # and look again: a request on this record, or the app's next release, may be waiting
+
+    def _run(self, site: Site, app: App, stored: Stored) -> Run:
+        """A run of the stored release in its app's cluster site."""
+        return Run(
+            site.cluster,
+            site.caches,
+            site.store,
+            self.reporter,
+            site.audit,
+            app,
+            stored.record,
+            stored,
+            self.analyst,
+        )
 
     async def _open_card(self, run: Run, app: App) -> bool:
         """Open the release's card before touching the cluster. When the front end says at once that
