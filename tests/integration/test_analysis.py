@@ -6,8 +6,10 @@ kubelet's pod traffic, on the real control plane, through the bot over signed Sl
 - a `slow` canary fails a latency query (p99 from the histogram);
 - Prometheus stopped mid-analysis: the card says it waits, nothing is promoted; once it is back the
   analysis resumes and promotes;
-- a webhook gate (a loopback server of the test) that says no blocks the promotion, and the card's
-  thread says which gate said no and why.
+- a webhook gate (a loopback server of the test) that says no blocks the promotion, and the card and
+  its thread say which gate said no and why;
+- the bot SIGKILLed mid-analysis: the restarted bot carries the analysis on from the record and
+  promotes once, on the one card.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -193,3 +196,22 @@ async def test_a_gate_that_says_no_blocks_the_promotion(
     await wait_card(slack_sim, "Succeeded", timeout=120)
     assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
     assert json.dumps(gate["asked"][-1]).count('"phase": "promote"') == 1
+
+
+async def test_a_bot_killed_mid_analysis_carries_it_on_from_the_record(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, prometheus: Prometheus
+) -> None:
+    await bots.start(extra={"analysis": analysis(prometheus, auto_promote_after=4)})
+    bot = bots.started[-1]
+    await command(slack_sim, "alice", "hexo v2.0 --canary")
+    await wait_card(slack_sim, "Promote", timeout=60)
+    ns = bots.namespace
+    await wait_record(control_plane, ns, lambda r: bool(r.get("analysis")) and r["analysis"]["good"] >= 1)
+    await bot.stop(signal.SIGKILL)
+    await bots.restart(bot)
+    final = await wait_card(slack_sim, "Succeeded", timeout=120)
+    assert "Rolled back" not in card_text(final)
+    assert pods_by_image(control_plane, ns) == {"v2.0": 6}
+    record = record_of(control_plane, ns)
+    assert [e["action"] for e in record["history"]].count("auto-promote") == 1
+    assert len(slack_sim.history(slack_sim.channels["releases"])) == 1  # one card, updated in place
