@@ -70,6 +70,14 @@ class Window:
     def probes(self, client: str) -> int:
         return sum(1 for e in self.of(client) if is_version_probe(e))
 
+    def trace(self, client: str) -> tuple[str, ...]:
+        """`client`'s requests in the order received: verb and path (GET /version left out)."""
+        return tuple(
+            f"{e.get('verb')} {str(e.get('requestURI', '')).split('?', 1)[0]}"
+            for e in self.of(client)
+            if not is_version_probe(e)
+        )
+
     def kinds(self, client: str) -> Counter[str]:
         """`client`'s requests by verb and resource ("update leases", "watch pods", "get /version")."""
         kinds: Counter[str] = Counter()

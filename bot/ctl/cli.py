@@ -150,6 +150,7 @@ async def _main(
             lease_seconds=LEASE_SECONDS,
             audit=Auditor(next(iter(clusters.values()))),
             analyst=Analyst(gates),
+            follow_reads=False,
         )
         stack.push_async_callback(engine.stop, 0)
         actor = _who(kubeconfig)

@@ -49,7 +49,15 @@ class Right:
         return f"{self.verb} {kind}" + (f"/{self.name}" if self.name else "")
 
 
-WATCHED = (("apps", "deployments"), ("", "pods"), ("", "configmaps"))  # the shared caches' kinds
+WATCHED = (  # the shared caches' kinds
+    ("apps", "deployments"),
+    ("", "pods"),
+    ("", "configmaps"),
+    ("", "services"),
+    ("autoscaling", "horizontalpodautoscalers"),
+    ("", "resourcequotas"),
+    ("policy", "poddisruptionbudgets"),
+)
 
 
 def needed(
@@ -81,17 +89,18 @@ def needed(
         add("", "pods", ("list", "watch"))  # the health gate
         if bluegreen and app.service:
             add("", "services", ("get", "patch"), app.service)  # the traffic switch
+            add("", "services", ("list", "watch"))  # the live colour, read from the shared cache
             add("", "endpoints", ("list", "watch"), app.service)
         add("", "configmaps", ("list", "watch", "create"))  # release records
         add("", "configmaps", ("get", "update"), record)
         add("coordination.k8s.io", "leases", ("create",))  # driver leases
         add("coordination.k8s.io", "leases", ("get", "update"), record)
         add("", "events", ("create",))  # the audit trail on the Deployment
-        # the pre-flight plan's warnings; a canary or blue-green holds the app's autoscaler (names are
-        # not in the catalog)
-        add("autoscaling", "horizontalpodautoscalers", ("list", "patch"))
-        add("", "resourcequotas", ("list",))
-        add("policy", "poddisruptionbudgets", ("list",))
+        # the pre-flight plan's warnings, from the shared caches; a canary or blue-green holds the
+        # app's autoscaler (names are not in the catalog)
+        add("autoscaling", "horizontalpodautoscalers", ("list", "watch", "patch"))
+        add("", "resourcequotas", ("list", "watch"))
+        add("policy", "poddisruptionbudgets", ("list", "watch"))
     return sorted(rights)
 
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from bot.releases.ports import Reader
 
 Obj = dict[str, Any]
 
@@ -74,6 +77,14 @@ class Informer:
             self._listeners.discard(listener)
 
         return unsubscribe
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Follow the watch from now on (subscribing does it too)."""
+        self._ensure_running()
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
@@ -152,6 +163,10 @@ class View(Informer):
         super().__init__(what, fanout.events)
         self._fanout = fanout
 
+    @property
+    def running(self) -> bool:
+        return self._fanout.running
+
     def _ensure_running(self) -> None:
         self._fanout.start()
 
@@ -199,6 +214,10 @@ class Fanout:
         self._router._apply("DOWN", {"error": "a new namespace to follow"})
         self._router._ensure_running()
 
+    @property
+    def running(self) -> bool:
+        return self._router.running
+
     def start(self) -> None:
         self._router._ensure_running()
 
@@ -243,9 +262,19 @@ class Caches:
     cluster-wide watch per kind (and label selector), for the `namespaces` given and any asked for
     later."""
 
-    def __init__(self, cluster: Cluster, scope: str = NAMESPACED, namespaces: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        scope: str = NAMESPACED,
+        namespaces: set[str] | None = None,
+        *,
+        follow_reads: bool = True,
+    ) -> None:
         self.cluster = cluster
         self.scope = scope
+        # Whether `Reads` may start a cache of its own (a long-lived process), or uses only those that
+        # run already (a one-shot `release-bot ctl`, which reads each thing once).
+        self.follow_reads = follow_reads
         self.namespaces = set(namespaces or ())
         self._informers: dict[tuple[str, str, str | None], Informer] = {}
         self._fanouts: dict[tuple[str, str | None], Fanout] = {}
@@ -281,6 +310,10 @@ class Caches:
     def configmaps(self, namespace: str, label_selector: str) -> Informer:
         return self._get("configmaps", namespace, label_selector)
 
+    def of(self, kind: str, namespace: str) -> Informer:
+        """Any kind `stream_of` follows, in `namespace`."""
+        return self._get(kind, namespace)
+
     @property
     def watches(self) -> int:
         """How many list+watch streams these caches hold open (or would, once asked)."""
@@ -289,3 +322,76 @@ class Caches:
     async def stop(self) -> None:
         for informer in self._informers.values():
             await informer.stop()
+
+
+class Behind(Exception):
+    """A cache served an object older than the API server's: whatever was planned on it is redone."""
+
+
+class Reads:
+    """A release's planning reads (ports.Reader), answered by the shared caches while their watch is
+    up: as current as the watch, which is what every controller acts on. A cache that is down, has
+    not listed yet, or does not run (`Caches.follow_reads` off) sends the read to the API server, and
+    so does a named object the cache does not hold (it may be newer than the cache).
+
+    `served` remembers the resourceVersion of each object answered from a cache: a write's
+    server-side dry-run answers with the version the API server holds, and a different one means
+    the cache was behind (`check` raises Behind), so the plan is made again from the API server."""
+
+    def __init__(self, source: Reader, caches: Caches) -> None:
+        self.source = source
+        self.caches = caches
+        self.served: dict[tuple[str, str, str], str] = {}  # (kind, namespace, name) -> resourceVersion
+
+    def _current(self, kind: str, namespace: str) -> dict[str, Obj] | None:
+        informer = self.caches.of(kind, namespace)
+        if not self.caches.follow_reads and not informer.running:
+            return None
+        informer.start()
+        return None if informer.stale else informer.objects
+
+    def _all(self, kind: str, namespace: str) -> list[Obj] | None:
+        objects = self._current(kind, namespace)
+        if objects is None:
+            return None
+        return [self._served(kind, namespace, o) for o in objects.values()]
+
+    def _one(self, kind: str, namespace: str, name: str) -> Obj | None:
+        found = (self._current(kind, namespace) or {}).get(name)
+        return None if found is None else self._served(kind, namespace, found)
+
+    def _served(self, kind: str, namespace: str, obj: Obj) -> Obj:
+        meta = obj.get("metadata", {})
+        self.served[(kind, namespace, meta.get("name", ""))] = meta.get("resourceVersion", "")
+        return copy.deepcopy(obj)  # the cache's own copy is shared: callers may change theirs
+
+    def check(self, kind: str, namespace: str, name: str, resource_version: str) -> None:
+        """Behind, when `kind`/`name` was served from a cache at another version than
+        `resource_version`, the API server's."""
+        seen = self.served.get((kind, namespace, name))
+        if seen is not None and seen != resource_version:
+            raise Behind(
+                f"the cache of {kind} in {namespace} had {name} at {seen}, the API server at {resource_version}"
+            )
+
+    async def deployment(self, ns: str, name: str) -> Obj:
+        return self._one("deployments", ns, name) or await self.source.deployment(ns, name)
+
+    async def deployments(self, ns: str) -> list[Obj]:
+        found = self._all("deployments", ns)
+        return found if found is not None else await self.source.deployments(ns)
+
+    async def service(self, ns: str, name: str) -> Obj:
+        return self._one("services", ns, name) or await self.source.service(ns, name)
+
+    async def autoscalers(self, ns: str) -> list[Obj]:
+        found = self._all("horizontalpodautoscalers", ns)
+        return found if found is not None else await self.source.autoscalers(ns)
+
+    async def quotas(self, ns: str) -> list[Obj]:
+        found = self._all("resourcequotas", ns)
+        return found if found is not None else await self.source.quotas(ns)
+
+    async def disruption_budgets(self, ns: str) -> list[Obj]:
+        found = self._all("poddisruptionbudgets", ns)
+        return found if found is not None else await self.source.disruption_budgets(ns)

@@ -46,6 +46,15 @@ BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError, OSError)
 # ... and, inside a watch's body, a line cut in half.
 STREAM_ERRORS: tuple[type[BaseException], ...] = (*TRANSPORT_ERRORS, ValueError)
+# The list (and watch) parameters by their names in the URL, for a path the generated API does not have.
+QUERY_NAMES = {
+    "resource_version": "resourceVersion",
+    "watch": "watch",
+    "allow_watch_bookmarks": "allowWatchBookmarks",
+    "timeout_seconds": "timeoutSeconds",
+    "label_selector": "labelSelector",
+    "field_selector": "fieldSelector",
+}
 
 
 class KubeError(InfraError):
@@ -459,18 +468,30 @@ class Kube:
     def stream_of(
         self, kind: str, namespace: str, label_selector: str | None = None
     ) -> AsyncIterator[tuple[str, Obj]]:
-        """`stream` of every object of `kind` in `namespace` (deployments, pods or configmaps; namespace
-        "": in every namespace)."""
+        """`stream` of every object of `kind` in `namespace` (deployments, pods, configmaps, services,
+        horizontalpodautoscalers, resourcequotas or poddisruptionbudgets; namespace "": in every
+        namespace)."""
+        core, autoscaling = self.core, self.autoscaling
         listers: dict[str, Callable[..., Awaitable[Any]]] = {
             "deployments": lambda **kw: self.apps.list_namespaced_deployment(namespace, **kw),
-            "pods": lambda **kw: self.core.list_namespaced_pod(namespace, **kw),
-            "configmaps": lambda **kw: self.core.list_namespaced_config_map(namespace, **kw),
+            "pods": lambda **kw: core.list_namespaced_pod(namespace, **kw),
+            "configmaps": lambda **kw: core.list_namespaced_config_map(namespace, **kw),
+            "services": lambda **kw: core.list_namespaced_service(namespace, **kw),
+            "horizontalpodautoscalers": lambda **kw: autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, **kw
+            ),
+            "resourcequotas": lambda **kw: core.list_namespaced_resource_quota(namespace, **kw),
+            "poddisruptionbudgets": lambda **kw: self._list_budgets(namespace, **kw),
         }
         if not namespace:  # every namespace: one cluster-wide list and watch
             listers = {
                 "deployments": self.apps.list_deployment_for_all_namespaces,
-                "pods": self.core.list_pod_for_all_namespaces,
-                "configmaps": self.core.list_config_map_for_all_namespaces,
+                "pods": core.list_pod_for_all_namespaces,
+                "configmaps": core.list_config_map_for_all_namespaces,
+                "services": core.list_service_for_all_namespaces,
+                "horizontalpodautoscalers": autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces,
+                "resourcequotas": core.list_resource_quota_for_all_namespaces,
+                "poddisruptionbudgets": lambda **kw: self._list_budgets("", **kw),
             }
         where = namespace or "every namespace"
         what = f"{kind} in {where}" + (f" ({label_selector})" if label_selector else "")
@@ -652,30 +673,43 @@ class Kube:
         return r
 
     async def disruption_budgets(self, ns: str) -> list[Obj]:
-        """The namespace's PodDisruptionBudgets: policy/v1, or policy/v1beta1 on API servers before
-        1.21 (remembered after the first answer)."""
-        what = f"poddisruptionbudgets in {ns}"
+        r = await self.call(f"poddisruptionbudgets in {ns}", self._list_budgets, ns)
+        items: list[Obj] = r.get("items", [])
+        return items
+
+    async def _list_budgets(self, ns: str, **kw: Any) -> Any:
+        """List (or, with `watch`, watch) PodDisruptionBudgets of `ns` ("": every namespace):
+        policy/v1, or policy/v1beta1 on API servers before 1.21 (remembered after the first answer)."""
         if self._budgets_v1 is not False:
+            v1 = self.policy
             try:
-                r = await self.call(what, self.policy.list_namespaced_pod_disruption_budget, ns)
-                self._budgets_v1 = True
-                items: list[Obj] = r.get("items", [])
-                return items
-            except NotFound:
-                self._budgets_v1 = False
-        path = "/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets"
-        r = await self.call(
-            what,
-            self.api.call_api,
+                resp: Any = await (
+                    v1.list_namespaced_pod_disruption_budget(ns, **kw)
+                    if ns
+                    else v1.list_pod_disruption_budget_for_all_namespaces(**kw)
+                )
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+            else:
+                status = getattr(resp, "status", 200)  # a raw response (content not preloaded)
+                if status != 404:
+                    self._budgets_v1 = True if 200 <= status <= 299 else self._budgets_v1
+                    return resp
+                resp.release()
+            self._budgets_v1 = False
+        path = "/apis/policy/v1beta1" + ("/namespaces/{namespace}" if ns else "") + "/poddisruptionbudgets"
+        return await self.api.call_api(
             path,
             "GET",
-            path_params={"namespace": ns},
+            path_params={"namespace": ns} if ns else {},
+            query_params=[(QUERY_NAMES[k], v) for k, v in kw.items() if k in QUERY_NAMES and v is not None],
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
+            _preload_content=kw.get("_preload_content", True),
+            _request_timeout=kw.get("_request_timeout"),
         )
-        old: list[Obj] = r.get("items", [])
-        return old
 
     async def quotas(self, ns: str) -> list[Obj]:
         r = await self.call(f"resourcequotas in {ns}", self.core.list_namespaced_resource_quota, ns)

@@ -52,7 +52,7 @@ from bot.releases.objects import (
     release_of,
     serves_only,
 )
-from bot.releases.ports import Cluster
+from bot.releases.ports import Reader
 from bot.releases.preflight import Write
 from bot.releases.record import Actor, Phase, Record, Request, utcnow
 from bot.releases.run import Outcome, Plan, Run, Snapshot, cannot_start
@@ -137,7 +137,7 @@ def green_body(blue: Obj, record: Record, app: App) -> Obj:
 # --- The pre-check at `/release ... --bluegreen` ---------------------------------------------------
 
 
-async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
+async def plan(kube: Reader, app: App, to_image: str) -> Plan:
     """Check a blue-green release can start, before anything is recorded (UserError saying why not)."""
     service_name = app.service or ""
     try:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from bot.catalog import App
 from bot.releases import events, health, refusals, steps
-from bot.releases.ports import Cluster
+from bot.releases.ports import Reader
 from bot.releases.preflight import Write
 from bot.releases.record import Phase, Record, Request, setting, utcnow
 from bot.releases.run import Outcome, Plan, Run, Snapshot, cannot_start
@@ -59,7 +59,7 @@ def healthy(pods: health.PodHealth | None, expected: int) -> bool:
     return pods is not None and pods.pods >= max(1, expected) and pods.ready == pods.pods
 
 
-async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
+async def plan(kube: Reader, app: App, to_image: str) -> Plan:
     """The live Deployment; the new version on `targets` pods at each pause, beside all the old ones."""
     dep = await steps.live_deployment(kube, app)
     steps.truthful_name(app, dep, to_image)

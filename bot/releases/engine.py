@@ -22,7 +22,7 @@ from typing import Any
 from bot import freeze
 from bot.catalog import DEFAULT_CLUSTER, Action, App, Catalog
 from bot.errors import ConfigError, Conflict, UserError
-from bot.kube.cache import NAMESPACED, Caches
+from bot.kube.cache import NAMESPACED, Behind, Caches, Reads
 from bot.kube.client import KubeConflict, KubeError, KubeUnavailable, NotFound, backoff
 from bot.releases import bluegreen, canary, events, health, preflight, promotion, refusals, rolling, steps
 from bot.releases import undo as undo_driver
@@ -30,7 +30,7 @@ from bot.releases.audit import Auditor
 from bot.releases.gate import Enqueued, Gate, Queued, new_queue_id
 from bot.releases.history import Revision, revisions, undo
 from bot.releases.objects import MANAGED_SELECTOR
-from bot.releases.ports import Analyst, CardRefused, Cluster, Reporter
+from bot.releases.ports import Analyst, CardRefused, Cluster, Reader, Reporter
 from bot.releases.record import (
     Actor,
     Phase,
@@ -72,6 +72,21 @@ Roles = frozenset[Action]  # what a person may do beyond the action checked: app
 
 
 @dataclass(frozen=True)
+class Ask:
+    """A release as it was asked for: the app and intent, who asked, where, and with which rights."""
+
+    app: App
+    intent: Release
+    actor: Actor
+    channel_id: str
+    channel_name: str
+    reply_to: str
+    front_end: str
+    roles: Roles
+    promoted: Promoted | None = None
+
+
+@dataclass(frozen=True)
 class Site:
     """One cluster, and what the engine keeps per cluster: its client, caches, records, leases and
     audit Events. A cluster that does not answer stops only the releases of its own apps."""
@@ -96,16 +111,18 @@ class Engine:
         audit: Auditor,
         analyst: Analyst | None = None,
         watch_scope: str = NAMESPACED,
+        follow_reads: bool = True,
     ) -> None:
         """`clusters`: a client for each cluster the engine may act in, by the catalog's names (one
         client alone serves `default`). `release-bot serve` connects every cluster of the catalog;
-        `release-bot ctl` only those of the apps a command names."""
+        `release-bot ctl` only those of the apps a command names, and reads what it plans on from the
+        API server (`follow_reads` off: a one-shot process starts no cache for a single read)."""
         self.catalog = catalog
         self.reporter = reporter
         by_name = dict(clusters) if isinstance(clusters, Mapping) else {DEFAULT_CLUSTER: clusters}
         self.sites: dict[str, Site] = {}
         for name, kube in by_name.items():
-            caches = Caches(kube, watch_scope, catalog.namespaces(name))
+            caches = Caches(kube, watch_scope, catalog.namespaces(name), follow_reads=follow_reads)
             self.sites[name] = Site(
                 name,
                 kube,
@@ -197,6 +214,9 @@ class Engine:
         key = (record.namespace, record.app)
         if not record.active and self.reporter.delivered(record.id) is not None:
             return  # its end is being delivered by this process already
+        site = self.sites.get(cluster)
+        if site is not None and site.store.superseded(record.namespace, record.app, stored.resource_version):
+            return  # this process wrote over that version already: what it wrote counts
         wanted = record.needs_driver or stored.gate.moves
         app = self.catalog.apps.get(record.app)
         if app is not None and app.cluster == cluster and wanted and key not in self._drivers:
@@ -259,7 +279,7 @@ class Engine:
                 )
                 return Enqueued(entry, position, running)
         record = await self._prepare(
-            app, intent, actor, channel_id, channel_name, reply_to, front_end, roles, promoted
+            Ask(app, intent, actor, channel_id, channel_name, reply_to, front_end, roles, promoted)
         )
         stored = await site.store.start(record)
         if record.break_glass:
@@ -267,28 +287,28 @@ class Engine:
         self.ensure_driver(app.namespace, app.name)
         return stored.record
 
-    async def _prepare(
-        self,
-        app: App,
-        intent: Release,
-        actor: Actor,
-        channel_id: str,
-        channel_name: str,
-        reply_to: str,
-        front_end: str,
-        roles: Roles,
-        promoted: Promoted | None = None,
-    ) -> Record:
+    async def _prepare(self, ask: Ask) -> Record:
         """The record of a release about to start: planned on the cluster as it is now (reads only),
         past the stage it must come through, past the freeze (or its override), waiting for approval
-        when the app needs it."""
+        when the app needs it. The plan reads the shared caches. It is made again from the API server
+        when a dry-run shows a cache was behind it, and before any refusal: nothing is refused on what
+        a cache says alone."""
+        site = self.site(ask.app)
+        try:
+            return await self._plan_record(ask, Reads(site.cluster, site.caches))
+        except (Behind, UserError, NotFound) as e:
+            log.info("planning %s again from the API server: %s", ask.app.name, e)
+            return await self._plan_record(ask, site.cluster)
+
+    async def _plan_record(self, ask: Ask, reads: Reader) -> Record:
+        app, intent, actor, roles, promoted = ask.app, ask.intent, ask.actor, ask.roles, ask.promoted
         stage = app.promotion.from_
         if stage is not None and (promoted is None or promoted.source != stage):
             raise refusals.NotThroughStage(app.name, stage, promoted.source if promoted else "")
         strategy = intent.strategy or app.default_strategy
         full = intent.version_kind is VersionKind.IMAGE
         to_image = app.image_for(intent.version, full_reference=full)
-        plan = await STRATEGIES[strategy].plan(self.site(app).cluster, app, to_image)
+        plan = await STRATEGIES[strategy].plan(reads, app, to_image)
         dep = plan.deployment
         missing = next((c for c in app.own_containers if health.container_image(dep, c) is None), None)
         if missing is not None:
@@ -314,10 +334,10 @@ class Engine:
             to_image=to_image,
             from_revision=health.revision(dep) or None,
             requester=actor,
-            channel_id=channel_id,
-            channel_name=channel_name,
-            reply_to=reply_to,
-            front_end=front_end,
+            channel_id=ask.channel_id,
+            channel_name=ask.channel_name,
+            reply_to=ask.reply_to,
+            front_end=ask.front_end,
             created_at=now,
             phase_since=now,
             break_glass=intent.break_glass or "",
@@ -343,15 +363,16 @@ class Engine:
         owner = preflight.gitops_owner(dep)
         if owner and app.gitops != "allow":
             raise refusals.GitOpsManaged(app.name, dep["metadata"]["name"], owner)
-        planned = await self._preflight(app, record, plan, owner, from_image)
+        planned = await self._preflight(app, record, plan, owner, from_image, reads)
         return record.model_copy(update={"preflight": planned})
 
     async def _preflight(
-        self, app: App, record: Record, plan: Plan, gitops: str | None, from_image: str
+        self, app: App, record: Record, plan: Plan, gitops: str | None, from_image: str, reads: Reader
     ) -> preflight.Preflight:
         """The plan, by server-side dry-run of exactly the writes that start the release: what the
         API server would store (defaults and mutating webhooks included), or its refusal (a quota,
-        a validating webhook, validation) before anything is written."""
+        a validating webhook, validation) before anything is written. A dry-run answers with the
+        version the API server holds: another than the cache's raises Behind."""
         ns, site = app.namespace, self.site(app)
         after = plan.deployment.get("spec", {}).get("template", {})
         first = True  # the template diff is the app's own Deployment's (the first write)
@@ -364,12 +385,14 @@ class Engine:
                 raise
             except KubeError as e:
                 raise refusals.Rejected(f"{write.verb} {write.kind} {write.name}", str(e)) from e
+            if isinstance(reads, Reads) and write.verb == "patch":
+                reads.check(f"{write.kind}s", ns, write.name, stored["metadata"]["resourceVersion"])
             if write.kind == "deployment" and first:
                 after, first = stored["spec"]["template"], False
         autoscalers, quotas, budgets = await asyncio.gather(
-            self._optional(site.cluster.autoscalers(ns), "horizontalpodautoscalers"),
-            self._optional(site.cluster.quotas(ns), "resourcequotas"),
-            self._optional(site.cluster.disruption_budgets(ns), "poddisruptionbudgets"),
+            self._optional(reads.autoscalers(ns), "horizontalpodautoscalers"),
+            self._optional(reads.quotas(ns), "resourcequotas"),
+            self._optional(reads.disruption_budgets(ns), "poddisruptionbudgets"),
         )
         return preflight.build(
             live=plan.deployment,
@@ -422,7 +445,7 @@ class Engine:
         changed."""
         app = self.app(intent.app)
         _check_request(app, intent)
-        record = await self._prepare(app, intent, actor, channel_id, channel_name, "", front_end, roles)
+        record = await self._prepare(Ask(app, intent, actor, channel_id, channel_name, "", front_end, roles))
         state = await self.site(app).store.state(app.namespace, app.name)
         running = state.record if state.record is not None and state.record.active else None
         return record, running, state.gate
@@ -704,8 +727,11 @@ class Engine:
         return found
 
     async def status(self, app: App) -> tuple[dict[str, Any], Stored | None]:
-        """The app's Deployment as it is now and its current (or last) release record."""
-        return await self._deployment(app), await self.site(app).store.get(app.namespace, app.name)
+        """The app's Deployment as it is now (as the shared cache has it while its watch is up) and its
+        current (or last) release record."""
+        site = self.site(app)
+        live = await steps.live_deployment(Reads(site.cluster, site.caches), app)
+        return live, await site.store.get(app.namespace, app.name)
 
     async def request(
         self,
@@ -879,7 +905,11 @@ class Engine:
         app = self.app(app_name)
         site = self.site(app)
         while True:
-            stored = await site.store.get(namespace, app_name, fresh=True)  # the driver acts on fresh facts
+            # The driver acts on current facts: the records cache while its watch is up (or this process's
+            # own write it has not shown yet), else a read from the API server. A change the cache has
+            # not delivered yet reaches the run by the cache a moment later, and every write is
+            # compare-and-set.
+            stored = await site.store.get(namespace, app_name)
             if stored is None:
                 return
             record = stored.record
@@ -1042,14 +1072,16 @@ class Engine:
         head = gate.queue[0]
         try:
             new = await self._prepare(
-                app,
-                head.intent.model_copy(update={"queue": False}),
-                head.requester,
-                head.channel_id,
-                head.channel_name,
-                "",
-                head.front_end,
-                frozenset(Action(r) for r in head.roles),
+                Ask(
+                    app,
+                    head.intent.model_copy(update={"queue": False}),
+                    head.requester,
+                    head.channel_id,
+                    head.channel_name,
+                    "",
+                    head.front_end,
+                    frozenset(Action(r) for r in head.roles),
+                )
             )
         except refusals.Frozen as e:
             log.info("the queue of %s/%s waits for the freeze %s to end", *key, e.window)

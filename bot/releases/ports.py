@@ -1,5 +1,6 @@
 """The ports the engine is written against. Pure (protocols only).
 
+- `Reader`: the reads of a release's plan, from the API server or the shared watch caches.
 - `Cluster`: every Kubernetes operation the engine, the run, the store, the leases and the auditor use
   (plain JSON dicts in and out). Implemented by `bot.kube.client.Kube`; unit tests use an in-memory one.
 - `Reporter` and `Shown`: how a release is shown to people, and what a front end tells the engine back.
@@ -21,7 +22,19 @@ Obj = dict[str, Any]
 T = TypeVar("T")
 
 
-class Cluster(Protocol):
+class Reader(Protocol):
+    """The reads a release's plan makes (and `/release status`): the API server's answers
+    (`Cluster`), or the shared watch caches' while their watch is up (`bot.kube.cache.Reads`)."""
+
+    async def deployment(self, ns: str, name: str) -> Obj: ...
+    async def deployments(self, ns: str) -> list[Obj]: ...
+    async def service(self, ns: str, name: str) -> Obj: ...
+    async def autoscalers(self, ns: str) -> list[Obj]: ...  # HorizontalPodAutoscalers (autoscaling/v1)
+    async def quotas(self, ns: str) -> list[Obj]: ...  # ResourceQuotas
+    async def disruption_budgets(self, ns: str) -> list[Obj]: ...  # PodDisruptionBudgets (policy)
+
+
+class Cluster(Reader, Protocol):
     """One Kubernetes cluster, as the engine uses it."""
 
     unreachable_since: datetime | None  # when the API server stopped answering (None: it answers)
@@ -29,12 +42,11 @@ class Cluster(Protocol):
     def stream_of(
         self, kind: str, namespace: str, label_selector: str | None = None
     ) -> AsyncIterator[tuple[str, Obj]]:
-        """List then watch `kind` ("deployments", "pods", "configmaps") forever, surviving any
+        """List then watch `kind` ("deployments", "pods", "configmaps", "services",
+        "horizontalpodautoscalers", "resourcequotas", "poddisruptionbudgets") forever, surviving any
         transport error: ADDED..., ("SYNCED", listing), events, ("DOWN"/"UP", {})."""
         ...
 
-    async def deployment(self, ns: str, name: str) -> Obj: ...
-    async def deployments(self, ns: str) -> list[Obj]: ...
     # Writes take `dry_run`: admission, defaulting and validation run, nothing is stored.
     async def patch_deployment(
         self, ns: str, name: str, patch: Obj | list[Obj], *, dry_run: bool = False
@@ -47,14 +59,10 @@ class Cluster(Protocol):
     ) -> T: ...
     async def replica_sets(self, deployment: Obj) -> list[Obj]: ...
     async def pods(self, ns: str, selector: dict[str, str]) -> list[Obj]: ...
-    async def service(self, ns: str, name: str) -> Obj: ...
     async def patch_service(
         self, ns: str, name: str, patch: Obj | list[Obj], *, dry_run: bool = False
     ) -> Obj: ...
-    async def autoscalers(self, ns: str) -> list[Obj]: ...  # HorizontalPodAutoscalers (autoscaling/v1)
     async def patch_autoscaler(self, ns: str, name: str, patch: Obj) -> Obj: ...
-    async def quotas(self, ns: str) -> list[Obj]: ...  # ResourceQuotas
-    async def disruption_budgets(self, ns: str) -> list[Obj]: ...  # PodDisruptionBudgets (policy)
     async def watch_endpoints(
         self, ns: str, name: str, predicate: Callable[[Obj], T | None], timeout: float
     ) -> T: ...

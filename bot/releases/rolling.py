@@ -7,13 +7,13 @@ import math
 
 from bot.catalog import App
 from bot.releases import steps
-from bot.releases.ports import Cluster
+from bot.releases.ports import Reader
 from bot.releases.preflight import Write
 from bot.releases.record import Phase, Record
 from bot.releases.run import Plan, Run
 
 
-async def plan(kube: Cluster, app: App, to_image: str) -> Plan:
+async def plan(kube: Reader, app: App, to_image: str) -> Plan:
     """The live Deployment, replaced pod by pod: at most maxSurge extra pods at any time."""
     dep = await steps.live_deployment(kube, app)
     steps.truthful_name(app, dep, to_image)

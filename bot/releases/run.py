@@ -31,7 +31,7 @@ from bot.releases.events import Event
 from bot.releases.gate import Gate
 from bot.releases.health import Live
 from bot.releases.objects import MANAGED_SELECTOR
-from bot.releases.ports import Analyst, Cluster, Reporter
+from bot.releases.ports import Analyst, Cluster, Reader, Reporter
 from bot.releases.preflight import Write
 from bot.releases.record import Record, utcnow
 from bot.releases.store import Store, Stored, decode, object_name
@@ -82,7 +82,7 @@ class Strategy(Protocol):
     dry-runs them on the API server); `drive` carries the release out from whatever phase its record
     is in (resumable, idempotent)."""
 
-    async def plan(self, kube: Cluster, app: App, to_image: str) -> Plan: ...
+    async def plan(self, kube: Reader, app: App, to_image: str) -> Plan: ...
     def writes(self, app: App, record: Record, plan: Plan) -> list[Write]: ...
     async def drive(self, run: Run) -> None: ...
 
@@ -135,6 +135,8 @@ class Run:
         self._freeze_timer: asyncio.TimerHandle | None = None
         self._freeze: freeze.Active | None = None  # the app's freeze window on now, kept at its boundaries
         self._deferred: list[Event] = []  # notes the next write stores (`defer`)
+        self._replaced: set[str] = set()  # resourceVersions of the record that are known to be old
+        self._saving = asyncio.Lock()
 
     @property
     def record(self) -> Record:
@@ -148,7 +150,9 @@ class Run:
 
     async def __aenter__(self) -> Run:
         ns = self.record.namespace
-        dep = await self.kube.deployment(ns, self.record.deployment)
+        dep = None if self._deployments.stale else self._deployments.objects.get(self.record.deployment)
+        if dep is None:  # not followed by a cache yet, or its watch is down
+            dep = await self.kube.deployment(ns, self.record.deployment)
         self.snap.deployment = dep
         self._selector = dep["spec"]["selector"]["matchLabels"]
         for informer, apply in (
@@ -229,9 +233,17 @@ class Run:
             stored = decode(obj)
             if stored.record.id != self.record.id or len(stored.record.history) < len(self.record.history):
                 return
-            self.snap.record = stored.record
-            self._stored = stored
+            if stored.resource_version in self._replaced:
+                return  # a version this run has written over already, delivered late by the cache
+            self._keep(stored)
         self._wake()
+
+    def _keep(self, stored: Stored) -> None:
+        """`stored` is the record as it is now."""
+        if self._stored is not None and self._stored.resource_version != stored.resource_version:
+            self._replaced.add(self._stored.resource_version)
+        self.snap.record = stored.record
+        self._stored = stored
 
     @property
     def stale(self) -> bool:
@@ -352,22 +364,24 @@ class Run:
             return rec
 
         attempt = 0
-        while True:  # compare-and-set is safe to repeat: wait out a passing outage instead of failing
-            try:
-                stored = await self.store.update(
-                    self.record.namespace, self.record.app, full, known=self._stored
-                )
-                break
-            except KubeUnavailable as e:
-                log.info("cannot save the record yet: %s", e)
-                self.refresh_card()
-                await asyncio.sleep(retry_delay(e, attempt))
-                attempt += 1
-            except BaseException:
-                self._deferred = [*deferred, *self._deferred]  # not written: the next save carries them
-                raise
-        self.snap.record = stored.record
-        self._stored = stored
+        # One save at a time (the driver's and the card's): each starts from the record the last one
+        # wrote, instead of both from the same version and one losing the compare-and-set.
+        async with self._saving:
+            while True:  # compare-and-set is safe to repeat: wait out a passing outage instead of failing
+                try:
+                    stored = await self.store.update(
+                        self.record.namespace, self.record.app, full, known=self._stored
+                    )
+                    break
+                except KubeUnavailable as e:
+                    log.info("cannot save the record yet: %s", e)
+                    self.refresh_card()
+                    await asyncio.sleep(retry_delay(e, attempt))
+                    attempt += 1
+                except BaseException:
+                    self._deferred = [*deferred, *self._deferred]  # not written: the next save carries them
+                    raise
+            self._keep(stored)
         self._wake()
         return stored.record
 

@@ -13,7 +13,7 @@ from bot.errors import UserError
 from bot.kube.client import CHANGE_CAUSE, NotFound, Obj
 from bot.releases import analysis, events, health, objects, preflight, refusals
 from bot.releases.history import undo
-from bot.releases.ports import Cluster
+from bot.releases.ports import Reader
 from bot.releases.preflight import Pin, Write
 from bot.releases.record import Actor, Follower, Phase, Record, Request, setting, utcnow
 from bot.releases.run import Outcome, Plan, Run, Snapshot
@@ -37,7 +37,7 @@ def change_cause(record: Record) -> str:
     return f"release-bot: {record.requester.name} ({record.requester.id}) {what} {via}, release {record.id}"
 
 
-async def live_deployment(kube: Cluster, app: App) -> Obj:
+async def live_deployment(kube: Reader, app: App) -> Obj:
     """The Deployment that runs the app now: the catalog's or, for an app released blue-green, the
     colour its Service selects (after `hexo` → `hexo-v2.0`, rolling releases, canaries, history,
     undo and pause act on `hexo-v2.0`)."""
@@ -149,7 +149,7 @@ async def _set_follower_image(run: Run, follower: Follower) -> Obj:
     return dep
 
 
-async def plan_followers(kube: Cluster, app: App, to_image: str) -> tuple[list[Obj], tuple[Follower, ...]]:
+async def plan_followers(kube: Reader, app: App, to_image: str) -> tuple[list[Obj], tuple[Follower, ...]]:
     """The app's other Deployments as they run now (refused when one is missing, lacks a container,
     or is managed by a GitOps tool the catalog does not allow)."""
     live, followers = [], []

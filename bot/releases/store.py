@@ -63,12 +63,41 @@ class Store:
     def __init__(self, kube: Cluster, lookup: Lookup | None = None) -> None:
         self.kube = kube
         self.lookup = lookup
+        # This process's last write of each app's ConfigMap (the resourceVersion it replaced, what it
+        # wrote), kept until the cache shows it: meanwhile a cache still at the replaced version is one
+        # write behind, and the write itself is the current state.
+        self._mine: dict[tuple[str, str], tuple[str | None, Obj]] = {}
 
     async def _configmap(self, namespace: str, app: str, fresh: bool) -> Obj | None:
-        cm = NOT_KNOWN if fresh or self.lookup is None else self.lookup(namespace, object_name(app))
+        cm = NOT_KNOWN if fresh or self.lookup is None else self._cached(namespace, app)
         if cm is NOT_KNOWN:
             cm = await self.kube.configmap(namespace, object_name(app))
         return cm if isinstance(cm, dict) else None
+
+    def _cached(self, namespace: str, app: str) -> object:
+        """The ConfigMap as the records cache says, or as this process just wrote it while the cache
+        has not seen that write yet; NOT_KNOWN when neither can tell (someone else wrote since)."""
+        assert self.lookup is not None
+        cm = self.lookup(namespace, object_name(app))
+        mine = self._mine.get((namespace, app))
+        if cm is NOT_KNOWN or mine is None:
+            return cm
+        replaced, written = mine
+        seen = cm["metadata"]["resourceVersion"] if isinstance(cm, dict) else None
+        if seen == replaced:
+            return written  # the cache has not caught up with this process's own write yet
+        del self._mine[(namespace, app)]
+        return cm if seen == written["metadata"]["resourceVersion"] else NOT_KNOWN
+
+    def superseded(self, namespace: str, app: str, resource_version: str) -> bool:
+        """Whether this process has written over that version of the app's ConfigMap already (a cache
+        that delivers it now is late)."""
+        mine = self._mine.get((namespace, app))
+        return mine is not None and mine[0] == resource_version
+
+    def _wrote(self, namespace: str, app: str, replaced: str | None, cm: Obj) -> Obj:
+        self._mine[(namespace, app)] = (replaced, cm)
+        return cm
 
     async def get(self, namespace: str, app: str, *, fresh: bool = False) -> Stored | None:
         cm = await self._configmap(namespace, app, fresh)
@@ -104,26 +133,26 @@ class Store:
                 if fresh or attempt > 0:
                     raise
                 continue  # refused on what the cache says: confirm on a fresh read first
+            base = current.resource_version
             try:
-                if current.resource_version is None:
+                if base is None:
                     cm = await self.kube.create_configmap(
                         namespace, _encode(namespace, app, record, gate, None)
                     )
                 else:
                     cm = await self.kube.replace_configmap(
-                        namespace, _encode(namespace, app, record, gate, current.resource_version)
+                        namespace, _encode(namespace, app, record, gate, base)
                     )
             except KubeConflict:
                 continue
-            return state_of(cm)
+            return state_of(self._wrote(namespace, app, base, cm))
         raise refusals.TooBusy(app)
 
     async def put(self, record: Record, base: Stored) -> Stored:
         """Replace the record if the ConfigMap is still as `base` read it; KubeConflict otherwise."""
-        cm = await self.kube.replace_configmap(
-            record.namespace, _encode(record.namespace, record.app, record, base.gate, base.resource_version)
-        )
-        return decode(cm)
+        ns, app = record.namespace, record.app
+        cm = await self.kube.replace_configmap(ns, _encode(ns, app, record, base.gate, base.resource_version))
+        return decode(self._wrote(ns, app, base.resource_version, cm))
 
     async def update(
         self, namespace: str, app: str, change: Callable[[Record], Record], known: Stored | None = None

@@ -145,6 +145,8 @@ async def test_catalog_check_lists_the_rights_the_identity_lacks(
         "patch deployments.apps",
         "get services/hexo-service",
         "patch services/hexo-service",
+        "list services",
+        "watch services",
         "list endpoints/hexo-service",
         "watch endpoints/hexo-service",
     ]

@@ -32,7 +32,9 @@ from tests.fixtures.bot import (
     thread_with,
     wait_card,
     wait_ephemeral,
+    wait_new_card,
     wait_record,
+    watches_opened,
 )
 
 pytestmark = pytest.mark.integration
@@ -123,6 +125,48 @@ async def test_apiserver_restart_mid_release_ends_correct_and_keeps_the_lease(
     assert record["phase"] == "succeeded"
     history = kubectl(control_plane, "-n", ns, "rollout", "history", "deployment/hexo")
     assert history.count("release-bot:") == 1  # one change: no rollback, no second patch
+
+
+async def test_apiserver_restart_between_releases_plans_on_what_the_server_holds(
+    bots: Bots, slack_sim: SlackSimulator, control_plane: ClusterInfo, control_plane_process: ControlPlane
+) -> None:
+    """Plans read the shared caches. The apiserver restarted between releases drops their watches:
+    a release asked for the moment it is back is planned from the API server (or the re-listed
+    caches), and so are a refusal and a change someone else made right before the command. Nothing
+    is refused, labelled or written on a cache's old copy."""
+    ns = bots.namespace
+    bot = await bots.start()
+    await command(slack_sim, "alice", "hexo v2.0")
+    first = await wait_card(slack_sim, "Succeeded", timeout=120)
+    before = await watches_opened(bot.port)
+
+    await asyncio.to_thread(control_plane_process.restart, "kube-apiserver", 2.0)
+    back = time.monotonic()
+    await command(slack_sim, "alice", "hexo v3.0")  # while the caches' watches are still re-opening
+    card = await wait_new_card(slack_sim, "Succeeded", [first], timeout=120)
+    print(
+        f"\napiserver restart between releases: next release succeeded {time.monotonic() - back:.2f} s after"
+    )
+    assert "v2.0 → v3.0" in card_text(card)
+    assert_runs(control_plane, ns, V3)
+    assert await watches_opened(bot.port) > before  # the caches followed the cluster again
+
+    # Someone else moves the app back to v1.0 right before the next commands.
+    kubectl(control_plane, "-n", ns, "set", "image", "deployment/hexo", f"hexo={V1}")
+    await command(slack_sim, "alice", "hexo v1.0")
+    refused = await wait_ephemeral(slack_sim, "alice", "already runs")
+    assert "`v1.0`" in refused
+    kubectl(control_plane, "-n", ns, "rollout", "status", "deployment/hexo", "--timeout=120s")
+    kubectl(control_plane, "-n", ns, "set", "image", "deployment/hexo", f"hexo={V2}")
+    await command(slack_sim, "alice", "hexo v3.0")
+    last = await wait_new_card(slack_sim, "Succeeded", [first, card], timeout=120)
+    assert "v2.0 → v3.0" in card_text(last)  # labelled from what ran, not from the release before
+    assert_runs(control_plane, ns, V3)
+    assert len(cards_in_channel(slack_sim)) == 3  # the refusal started nothing
+    record = await wait_record(control_plane, ns, lambda r: r["synced"])
+    assert record["phase"] == "succeeded" and record["from_image"] == V2
+    replanned = bot.log_path.read_text(errors="replace").count("again from the API server")
+    print(f"plans made again from the API server after a cache was behind or a refusal: {replanned}")
 
 
 async def test_etcd_restart_during_a_canary_then_promote_ends_correct(

@@ -42,6 +42,8 @@ NEEDED: list[tuple[str, str, str, str]] = [
     ("", "pods", "watch", ""),
     ("", "services", "get", "hexo-service"),
     ("", "services", "patch", "hexo-service"),
+    ("", "services", "list", ""),
+    ("", "services", "watch", ""),
     # the Endpoints watch selects the Service's name (fieldSelector metadata.name)
     ("", "endpoints", "list", "hexo-service"),
     ("", "endpoints", "watch", "hexo-service"),
@@ -57,7 +59,10 @@ NEEDED: list[tuple[str, str, str, str]] = [
     ("autoscaling", "horizontalpodautoscalers", "list", ""),
     ("autoscaling", "horizontalpodautoscalers", "patch", ""),
     ("", "resourcequotas", "list", ""),
+    ("", "resourcequotas", "watch", ""),
     ("policy", "poddisruptionbudgets", "list", ""),
+    ("policy", "poddisruptionbudgets", "watch", ""),
+    ("autoscaling", "horizontalpodautoscalers", "watch", ""),
 ]
 
 # ... and for the rolling/canary-only app hexo1 (Deployment hexo) in its own namespace.
@@ -81,7 +86,10 @@ NEEDED_ROLLING: list[tuple[str, str, str, str]] = [
     ("autoscaling", "horizontalpodautoscalers", "list", ""),
     ("autoscaling", "horizontalpodautoscalers", "patch", ""),
     ("", "resourcequotas", "list", ""),
+    ("", "resourcequotas", "watch", ""),
     ("policy", "poddisruptionbudgets", "list", ""),
+    ("policy", "poddisruptionbudgets", "watch", ""),
+    ("autoscaling", "horizontalpodautoscalers", "watch", ""),
 ]
 
 # Inside the blue-green app's namespace, but outside the Role.
@@ -99,7 +107,6 @@ REFUSED_HERE: list[tuple[str, str, str, str]] = [
     ("", "configmaps", "delete", "release-bot.hexo"),
     ("", "configmaps", "deletecollection", ""),
     ("", "services", "get", "other-service"),
-    ("", "services", "list", ""),
     ("", "services", "patch", "other-service"),
     ("", "services", "create", ""),
     ("", "services", "delete", "hexo-service"),
@@ -132,6 +139,8 @@ REFUSED_ROLLING: list[tuple[str, str, str, str]] = [
     ("apps", "deployments", "patch", "another-app"),
     ("", "services", "get", "hexo-service"),
     ("", "services", "patch", "hexo-service"),
+    ("", "services", "list", ""),
+    ("", "services", "watch", ""),
     ("", "endpoints", "watch", "hexo-service"),
     ("", "configmaps", "get", "release-bot.hexo"),
     ("coordination.k8s.io", "leases", "update", "release-bot.hexo"),

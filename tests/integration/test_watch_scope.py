@@ -1,32 +1,31 @@
 """The cluster-wide watch scope (`RELEASE_BOT_WATCH_SCOPE=cluster`, the chart's `bot.watchScope`) on
 the real control plane: two apps in two namespaces are released by a bot that opened one watch per
-kind for the whole cluster (three in all), instead of one per kind and namespace; then the apiserver
+kind for the whole cluster (one per kind the shared caches follow), instead of one per kind and namespace; then the apiserver
 is restarted mid-release and the release still ends correct, its card fresh again."""
 
 from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
+from bot.kube.access import WATCHED
 from sandbox import hexo
 from sandbox.controlplane.launcher import ClusterInfo, ControlPlane
 from sandbox.slack import SlackSimulator
-from tests.fixtures.bot import Bots, card_text, command, create_hexo, kubectl, pods_by_image, wait_card
+from tests.fixtures.bot import (
+    Bots,
+    card_text,
+    command,
+    create_hexo,
+    kubectl,
+    pods_by_image,
+    wait_card,
+    watches_opened,
+)
 
 pytestmark = pytest.mark.integration
-
-
-async def watches_opened(port: int) -> float:
-    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
-        text = await r.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("release_bot_kube_api_requests_total") and 'kind="watch"' in line
-    )
 
 
 async def test_one_watch_per_kind_for_every_namespace(
@@ -50,9 +49,9 @@ async def test_one_watch_per_kind_for_every_namespace(
         await wait_card(slack_sim, "Succeeded", timeout=120)
         await command(slack_sim, "alice", "hexo-b v2.0")
         await wait_card(slack_sim, "Rolling out", timeout=60)
-        # both namespaces followed: configmaps (the records), deployments and pods, one watch each
-        # for the whole cluster (the namespaced scope opens six here)
-        assert await watches_opened(bot.port) == 3
+        # both namespaces followed: records, Deployments, pods, Services and the pre-flight kinds,
+        # one watch each for the whole cluster (the namespaced scope opens one per kind and namespace)
+        assert await watches_opened(bot.port) == len(WATCHED)
         await asyncio.to_thread(control_plane_process.restart, "kube-apiserver", 2.0)
         final = await wait_card(slack_sim, "Succeeded", timeout=120)
         assert "hexo-b" in card_text(final)

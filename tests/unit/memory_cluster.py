@@ -75,12 +75,14 @@ class MemoryCluster:
                 "services",
                 "configmaps",
                 "leases",
-                "autoscalers",
-                "quotas",
+                "horizontalpodautoscalers",
+                "resourcequotas",
+                "poddisruptionbudgets",
             )
         }
         self.events: list[Obj] = []
         self.writes: list[tuple[str, str]] = []  # (verb, what), for tests that count changes
+        self.reads: list[str] = []  # the reads asked of this API (lists and gets), for tests that count them
         self._rv = 0
         self._watchers: list[tuple[str, str, str | None, asyncio.Queue[tuple[str, Obj]]]] = []
 
@@ -190,9 +192,11 @@ class MemoryCluster:
         self._put("services", service, "ADDED")
 
     async def deployment(self, ns: str, name: str) -> Obj:
+        self.reads.append(f"deployment {name}")
         return copy.deepcopy(self._get("deployments", ns, name))
 
     async def deployments(self, ns: str) -> list[Obj]:
+        self.reads.append("deployments")
         return [copy.deepcopy(o) for (n, _), o in self.objects["deployments"].items() if n == ns]
 
     async def patch_deployment(
@@ -207,7 +211,7 @@ class MemoryCluster:
         self.writes.append(("patch", f"deployment {name}"))
         self._put("deployments", new, "MODIFIED")
         self._reconcile(ns, name)
-        return await self.deployment(ns, name)
+        return copy.deepcopy(self._get("deployments", ns, name))
 
     async def create_deployment(self, ns: str, body: Obj, *, dry_run: bool = False) -> Obj:
         name = body["metadata"]["name"]
@@ -221,7 +225,7 @@ class MemoryCluster:
         self.writes.append(("create", f"deployment {name}"))
         self._put("deployments", dep, "ADDED")
         self._reconcile(ns, name)
-        return await self.deployment(ns, name)
+        return copy.deepcopy(self._get("deployments", ns, name))
 
     async def delete_deployment(self, ns: str, name: str) -> None:
         dep = self._get("deployments", ns, name)
@@ -239,7 +243,7 @@ class MemoryCluster:
     async def watch_deployment(
         self, ns: str, name: str, predicate: Callable[[Obj], T | None], timeout: float
     ) -> T:
-        found = predicate(await self.deployment(ns, name))
+        found = predicate(copy.deepcopy(self._get("deployments", ns, name)))
         if found is None:
             raise TimeoutError
         return found
@@ -342,6 +346,7 @@ class MemoryCluster:
     # --- Services ------------------------------------------------------------------------------------
 
     async def service(self, ns: str, name: str) -> Obj:
+        self.reads.append(f"service {name}")
         return copy.deepcopy(self._get("services", ns, name))
 
     async def patch_service(
@@ -368,6 +373,7 @@ class MemoryCluster:
     # --- ConfigMaps and Leases (compare-and-set) -----------------------------------------------------
 
     async def configmap(self, ns: str, name: str) -> Obj | None:
+        self.reads.append(f"configmap {name}")
         obj = self.objects["configmaps"].get((ns, name))
         return copy.deepcopy(obj) if obj else None
 
@@ -378,6 +384,7 @@ class MemoryCluster:
         return self._replace("configmaps", ns, body)
 
     async def lease(self, ns: str, name: str) -> Obj | None:
+        self.reads.append(f"lease {name}")
         obj = self.objects["leases"].get((ns, name))
         return copy.deepcopy(obj) if obj else None
 
@@ -405,18 +412,21 @@ class MemoryCluster:
         return self._put(kind, obj, "MODIFIED")
 
     async def autoscalers(self, ns: str) -> list[Obj]:
-        return [o for (n, _), o in self.objects["autoscalers"].items() if n == ns]
+        self.reads.append("autoscalers")
+        return [o for (n, _), o in self.objects["horizontalpodautoscalers"].items() if n == ns]
 
     async def patch_autoscaler(self, ns: str, name: str, patch: Obj) -> Obj:
-        hpa = self._get("autoscalers", ns, name)
+        hpa = self._get("horizontalpodautoscalers", ns, name)
         self.writes.append(("patch", f"horizontalpodautoscaler {name}"))
-        return self._put("autoscalers", merge(hpa, patch), "MODIFIED")
+        return self._put("horizontalpodautoscalers", merge(hpa, patch), "MODIFIED")
 
     async def disruption_budgets(self, ns: str) -> list[Obj]:
-        return []
+        self.reads.append("budgets")
+        return [o for (n, _), o in self.objects["poddisruptionbudgets"].items() if n == ns]
 
     async def quotas(self, ns: str) -> list[Obj]:
-        return [o for (n, _), o in self.objects["quotas"].items() if n == ns]
+        self.reads.append("quotas")
+        return [o for (n, _), o in self.objects["resourcequotas"].items() if n == ns]
 
     async def event(self, involved: Obj, reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append({"reason": reason, "message": message, "warning": warning})

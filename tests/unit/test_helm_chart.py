@@ -48,15 +48,16 @@ NEEDED_BLUEGREEN: dict[Rule, set[str]] = {
     ("apps", "replicasets", ()): {"list"},
     ("", "pods", ()): {"list", "watch"},
     ("", "services", ("hexo-service",)): {"get", "patch"},
+    ("", "services", ()): {"list", "watch"},
     ("", "endpoints", ("hexo-service",)): {"list", "watch"},
     ("", "configmaps", ()): {"list", "watch", "create"},
     ("", "configmaps", ("release-bot.hexo",)): {"get", "update"},
     ("coordination.k8s.io", "leases", ()): {"create"},
     ("coordination.k8s.io", "leases", ("release-bot.hexo",)): {"get", "update"},
     ("", "events", ()): {"create"},
-    ("autoscaling", "horizontalpodautoscalers", ()): {"list", "patch"},
-    ("", "resourcequotas", ()): {"list"},
-    ("policy", "poddisruptionbudgets", ()): {"list"},
+    ("autoscaling", "horizontalpodautoscalers", ()): {"list", "watch", "patch"},
+    ("", "resourcequotas", ()): {"list", "watch"},
+    ("policy", "poddisruptionbudgets", ()): {"list", "watch"},
 }
 
 BASE: Obj = {**IMAGE_VALUES, **SLACK_VALUES, "catalog": catalog_for("devops")}
@@ -427,9 +428,9 @@ def test_without_bluegreen_deployments_are_named_and_never_created() -> None:
         ("coordination.k8s.io", "leases", ()): {"create"},
         ("coordination.k8s.io", "leases", ("release-bot.hexo",)): {"get", "update"},
         ("", "events", ()): {"create"},
-        ("autoscaling", "horizontalpodautoscalers", ()): {"list", "patch"},
-        ("", "resourcequotas", ()): {"list"},
-        ("policy", "poddisruptionbudgets", ()): {"list"},
+        ("autoscaling", "horizontalpodautoscalers", ()): {"list", "watch", "patch"},
+        ("", "resourcequotas", ()): {"list", "watch"},
+        ("policy", "poddisruptionbudgets", ()): {"list", "watch"},
     }
 
 
@@ -499,6 +500,10 @@ def test_the_cluster_wide_watch_scope_adds_only_list_and_watch_of_the_cached_kin
         ("apps", "deployments", ()): {"list", "watch"},
         ("", "pods", ()): {"list", "watch"},
         ("", "configmaps", ()): {"list", "watch"},
+        ("", "services", ()): {"list", "watch"},
+        ("", "resourcequotas", ()): {"list", "watch"},
+        ("autoscaling", "horizontalpodautoscalers", ()): {"list", "watch"},
+        ("policy", "poddisruptionbudgets", ()): {"list", "watch"},
     }
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -540,7 +545,7 @@ def test_every_rule_says_why() -> None:
     text = render_files(BASE, namespace="bots")["release-bot/templates/rbac.yaml"]
     lines = text.splitlines()
     rule_lines = [i for i, line in enumerate(lines) if re.match(r"\s+- apiGroups:", line)]
-    assert len(rule_lines) == len(one(render(BASE, namespace="bots"), "Role")["rules"]) == 14
+    assert len(rule_lines) == len(one(render(BASE, namespace="bots"), "Role")["rules"]) == 15
     for i in rule_lines:
         assert lines[i - 1].strip().startswith("#"), f"rule without a comment: {lines[i]}"
 

@@ -222,7 +222,7 @@ async def test_a_gitops_managed_deployment_is_refused_before_anything_is_written
 
 
 def add_autoscaler(cluster: MemoryCluster, target: str = "hexo") -> None:
-    cluster.objects["autoscalers"][(NS, "hexo")] = {
+    cluster.objects["horizontalpodautoscalers"][(NS, "hexo")] = {
         "metadata": {"name": "hexo", "namespace": NS, "resourceVersion": "1"},
         "spec": {
             "scaleTargetRef": {"kind": "Deployment", "name": target},
@@ -233,7 +233,7 @@ def add_autoscaler(cluster: MemoryCluster, target: str = "hexo") -> None:
 
 
 def bounds(cluster: MemoryCluster) -> tuple[int, int, str]:
-    spec = cluster.objects["autoscalers"][(NS, "hexo")]["spec"]
+    spec = cluster.objects["horizontalpodautoscalers"][(NS, "hexo")]["spec"]
     return spec["minReplicas"], spec["maxReplicas"], spec["scaleTargetRef"]["name"]
 
 
