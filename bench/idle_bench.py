@@ -5,7 +5,7 @@
 For the largest size, that many namespaces are made, each with one Deployment at 0 replicas (no
 pods); a catalog of the first N apps (each in its own namespace) is written for each size, and one real
 `release-bot serve` process per size is started (the bot checks its rights in every namespace with
-SelfSubjectAccessReviews, then lists and watches the release records of each). Once every bot is
+a SelfSubjectRulesReview each, then lists and watches the release records of each). Once every bot is
 ready, with nothing released, the bots' own /metrics counter (`release_bot_kube_api_requests_total`
 by kind: `call`, one request and answer; `watch`, one watch opened) is sampled over the same window
 for all of them. The default window is one watch period (the bot re-opens each watch every 290 s),

@@ -2,8 +2,9 @@
 
 Validates the file as the bot would at start-up; with a kubeconfig, also checks, in that cluster,
 that every app's Deployment, container and Service exist in its namespace, and that the kubeconfig's
-identity has every right the bot needs for the catalog's apps (`bot.kube.access.needed`, asked with
-one SelfSubjectAccessReview each, as `serve` does at start-up). Prints one line per problem (a
+identity has every right the bot needs for the catalog's apps (`bot.kube.access.needed`, asked as
+`serve` does at start-up: a rules review per namespace, an access review for each right it does not
+show). Prints one line per problem (a
 missing right names its namespace, verb, resource, object name if any, and the apps that need it)
 and exits 0 when there is none, 1 otherwise, a kubeconfig that cannot be used or cannot reach the
 cluster included (2 for bad arguments).

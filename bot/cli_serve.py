@@ -149,7 +149,7 @@ async def serve(
     Socket Mode: once Slack said hello on its connection).
 
     Before anything is served: the kubeconfig is loaded, Slack's auth.test checks the bot token and
-    its scopes, and SelfSubjectAccessReviews check the bot's rights in every namespace of the catalog.
+    its scopes, and rules and access reviews check the bot's rights in every namespace of the catalog.
     Any of them failing is a ConfigError (exit status 2) that says what to fix."""
     metrics = metrics if metrics is not None else Metrics()
     health = SlackHealth()

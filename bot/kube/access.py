@@ -7,8 +7,11 @@
   named where the Role names objects (an app's Deployment, Service, record and lease), for any
   object where it cannot (lists, watches, creates, blue-green colours).
   `needed_by` says which apps need each of them.
-- `missing`: which of those rights the kubeconfig's identity lacks, asked with one
-  SelfSubjectAccessReview each (any authenticated identity may ask about itself).
+- `missing`: which of those rights the kubeconfig's identity lacks. One SelfSubjectRulesReview per
+  namespace shows the rules the identity holds there, which grant most rights at once; every right
+  they do not show (and every cluster-wide one) is asked with a SelfSubjectAccessReview of its own,
+  the API server's authoritative answer, so a right is only ever called missing by it (any
+  authenticated identity may ask both about itself).
 - `probe`: one cheap request (GET /version) through the bot's own client, so `Kube.unreachable_since`
   follows the API server even while nothing else is being asked.
 """
@@ -19,6 +22,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from kubernetes_asyncio import client
@@ -212,11 +216,50 @@ async def allowed(kube: Kube, right: Right) -> bool:
     return bool((answer.get("status") or {}).get("allowed"))
 
 
+async def rules(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    """The resource rules a SelfSubjectRulesReview shows the identity holding in `namespace` (none
+    when the API server will not say: the rights are then asked one by one)."""
+    body = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": namespace},
+    }
+    api = client.AuthorizationV1Api(kube.api)
+    try:
+        answer = await kube.call("selfsubjectrulesreview", api.create_self_subject_rules_review, body)
+    except KubeError as e:
+        if e.status in (403, 404):
+            return []
+        raise
+    return list((answer.get("status") or {}).get("resourceRules") or [])
+
+
+def shown(held: Iterable[dict[str, Any]], right: Right) -> bool:
+    """Whether one of the rules `held` (a SelfSubjectRulesReview's resourceRules) grants `right`, by
+    RBAC's rules: "*" matches any verb, group or resource; a rule naming objects grants only those."""
+
+    def has(values: Any, value: str) -> bool:
+        return isinstance(values, list) and ("*" in values or value in values)
+
+    return any(
+        has(rule.get("verbs"), right.verb)
+        and has(rule.get("apiGroups"), right.group)
+        and has(rule.get("resources"), right.resource)
+        and (not rule.get("resourceNames") or (bool(right.name) and right.name in rule["resourceNames"]))
+        for rule in held
+    )
+
+
 async def missing(kube: Kube, rights: Iterable[Right], deadline: float = START_DEADLINE_S) -> list[Right]:
-    """The rights the identity lacks. An API server that cannot be reached is tried again until
+    """The rights the identity lacks: those a namespace's rules review shows are held; each other one
+    is asked (SelfSubjectAccessReview). An API server that cannot be reached is tried again until
     `deadline` seconds have passed; then, and for any other failure (bad credentials), ConfigError."""
     wanted = list(rights)
     gate = asyncio.Semaphore(REVIEW_CONCURRENCY)
+
+    async def held(namespace: str) -> tuple[str, list[dict[str, Any]]]:
+        async with gate:
+            return namespace, await rules(kube, namespace)
 
     async def one(right: Right) -> bool:
         async with gate:
@@ -227,8 +270,11 @@ async def missing(kube: Kube, rights: Iterable[Right], deadline: float = START_D
     attempt = 0
     while True:
         try:
-            answers = await asyncio.gather(*(one(r) for r in wanted))
-            return [r for r, ok in zip(wanted, answers, strict=True) if not ok]
+            namespaces = sorted({r.namespace for r in wanted if r.namespace})
+            by_namespace = dict(await asyncio.gather(*(held(ns) for ns in namespaces)))
+            asked = [r for r in wanted if not (r.namespace and shown(by_namespace[r.namespace], r))]
+            answers = await asyncio.gather(*(one(r) for r in asked))
+            return [r for r, ok in zip(asked, answers, strict=True) if not ok]
         except KubeUnavailable as e:
             if loop.time() >= give_up:
                 raise ConfigError(

@@ -1,5 +1,5 @@
 """`release-bot catalog check` without a cluster: which app needs each right, and how a missing right
-is written (the SelfSubjectAccessReviews run against the real API server in
+is written (the rights reviews run against the real API server in
 tests/integration/test_cli.py)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """bot.kube.access without a cluster: the rights the bot checks at start-up are exactly what the Helm
 chart's Role grants (rendered offline from helm/release-bot), and every unusable kubeconfig is one
-ConfigError line. (The SelfSubjectAccessReviews themselves run against the real API server in
-tests/integration/test_startup_readiness.py.)"""
+ConfigError line, and a rules review's rules are read as RBAC grants them. (The reviews themselves run
+against the real API server in tests/integration/test_startup_readiness.py.)"""
 
 from __future__ import annotations
 
@@ -70,6 +70,78 @@ def test_the_rights_of_a_blue_green_app() -> None:
     rights = {r.describe() for r in access.needed(rolling.apps.values(), object_name)}
     assert "get deployments.apps/hexo" in rights and "get deployments.apps" not in rights
     assert not any("services" in r or "endpoints" in r for r in rights)
+
+
+def test_the_charts_role_rules_show_every_right_it_grants() -> None:
+    """A rules review answers with rules shaped as a Role's: read as RBAC does, the chart's own Role
+    shows every right the bot checks for, and so spares each its own review."""
+    data = catalog_for("devops", "web")
+    needed = access.needed(Catalog.from_mapping(data).apps.values(), object_name)
+    values = {**IMAGE_VALUES, **SLACK_VALUES, "catalog": data, "namespaces": ["devops", "web"]}
+    held: dict[str, list[dict[str, Any]]] = {"devops": [], "web": []}
+    for role in of_kind(render(values), "Role"):
+        held[role["metadata"]["namespace"]] += role.get("rules") or []
+    assert [r.describe() for r in needed if not access.shown(held[r.namespace], r)] == []
+    for beyond in (("", "secrets", "get", ""), ("", "configmaps", "update", "someone-elses")):
+        assert not access.shown(held["devops"], access.Right("devops", *beyond))  # nothing more
+
+
+@pytest.mark.parametrize(
+    ("rule", "right", "expected"),
+    [
+        (
+            {"verbs": ["get"], "apiGroups": ["apps"], "resources": ["deployments"]},
+            ("apps", "deployments", "get", "hexo"),
+            True,
+        ),
+        (
+            {"verbs": ["get"], "apiGroups": ["apps"], "resources": ["deployments"]},
+            ("apps", "deployments", "patch", ""),
+            False,
+        ),
+        ({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, ("", "configmaps", "update", "x"), True),
+        (
+            {"verbs": ["get"], "apiGroups": [""], "resources": ["deployments"]},
+            ("apps", "deployments", "get", ""),
+            False,
+        ),
+        (
+            {
+                "verbs": ["get"],
+                "apiGroups": ["apps"],
+                "resources": ["deployments"],
+                "resourceNames": ["hexo"],
+            },
+            ("apps", "deployments", "get", "hexo"),
+            True,
+        ),
+        (
+            {
+                "verbs": ["get"],
+                "apiGroups": ["apps"],
+                "resources": ["deployments"],
+                "resourceNames": ["hexo"],
+            },
+            ("apps", "deployments", "get", "other"),
+            False,
+        ),
+        (
+            {
+                "verbs": ["list"],
+                "apiGroups": ["apps"],
+                "resources": ["deployments"],
+                "resourceNames": ["hexo"],
+            },
+            ("apps", "deployments", "list", ""),
+            False,
+        ),
+        ({"verbs": ["get"], "resources": ["deployments"]}, ("apps", "deployments", "get", ""), False),
+    ],
+)
+def test_a_rule_shows_a_right_as_rbac_grants_it(
+    rule: dict[str, Any], right: tuple[str, str, str, str], expected: bool
+) -> None:
+    assert access.shown([rule], access.Right("devops", *right)) is expected
 
 
 def test_missing_rights_are_listed_per_namespace() -> None:
