@@ -694,7 +694,8 @@ class Kube:
             else:
                 status = getattr(resp, "status", 200)  # a raw response (content not preloaded)
                 if status != 404:
-                    self._budgets_v1 = True if 200 <= status <= 299 else self._budgets_v1
+                    if 200 <= status <= 299:
+                        self._budgets_v1 = True
                     return resp
                 resp.release()
             self._budgets_v1 = False

@@ -22,7 +22,7 @@ from kubernetes_asyncio import client
 
 from sandbox.controlplane.launcher import ClusterInfo, ControlPlane
 from sandbox.slack import SlackSimulator
-from tests.fixtures.bot import BotProcess, Bots, command, wait_ephemeral
+from tests.fixtures.bot import BotProcess, Bots, card_text, command, pods_by_image, wait_card, wait_ephemeral
 from tests.fixtures.helm import install_rbac, service_account_kubeconfig
 
 pytestmark = pytest.mark.integration
@@ -159,6 +159,26 @@ async def test_a_bad_kubeconfig_is_one_line(bots: Bots, tmp_path: Path, problem:
     assert f"kubeconfig {path}" in line
     expected = {"missing": "no such file", "not-yaml": "not valid YAML", "no-context": "current-context"}
     assert expected[problem] in line
+
+
+async def test_a_bot_started_while_the_api_server_is_down_checks_its_rights_once_it_is_back_and_releases(
+    bots: Bots, control_plane: ClusterInfo, control_plane_process: ControlPlane, slack_sim: SlackSimulator
+) -> None:
+    """Start-up's rights check (rules reviews, then access reviews) waits out an API server that does
+    not answer yet instead of failing, then the bot serves and releases as usual."""
+    await asyncio.to_thread(control_plane_process.stop_component, "kube-apiserver")
+    try:
+        starting = asyncio.create_task(bots.start())
+        await asyncio.sleep(3)  # the bot is up and asking a server that does not answer
+        assert not starting.done()
+    finally:
+        await asyncio.to_thread(control_plane_process.start_component, "kube-apiserver")
+    bot = await starting
+    assert await readyz(bot) == (200, {"ready": True})
+    await command(slack_sim, "alice", "hexo v2.0")
+    card = await wait_card(slack_sim, "Succeeded", timeout=120)
+    assert "v1.0 → v2.0" in card_text(card)
+    assert pods_by_image(control_plane, bots.namespace) == {"v2.0": 6}
 
 
 async def test_readyz_follows_the_api_server(
